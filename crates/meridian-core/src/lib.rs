@@ -1,0 +1,22 @@
+//! The pure heart of Meridian: names, regions, jurisdictions, apps, roles and the rules that
+//! validate them.
+//!
+//! Architecture Invariant: this crate does no I/O, spawns nothing and reads no clock. Every
+//! function here is deterministic in its arguments, so the replicated state machine and the
+//! scheduler can call it on every server and get the same answer.
+
+pub mod app;
+pub mod country;
+pub mod error;
+pub mod jurisdiction;
+pub mod name;
+pub mod region;
+pub mod role;
+
+pub use app::{AppSpec, HealthCheck};
+pub use country::CountryCode;
+pub use error::ValidationError;
+pub use jurisdiction::{Jurisdiction, JurisdictionCatalog};
+pub use name::Name;
+pub use region::Region;
+pub use role::{Action, Role};
