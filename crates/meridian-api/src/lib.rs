@@ -1,1 +1,33 @@
+//! Meridian's wire types for the REST API (version 1) and a typed HTTP client.
+//!
+//! API Boundary: everything a client or another Meridian process sends or receives over HTTP is
+//! defined here. Inputs carry plain strings and numbers; `into_*` methods turn them into checked
+//! `meridian-core` types, naming the field at fault when they cannot.
 
+pub mod apps;
+pub mod client;
+pub mod cluster;
+pub mod error;
+pub mod regions;
+pub mod tokens;
+
+pub use client::{Client, ClientError};
+pub use error::{ErrorBody, ErrorDetail};
+
+/// The API version prefix every route lives under.
+pub const API_PREFIX: &str = "/v1";
+
+/// Header carrying the cluster secret on server-to-server calls.
+pub const CLUSTER_SECRET_HEADER: &str = "meridian-cluster-secret";
+
+/// Header a server sets when it forwards a request to the leader, naming itself.
+pub const FORWARDED_BY_HEADER: &str = "meridian-forwarded-by";
+
+/// `GET /v1/health`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok` when the server answers.
+    pub status: String,
+    /// This server's Raft node id.
+    pub node_id: u64,
+}

@@ -1,1 +1,25 @@
+//! Meridian's replicated state: the commands that change it, their deterministic application
+//! to SQLite tables, and the openraft log, state machine, snapshots and network that keep
+//! every server's copy the same.
+//!
+//! Architecture Invariant: this is the only crate that writes SQL.
 
+pub mod apply;
+pub mod command;
+pub mod db;
+pub mod error;
+pub mod log_store;
+pub mod network;
+pub mod node;
+pub mod reader;
+pub mod rows;
+pub mod snapshot;
+pub mod state_machine;
+pub mod types;
+
+pub use command::{AppRecord, Applied, Command, CommandResult, Refusal, RegionRecord, TokenRecord};
+pub use error::StateError;
+pub use network::HttpNetwork;
+pub use node::{open, Node, RaftSettings};
+pub use reader::StateReader;
+pub use types::{MemberNode, NodeId, Raft, TypeConfig};

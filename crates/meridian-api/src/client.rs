@@ -1,0 +1,225 @@
+//! A typed HTTP client for the Meridian API.
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::apps::{AppBody, AppPatch, AppView};
+use crate::cluster::ClusterStatus;
+use crate::error::ErrorBody;
+use crate::regions::{RegionBody, RegionPatch};
+use crate::tokens::{BootstrapResponse, CreateToken, TokenCreated, TokenInfo};
+use crate::Health;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error body.
+    #[error("{status}: {code}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The error code from the body.
+        code: String,
+        /// The error message from the body.
+        message: String,
+    },
+    /// The server could not be reached or the exchange broke off.
+    #[error("cannot reach {url}: {source}")]
+    Transport {
+        /// The URL called.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered something that is not the expected JSON.
+    #[error("unexpected answer from {url} ({status}): {detail}")]
+    Decode {
+        /// The URL called.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// What could not be read.
+        detail: String,
+    },
+}
+
+impl ClientError {
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } | Self::Decode { status, .. } => Some(*status),
+            Self::Transport { .. } => None,
+        }
+    }
+}
+
+/// A client bound to one server address and, optionally, a token.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the server at `base` (e.g. `http://127.0.0.1:7001`).
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http,
+        }
+    }
+
+    /// The server address this client calls.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(b) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: b.error.code,
+                    message: b.error.message,
+                },
+                Err(_) => ClientError::Decode {
+                    url,
+                    status: status.as_u16(),
+                    detail: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                },
+            });
+        }
+        let bytes = if status == StatusCode::NO_CONTENT || bytes.is_empty() {
+            bytes::Bytes::from_static(b"null")
+        } else {
+            bytes
+        };
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url,
+            status: status.as_u16(),
+            detail: e.to_string(),
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call::<(), T>(Method::GET, path, None).await
+    }
+
+    /// `GET /v1/health`.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.get("/v1/health").await
+    }
+
+    /// `POST /v1/auth/bootstrap`.
+    pub async fn bootstrap(&self) -> Result<BootstrapResponse, ClientError> {
+        self.call::<(), _>(Method::POST, "/v1/auth/bootstrap", None)
+            .await
+    }
+
+    /// `POST /v1/tokens`.
+    pub async fn create_token(&self, req: &CreateToken) -> Result<TokenCreated, ClientError> {
+        self.call(Method::POST, "/v1/tokens", Some(req)).await
+    }
+
+    /// `GET /v1/tokens`.
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
+        self.get("/v1/tokens").await
+    }
+
+    /// `DELETE /v1/tokens/{id}`.
+    pub async fn revoke_token(&self, id: &str) -> Result<(), ClientError> {
+        self.call::<(), ()>(Method::DELETE, &format!("/v1/tokens/{id}"), None)
+            .await
+    }
+
+    /// `GET /v1/cluster`.
+    pub async fn cluster(&self) -> Result<ClusterStatus, ClientError> {
+        self.get("/v1/cluster").await
+    }
+
+    /// `POST /v1/regions`.
+    pub async fn create_region(&self, r: &RegionBody) -> Result<RegionBody, ClientError> {
+        self.call(Method::POST, "/v1/regions", Some(r)).await
+    }
+
+    /// `GET /v1/regions`.
+    pub async fn regions(&self) -> Result<Vec<RegionBody>, ClientError> {
+        self.get("/v1/regions").await
+    }
+
+    /// `PATCH /v1/regions/{name}`.
+    pub async fn patch_region(
+        &self,
+        name: &str,
+        p: &RegionPatch,
+    ) -> Result<RegionBody, ClientError> {
+        self.call(Method::PATCH, &format!("/v1/regions/{name}"), Some(p))
+            .await
+    }
+
+    /// `DELETE /v1/regions/{name}`.
+    pub async fn delete_region(&self, name: &str) -> Result<(), ClientError> {
+        self.call::<(), ()>(Method::DELETE, &format!("/v1/regions/{name}"), None)
+            .await
+    }
+
+    /// `POST /v1/apps`.
+    pub async fn create_app(&self, a: &AppBody) -> Result<AppView, ClientError> {
+        self.call(Method::POST, "/v1/apps", Some(a)).await
+    }
+
+    /// `GET /v1/apps`.
+    pub async fn apps(&self) -> Result<Vec<AppView>, ClientError> {
+        self.get("/v1/apps").await
+    }
+
+    /// `GET /v1/apps/{name}`.
+    pub async fn app(&self, name: &str) -> Result<AppView, ClientError> {
+        self.get(&format!("/v1/apps/{name}")).await
+    }
+
+    /// `PATCH /v1/apps/{name}`.
+    pub async fn patch_app(&self, name: &str, p: &AppPatch) -> Result<AppView, ClientError> {
+        self.call(Method::PATCH, &format!("/v1/apps/{name}"), Some(p))
+            .await
+    }
+
+    /// `DELETE /v1/apps/{name}`.
+    pub async fn delete_app(&self, name: &str) -> Result<(), ClientError> {
+        self.call::<(), ()>(Method::DELETE, &format!("/v1/apps/{name}"), None)
+            .await
+    }
+}

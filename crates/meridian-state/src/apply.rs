@@ -1,0 +1,292 @@
+//! Applying one committed command to the state tables. Deterministic: the outcome depends only
+//! on the command and the rows already there, so every server reaches the same state.
+
+use std::collections::BTreeMap;
+
+use meridian_core::{CountryCode, Name};
+use sqlx::SqliteConnection;
+
+use crate::command::{
+    AppRecord, Applied, Command, CommandResult, Refusal, RegionRecord, TokenRecord,
+};
+use crate::rows::{self, i, to_json};
+
+/// Applies `cmd` inside the caller's transaction. A refusal leaves the tables untouched; an
+/// `Err` means the database failed and the whole batch must be abandoned.
+pub async fn apply(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandResult, sqlx::Error> {
+    sqlx::query("SAVEPOINT command").execute(&mut *c).await?;
+    let outcome = apply_inner(c, cmd).await;
+    let end = match &outcome {
+        Ok(Ok(_)) => "RELEASE command",
+        _ => "ROLLBACK TO command",
+    };
+    sqlx::query(end).execute(&mut *c).await?;
+    if !matches!(outcome, Ok(Ok(_))) {
+        sqlx::query("RELEASE command").execute(&mut *c).await?;
+    }
+    outcome
+}
+
+async fn apply_inner(
+    c: &mut SqliteConnection,
+    cmd: &Command,
+) -> Result<CommandResult, sqlx::Error> {
+    match cmd {
+        Command::Bootstrap { signing_key, admin } => {
+            if rows::setting(c, "signing_key").await?.is_some() {
+                return Ok(Err(Refusal::AlreadyBootstrapped));
+            }
+            for (k, v) in [
+                ("signing_key", signing_key.clone()),
+                ("bootstrapped_at", admin.created_at.to_string()),
+            ] {
+                sqlx::query("INSERT INTO cluster_settings (key, value) VALUES (?, ?)")
+                    .bind(k)
+                    .bind(v)
+                    .execute(&mut *c)
+                    .await?;
+            }
+            insert_token(c, admin).await
+        }
+        Command::CreateToken { token } => insert_token(c, token).await,
+        Command::RevokeToken { id, at } => {
+            let Some(t) = rows::token(c, id).await? else {
+                return Ok(Err(Refusal::not_found("token", id)));
+            };
+            if t.revoked_at.is_none() {
+                sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ?")
+                    .bind(i(*at))
+                    .bind(id)
+                    .execute(&mut *c)
+                    .await?;
+            }
+            Ok(Ok(Applied::Done))
+        }
+        Command::CreateRegion { region, at } => {
+            if rows::region(c, region.name.as_str()).await?.is_some() {
+                return Ok(Err(Refusal::exists("region", &region.name)));
+            }
+            sqlx::query(
+                "INSERT INTO regions (name, country, latitude, longitude, version, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, 1, ?, ?)",
+            )
+            .bind(region.name.as_str())
+            .bind(region.country.as_str())
+            .bind(region.latitude)
+            .bind(region.longitude)
+            .bind(i(*at))
+            .bind(i(*at))
+            .execute(&mut *c)
+            .await?;
+            let rec = RegionRecord {
+                region: region.clone(),
+                version: 1,
+                created_at: *at,
+                updated_at: *at,
+            };
+            Ok(Ok(Applied::Region(rec)))
+        }
+        Command::UpdateRegion {
+            region,
+            expected_version,
+            at,
+        } => {
+            let Some(old) = rows::region(c, region.name.as_str()).await? else {
+                return Ok(Err(Refusal::not_found("region", &region.name)));
+            };
+            if old.version != *expected_version {
+                return Ok(Err(Refusal::stale("region", &region.name)));
+            }
+            if old.region.country != region.country {
+                if let Some(refusal) = apps_left_outside(c, &region.name, region.country).await? {
+                    return Ok(Err(refusal));
+                }
+            }
+            sqlx::query(
+                "UPDATE regions SET country = ?, latitude = ?, longitude = ?, version = version + 1, \
+                 updated_at = ? WHERE name = ?",
+            )
+            .bind(region.country.as_str())
+            .bind(region.latitude)
+            .bind(region.longitude)
+            .bind(i(*at))
+            .bind(region.name.as_str())
+            .execute(&mut *c)
+            .await?;
+            let rec = RegionRecord {
+                region: region.clone(),
+                version: old.version + 1,
+                created_at: old.created_at,
+                updated_at: *at,
+            };
+            Ok(Ok(Applied::Region(rec)))
+        }
+        Command::DeleteRegion { name } => {
+            if rows::region(c, name.as_str()).await?.is_none() {
+                return Ok(Err(Refusal::not_found("region", name)));
+            }
+            let pinned = apps_pinned_to(c, name).await?;
+            if !pinned.is_empty() {
+                return Ok(Err(Refusal::Conflict {
+                    message: format!(
+                        "region {name} is still pinned by apps: {}",
+                        pinned.join(", ")
+                    ),
+                }));
+            }
+            sqlx::query("DELETE FROM regions WHERE name = ?")
+                .bind(name.as_str())
+                .execute(&mut *c)
+                .await?;
+            Ok(Ok(Applied::Done))
+        }
+        Command::CreateApp { spec, at } => {
+            if rows::app(c, spec.name.as_str()).await?.is_some() {
+                return Ok(Err(Refusal::exists("app", &spec.name)));
+            }
+            if let Some(refusal) = check_places(c, spec).await? {
+                return Ok(Err(refusal));
+            }
+            let rec = AppRecord {
+                spec: spec.clone(),
+                version: 1,
+                created_at: *at,
+                updated_at: *at,
+            };
+            write_app(c, &rec).await?;
+            Ok(Ok(Applied::App(rec)))
+        }
+        Command::UpdateApp {
+            spec,
+            expected_version,
+            at,
+        } => {
+            let Some(old) = rows::app(c, spec.name.as_str()).await? else {
+                return Ok(Err(Refusal::not_found("app", &spec.name)));
+            };
+            if old.version != *expected_version {
+                return Ok(Err(Refusal::stale("app", &spec.name)));
+            }
+            if let Some(refusal) = check_places(c, spec).await? {
+                return Ok(Err(refusal));
+            }
+            let rec = AppRecord {
+                spec: spec.clone(),
+                version: old.version + 1,
+                created_at: old.created_at,
+                updated_at: *at,
+            };
+            write_app(c, &rec).await?;
+            Ok(Ok(Applied::App(rec)))
+        }
+        Command::DeleteApp { name } => {
+            let done = sqlx::query("DELETE FROM apps WHERE name = ?")
+                .bind(name.as_str())
+                .execute(&mut *c)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Ok(Err(Refusal::not_found("app", name)));
+            }
+            Ok(Ok(Applied::Done))
+        }
+    }
+}
+
+async fn insert_token(
+    c: &mut SqliteConnection,
+    t: &TokenRecord,
+) -> Result<CommandResult, sqlx::Error> {
+    if rows::token(c, &t.id).await?.is_some() {
+        return Ok(Err(Refusal::exists("token", &t.id)));
+    }
+    sqlx::query(
+        "INSERT INTO tokens (id, role, apps, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&t.id)
+    .bind(t.role.as_str())
+    .bind(t.apps.as_ref().map(to_json))
+    .bind(i(t.created_at))
+    .bind(i(t.expires_at))
+    .bind(t.revoked_at.map(i))
+    .execute(&mut *c)
+    .await?;
+    Ok(Ok(Applied::Token(t.clone())))
+}
+
+async fn write_app(c: &mut SqliteConnection, rec: &AppRecord) -> Result<(), sqlx::Error> {
+    let s = &rec.spec;
+    sqlx::query(
+        "INSERT OR REPLACE INTO apps (name, image, replicas, port, residency, regions, env, health, \
+         version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(s.name.as_str())
+    .bind(&s.image)
+    .bind(i64::from(s.replicas))
+    .bind(i64::from(s.port))
+    .bind(to_json(&s.residency))
+    .bind(s.regions.as_ref().map(to_json))
+    .bind(to_json(&s.env))
+    .bind(s.health.as_ref().map(to_json))
+    .bind(i(rec.version))
+    .bind(i(rec.created_at))
+    .bind(i(rec.updated_at))
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Refuses an app whose residency names an unknown group or whose pinned regions are missing
+/// or outside its residency.
+async fn check_places(
+    c: &mut SqliteConnection,
+    spec: &meridian_core::AppSpec,
+) -> Result<Option<Refusal>, sqlx::Error> {
+    let catalog = rows::catalog(c).await?;
+    let countries: BTreeMap<Name, CountryCode> = rows::regions(c)
+        .await?
+        .into_iter()
+        .map(|r| (r.region.name, r.region.country))
+        .collect();
+    Ok(spec
+        .check_places(&catalog, |n| countries.get(n).copied())
+        .err()
+        .map(|e| Refusal::Invalid {
+            field: e.field,
+            message: e.problem.to_string(),
+        }))
+}
+
+async fn apps_pinned_to(
+    c: &mut SqliteConnection,
+    region: &Name,
+) -> Result<Vec<String>, sqlx::Error> {
+    Ok(rows::apps(c)
+        .await?
+        .into_iter()
+        .filter(|a| a.spec.regions.iter().flatten().any(|r| r == region))
+        .map(|a| a.spec.name.to_string())
+        .collect())
+}
+
+/// Refuses moving a region to `country` when an app pinned to it would then lie outside its
+/// residency.
+async fn apps_left_outside(
+    c: &mut SqliteConnection,
+    region: &Name,
+    country: CountryCode,
+) -> Result<Option<Refusal>, sqlx::Error> {
+    let catalog = rows::catalog(c).await?;
+    let outside: Vec<String> = rows::apps(c)
+        .await?
+        .into_iter()
+        .filter(|a| a.spec.regions.iter().flatten().any(|r| r == region))
+        .filter(|a| !catalog.allows(&a.spec.residency, country))
+        .map(|a| a.spec.name.to_string())
+        .collect();
+    Ok((!outside.is_empty()).then(|| Refusal::Conflict {
+        message: format!(
+            "moving region {region} to {country} would put pinned apps outside their residency: {}",
+            outside.join(", ")
+        ),
+    }))
+}

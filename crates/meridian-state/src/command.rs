@@ -1,0 +1,203 @@
+//! What can be written: every change to the replicated state is one `Command`, decided on the
+//! leader (ids, timestamps and keys are chosen there) and applied identically everywhere.
+
+use meridian_core::{AppSpec, Name, Region, Role};
+use serde::{Deserialize, Serialize};
+
+/// A change to the replicated state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// Creates the signing key and the first admin token. Works once per cluster.
+    Bootstrap {
+        /// HMAC key, base64.
+        signing_key: String,
+        /// The first admin token.
+        admin: TokenRecord,
+    },
+    /// Adds a token.
+    CreateToken {
+        /// The token.
+        token: TokenRecord,
+    },
+    /// Revokes a token (idempotent).
+    RevokeToken {
+        /// Its id.
+        id: String,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// Adds a region.
+    CreateRegion {
+        /// The region.
+        region: Region,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// Replaces a region if it is still at `expected_version`.
+    UpdateRegion {
+        /// The new region.
+        region: Region,
+        /// The version the change was computed from.
+        expected_version: u64,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// Removes a region no app is pinned to.
+    DeleteRegion {
+        /// Its name.
+        name: Name,
+    },
+    /// Adds an app.
+    CreateApp {
+        /// The app.
+        spec: AppSpec,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// Replaces an app if it is still at `expected_version`.
+    UpdateApp {
+        /// The new spec.
+        spec: AppSpec,
+        /// The version the change was computed from.
+        expected_version: u64,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// Removes an app.
+    DeleteApp {
+        /// Its name.
+        name: Name,
+    },
+}
+
+/// A token as the state keeps it. The JWT itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Random id, the JWT's `jti`.
+    pub id: String,
+    /// Its role.
+    pub role: Role,
+    /// Apps a deployer token is limited to.
+    pub apps: Option<Vec<Name>>,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// Unix seconds, once revoked.
+    pub revoked_at: Option<u64>,
+}
+
+/// A region with its bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionRecord {
+    /// The region.
+    pub region: Region,
+    /// Bumped on every change.
+    pub version: u64,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub updated_at: u64,
+}
+
+/// An app with its bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppRecord {
+    /// The app.
+    pub spec: AppSpec,
+    /// Bumped on every change.
+    pub version: u64,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub updated_at: u64,
+}
+
+/// What applying one log entry produced.
+pub type CommandResult = Result<Applied, Refusal>;
+
+/// A command that took effect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Applied {
+    /// Nothing to return (membership and blank entries, deletes, revokes).
+    Done,
+    /// The token as stored.
+    Token(TokenRecord),
+    /// The region as stored.
+    Region(RegionRecord),
+    /// The app as stored.
+    App(AppRecord),
+}
+
+/// A command the state refused; nothing was changed. Decided by the state alone, so every
+/// server refuses the same commands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Refusal {
+    /// Bootstrap ran before.
+    #[error("the cluster is already bootstrapped")]
+    AlreadyBootstrapped,
+    /// No such thing.
+    #[error("{what} {name} does not exist")]
+    NotFound {
+        /// `app`, `region`, `token`.
+        what: String,
+        /// Its name or id.
+        name: String,
+    },
+    /// The name is taken.
+    #[error("{what} {name} already exists")]
+    AlreadyExists {
+        /// `app`, `region`, `token`.
+        what: String,
+        /// Its name or id.
+        name: String,
+    },
+    /// The input is well-formed but does not fit the cluster.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field at fault.
+        field: String,
+        /// Why.
+        message: String,
+    },
+    /// The change conflicts with the current state.
+    #[error("{message}")]
+    Conflict {
+        /// Why.
+        message: String,
+    },
+    /// The thing changed since the caller read it.
+    #[error("{what} {name} changed concurrently; retry")]
+    Stale {
+        /// `app`, `region`.
+        what: String,
+        /// Its name.
+        name: String,
+    },
+}
+
+impl Refusal {
+    pub(crate) fn not_found(what: &str, name: impl ToString) -> Self {
+        Self::NotFound {
+            what: what.into(),
+            name: name.to_string(),
+        }
+    }
+
+    pub(crate) fn exists(what: &str, name: impl ToString) -> Self {
+        Self::AlreadyExists {
+            what: what.into(),
+            name: name.to_string(),
+        }
+    }
+
+    pub(crate) fn stale(what: &str, name: impl ToString) -> Self {
+        Self::Stale {
+            what: what.into(),
+            name: name.to_string(),
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Opening a server's data directory and starting its Raft node.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::SnapshotPolicy;
+use sqlx::SqlitePool;
+
+use crate::db::{self, LOG_MIGRATIONS, STATE_MIGRATIONS};
+use crate::error::StateError;
+use crate::log_store::LogStore;
+use crate::network::HttpNetwork;
+use crate::reader::StateReader;
+use crate::snapshot::SnapshotDir;
+use crate::state_machine::StateMachine;
+use crate::types::{NodeId, Raft};
+
+/// Raft timing and compaction settings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftSettings {
+    /// Leader heartbeat, milliseconds. Set near the round-trip time between servers.
+    pub heartbeat_ms: u64,
+    /// Shortest election timeout, milliseconds (at least 3 heartbeats).
+    pub election_min_ms: u64,
+    /// Longest election timeout, milliseconds.
+    pub election_max_ms: u64,
+    /// Build a snapshot after this many entries since the last one.
+    pub snapshot_after_entries: u64,
+    /// Entries kept in the log behind the snapshot, so slightly lagging followers catch up
+    /// without one.
+    pub keep_entries_behind_snapshot: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 100,
+            election_min_ms: 400,
+            election_max_ms: 800,
+            snapshot_after_entries: 10_000,
+            keep_entries_behind_snapshot: 1_000,
+        }
+    }
+}
+
+impl RaftSettings {
+    fn to_config(&self) -> Result<openraft::Config, StateError> {
+        let config = openraft::Config {
+            cluster_name: "meridian".into(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_min_ms,
+            election_timeout_max: self.election_max_ms,
+            install_snapshot_timeout: (self.election_max_ms * 4).max(2_000),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries),
+            max_in_snapshot_log_to_keep: self.keep_entries_behind_snapshot,
+            snapshot_max_chunk_size: 1024 * 1024,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map_err(|e| StateError::Config(e.to_string()))
+    }
+}
+
+/// A running Raft node with its stores.
+#[derive(Clone)]
+pub struct Node {
+    /// The Raft handle.
+    pub raft: Raft,
+    /// Queries over the applied state.
+    pub reader: StateReader,
+    pools: Vec<SqlitePool>,
+}
+
+/// The files a node keeps in its data directory.
+pub struct DataDir {
+    /// The directory.
+    pub path: PathBuf,
+}
+
+impl DataDir {
+    /// The Raft log and vote.
+    pub fn log_db(&self) -> PathBuf {
+        self.path.join("log.db")
+    }
+    /// The applied state.
+    pub fn state_db(&self) -> PathBuf {
+        self.path.join("state.db")
+    }
+    /// Snapshot files.
+    pub fn snapshots(&self) -> PathBuf {
+        self.path.join("snapshots")
+    }
+}
+
+/// Opens the stores in `data_dir` (creating them on first start) for node `id`, starts Raft,
+/// and answers whether the node was already part of a cluster.
+pub async fn open(
+    data_dir: &Path,
+    id: NodeId,
+    settings: &RaftSettings,
+    network: HttpNetwork,
+) -> Result<Node, StateError> {
+    let dir = DataDir {
+        path: data_dir.to_path_buf(),
+    };
+    std::fs::create_dir_all(&dir.path).map_err(|source| StateError::DataDir {
+        path: dir.path.clone(),
+        source,
+    })?;
+    let log_pool = db::open(&dir.log_db(), 4, &LOG_MIGRATIONS).await?;
+    let log = LogStore::new(log_pool.clone());
+    match log.node_id().await? {
+        Some(found) if found != id => {
+            return Err(StateError::NodeIdMismatch {
+                path: dir.path,
+                found,
+                given: id,
+            })
+        }
+        Some(_) => {}
+        None => log.set_node_id(id).await?,
+    }
+    let writer = db::open(&dir.state_db(), 1, &STATE_MIGRATIONS).await?;
+    let readers = db::open(&dir.state_db(), 4, &STATE_MIGRATIONS).await?;
+    let snapshots = SnapshotDir::open(dir.snapshots())?;
+    let sm = StateMachine::new(writer.clone(), readers.clone(), snapshots);
+    let config = Arc::new(settings.to_config()?);
+    let raft = Raft::new(id, config, network, log, sm)
+        .await
+        .map_err(|e| StateError::Raft(e.to_string()))?;
+    Ok(Node {
+        raft,
+        reader: StateReader::new(readers.clone()),
+        pools: vec![log_pool, writer, readers],
+    })
+}
+
+impl Node {
+    /// Stops Raft and closes the databases.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not stop cleanly");
+        }
+        for p in &self.pools {
+            p.close().await;
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The read side: queries over the local `state.db`, for the API.
+
+use meridian_core::JurisdictionCatalog;
+use sqlx::SqlitePool;
+
+use crate::command::{AppRecord, RegionRecord, TokenRecord};
+use crate::rows;
+use crate::snapshot::read_applied;
+use crate::types::LogId;
+
+/// Reads the state this server has applied. Whether that is fresh enough is the caller's
+/// business (the API confirms leadership first unless asked for a stale read).
+#[derive(Debug, Clone)]
+pub struct StateReader {
+    pool: SqlitePool,
+}
+
+impl StateReader {
+    /// Reads through `pool`, a pool over `state.db`.
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    /// The token with this id.
+    pub async fn token(&self, id: &str) -> Result<Option<TokenRecord>, sqlx::Error> {
+        rows::token(&mut *self.pool.acquire().await?, id).await
+    }
+
+    /// Every token.
+    pub async fn tokens(&self) -> Result<Vec<TokenRecord>, sqlx::Error> {
+        rows::tokens(&mut *self.pool.acquire().await?).await
+    }
+
+    /// The region with this name.
+    pub async fn region(&self, name: &str) -> Result<Option<RegionRecord>, sqlx::Error> {
+        rows::region(&mut *self.pool.acquire().await?, name).await
+    }
+
+    /// Every region.
+    pub async fn regions(&self) -> Result<Vec<RegionRecord>, sqlx::Error> {
+        rows::regions(&mut *self.pool.acquire().await?).await
+    }
+
+    /// The app with this name.
+    pub async fn app(&self, name: &str) -> Result<Option<AppRecord>, sqlx::Error> {
+        rows::app(&mut *self.pool.acquire().await?, name).await
+    }
+
+    /// Every app.
+    pub async fn apps(&self) -> Result<Vec<AppRecord>, sqlx::Error> {
+        rows::apps(&mut *self.pool.acquire().await?).await
+    }
+
+    /// Built-in and custom jurisdiction groups.
+    pub async fn catalog(&self) -> Result<JurisdictionCatalog, sqlx::Error> {
+        rows::catalog(&mut *self.pool.acquire().await?).await
+    }
+
+    /// The token signing key (base64), once the cluster is bootstrapped.
+    pub async fn signing_key(&self) -> Result<Option<String>, sqlx::Error> {
+        rows::setting(&mut *self.pool.acquire().await?, "signing_key").await
+    }
+
+    /// The last log entry applied here.
+    pub async fn last_applied(&self) -> Result<Option<LogId>, sqlx::Error> {
+        Ok(read_applied(&mut *self.pool.acquire().await?).await?.0)
+    }
+}

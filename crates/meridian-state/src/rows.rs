@@ -1,0 +1,163 @@
+//! Rows of the state tables, read into records. Shared by `apply` (inside its transaction) and
+//! the read side.
+
+use std::collections::BTreeSet;
+
+use meridian_core::{AppSpec, CountryCode, JurisdictionCatalog, Name, Region, Role};
+use serde::de::DeserializeOwned;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use crate::command::{AppRecord, RegionRecord, TokenRecord};
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> sqlx::Error {
+    sqlx::Error::Decode(format!("stored {what} cannot be read: {detail}").into())
+}
+
+pub(crate) fn json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, sqlx::Error> {
+    serde_json::from_str(text).map_err(|e| corrupt(what, e))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
+    // Serialising plain data structs into a String cannot fail.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub(crate) fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn name(what: &str, s: &str) -> Result<Name, sqlx::Error> {
+    Name::parse(s).map_err(|e| corrupt(what, e))
+}
+
+fn token_row(r: &SqliteRow) -> Result<TokenRecord, sqlx::Error> {
+    let role: String = r.try_get("role")?;
+    let apps: Option<String> = r.try_get("apps")?;
+    Ok(TokenRecord {
+        id: r.try_get("id")?,
+        role: Role::parse(&role).ok_or_else(|| corrupt("token role", &role))?,
+        apps: apps.map(|a| json("token apps", &a)).transpose()?,
+        created_at: u(r.try_get("created_at")?),
+        expires_at: u(r.try_get("expires_at")?),
+        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(u),
+    })
+}
+
+fn region_row(r: &SqliteRow) -> Result<RegionRecord, sqlx::Error> {
+    let country: String = r.try_get("country")?;
+    Ok(RegionRecord {
+        region: Region {
+            name: name("region name", r.try_get("name")?)?,
+            country: CountryCode::parse(&country).map_err(|e| corrupt("region country", e))?,
+            latitude: r.try_get("latitude")?,
+            longitude: r.try_get("longitude")?,
+        },
+        version: u(r.try_get("version")?),
+        created_at: u(r.try_get("created_at")?),
+        updated_at: u(r.try_get("updated_at")?),
+    })
+}
+
+fn app_row(r: &SqliteRow) -> Result<AppRecord, sqlx::Error> {
+    let regions: Option<String> = r.try_get("regions")?;
+    let health: Option<String> = r.try_get("health")?;
+    let port: i64 = r.try_get("port")?;
+    let replicas: i64 = r.try_get("replicas")?;
+    Ok(AppRecord {
+        spec: AppSpec {
+            name: name("app name", r.try_get("name")?)?,
+            image: r.try_get("image")?,
+            replicas: u32::try_from(replicas).map_err(|e| corrupt("app replicas", e))?,
+            port: u16::try_from(port).map_err(|e| corrupt("app port", e))?,
+            residency: json("app residency", r.try_get("residency")?)?,
+            regions: regions.map(|s| json("app regions", &s)).transpose()?,
+            env: json("app env", r.try_get("env")?)?,
+            health: health.map(|s| json("app health", &s)).transpose()?,
+        },
+        version: u(r.try_get("version")?),
+        created_at: u(r.try_get("created_at")?),
+        updated_at: u(r.try_get("updated_at")?),
+    })
+}
+
+/// One token by id.
+pub async fn token(c: &mut SqliteConnection, id: &str) -> Result<Option<TokenRecord>, sqlx::Error> {
+    let row = sqlx::query("SELECT * FROM tokens WHERE id = ?")
+        .bind(id)
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(token_row).transpose()
+}
+
+/// Every token, oldest first.
+pub async fn tokens(c: &mut SqliteConnection) -> Result<Vec<TokenRecord>, sqlx::Error> {
+    let rows = sqlx::query("SELECT * FROM tokens ORDER BY created_at, id")
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(token_row).collect()
+}
+
+/// One region by name.
+pub async fn region(
+    c: &mut SqliteConnection,
+    n: &str,
+) -> Result<Option<RegionRecord>, sqlx::Error> {
+    let row = sqlx::query("SELECT * FROM regions WHERE name = ?")
+        .bind(n)
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(region_row).transpose()
+}
+
+/// Every region, by name.
+pub async fn regions(c: &mut SqliteConnection) -> Result<Vec<RegionRecord>, sqlx::Error> {
+    let rows = sqlx::query("SELECT * FROM regions ORDER BY name")
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(region_row).collect()
+}
+
+/// One app by name.
+pub async fn app(c: &mut SqliteConnection, n: &str) -> Result<Option<AppRecord>, sqlx::Error> {
+    let row = sqlx::query("SELECT * FROM apps WHERE name = ?")
+        .bind(n)
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(app_row).transpose()
+}
+
+/// Every app, by name.
+pub async fn apps(c: &mut SqliteConnection) -> Result<Vec<AppRecord>, sqlx::Error> {
+    let rows = sqlx::query("SELECT * FROM apps ORDER BY name")
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(app_row).collect()
+}
+
+/// The built-in jurisdiction groups plus those defined in this cluster.
+pub async fn catalog(c: &mut SqliteConnection) -> Result<JurisdictionCatalog, sqlx::Error> {
+    let mut cat = JurisdictionCatalog::built_in();
+    let rows = sqlx::query("SELECT name, countries FROM jurisdiction_groups")
+        .fetch_all(c)
+        .await?;
+    for r in rows {
+        let name: String = r.try_get("name")?;
+        let countries: BTreeSet<CountryCode> = json("group countries", r.try_get("countries")?)?;
+        cat.define(&name, countries)
+            .map_err(|e| corrupt("jurisdiction group", e))?;
+    }
+    Ok(cat)
+}
+
+/// A cluster setting (`signing_key`, `bootstrapped_at`).
+pub async fn setting(c: &mut SqliteConnection, key: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT value FROM cluster_settings WHERE key = ?")
+        .bind(key)
+        .fetch_optional(c)
+        .await
+}

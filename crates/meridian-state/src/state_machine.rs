@@ -1,0 +1,263 @@
+//! The state machine: applies committed entries to `state.db` and builds and installs
+//! snapshots of it.
+
+use std::io::Cursor;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder,
+    StorageIOError,
+};
+use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
+
+use crate::apply::apply;
+use crate::command::{Applied, CommandResult};
+use crate::db::STATE_MIGRATIONS;
+use crate::rows::to_json;
+use crate::snapshot::{copy_options, open_copy, read_applied, SnapshotDir, SnapshotError};
+use crate::types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+
+/// The state machine over `state.db`.
+#[derive(Debug)]
+pub struct StateMachine {
+    /// One connection: applies and installs are serial by construction.
+    writer: SqlitePool,
+    /// Readers, used here for `VACUUM INTO`.
+    readers: SqlitePool,
+    snapshots: SnapshotDir,
+}
+
+/// Builds snapshots concurrently with applies.
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    readers: SqlitePool,
+    snapshots: SnapshotDir,
+}
+
+fn sm_err(verb: ErrorVerb, e: &(impl std::error::Error + 'static)) -> StorageError {
+    StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(e)).into()
+}
+
+fn snap_err(verb: ErrorVerb, e: &(impl std::error::Error + 'static)) -> StorageError {
+    StorageIOError::new(ErrorSubject::Snapshot(None), verb, AnyError::new(e)).into()
+}
+
+impl StateMachine {
+    /// Wraps the writer and reader pools of `state.db` and the snapshot directory.
+    pub fn new(writer: SqlitePool, readers: SqlitePool, snapshots: SnapshotDir) -> Self {
+        Self {
+            writer,
+            readers,
+            snapshots,
+        }
+    }
+}
+
+async fn set_meta(c: &mut SqliteConnection, key: &str, value: String) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT OR REPLACE INTO sm_meta (key, value) VALUES (?, ?)")
+        .bind(key)
+        .bind(value)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let _guard = self.snapshots.lock().await;
+        let built = build(&self.readers, &self.snapshots).await;
+        built.map_err(|e| snap_err(ErrorVerb::Write, &e))
+    }
+}
+
+async fn build(readers: &SqlitePool, dir: &SnapshotDir) -> Result<Snapshot, SnapshotError> {
+    let tmp = dir.temp_path("building");
+    let tmp_text = tmp.to_string_lossy().into_owned();
+    // A read transaction: the copy is one consistent point, sm_meta included.
+    sqlx::query("VACUUM INTO ?")
+        .bind(&tmp_text)
+        .execute(readers)
+        .await?;
+    let mut copy = open_copy(&tmp).await?;
+    let (last_log_id, last_membership) = read_applied(&mut copy).await?;
+    copy.close().await?;
+    let meta = SnapshotMeta {
+        snapshot_id: SnapshotDir::new_id(last_log_id.as_ref()),
+        last_log_id,
+        last_membership,
+    };
+    dir.commit(&tmp, &meta)?;
+    let (_, path) = dir.current()?.ok_or_else(|| SnapshotError::Meta {
+        path: tmp.clone(),
+        detail: "vanished after commit".into(),
+    })?;
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|source| SnapshotError::Io { path, source })?;
+    Ok(Snapshot {
+        meta,
+        snapshot: Box::new(Cursor::new(bytes)),
+    })
+}
+
+/// Replaces every state table's rows with those of the snapshot at `file`, in one transaction.
+async fn install(
+    writer: &SqlitePool,
+    file: &std::path::Path,
+    meta: &SnapshotMeta,
+) -> Result<(), SnapshotError> {
+    // Bring an older snapshot's schema up to ours; a newer one is refused here.
+    {
+        // A pool, not a bare connection: `Migrator::run` on a connection is not `Send` here.
+        let copy = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(copy_options(file))
+            .await?;
+        STATE_MIGRATIONS.run(&copy).await?;
+        copy.close().await;
+    }
+    let mut c = writer.acquire().await?;
+    sqlx::query("ATTACH DATABASE ? AS snap")
+        .bind(file.to_string_lossy().into_owned())
+        .execute(&mut *c)
+        .await?;
+    let copied = copy_tables(&mut c, meta).await;
+    let detached = sqlx::query("DETACH DATABASE snap").execute(&mut *c).await;
+    copied?;
+    detached?;
+    Ok(())
+}
+
+async fn copy_tables(c: &mut SqliteConnection, meta: &SnapshotMeta) -> Result<(), sqlx::Error> {
+    let mut tx = c.begin().await?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM main.sqlite_master WHERE type = 'table' \
+         AND name NOT LIKE 'sqlite_%' AND name != '_sqlx_migrations' ORDER BY name",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for t in tables {
+        // Table names come from our own schema, never from input.
+        let cols: Vec<String> = sqlx::query(&format!("PRAGMA main.table_info(\"{t}\")"))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>("name").map(|n| format!("\"{n}\"")))
+            .collect::<Result<_, _>>()?;
+        let cols = cols.join(", ");
+        sqlx::query(&format!("DELETE FROM main.\"{t}\""))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!(
+            "INSERT INTO main.\"{t}\" ({cols}) SELECT {cols} FROM snap.\"{t}\""
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    set_meta(&mut tx, "last_applied", to_json(&meta.last_log_id)).await?;
+    set_meta(&mut tx, "last_membership", to_json(&meta.last_membership)).await?;
+    tx.commit().await
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let mut c = self
+            .writer
+            .acquire()
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Read, &e))?;
+        read_applied(&mut c)
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Read, &e))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let w = |e: sqlx::Error| sm_err(ErrorVerb::Write, &e);
+        let mut tx = self.writer.begin().await.map_err(w)?;
+        let mut results = Vec::new();
+        let mut last = None;
+        let mut membership = None;
+        for entry in entries {
+            last = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => results.push(Ok(Applied::Done)),
+                EntryPayload::Normal(cmd) => results.push(apply(&mut tx, &cmd).await.map_err(w)?),
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    results.push(Ok(Applied::Done));
+                }
+            }
+        }
+        if let Some(last) = last {
+            set_meta(&mut tx, "last_applied", to_json(&Some(last)))
+                .await
+                .map_err(w)?;
+        }
+        if let Some(m) = membership {
+            set_meta(&mut tx, "last_membership", to_json(&m))
+                .await
+                .map_err(w)?;
+        }
+        // Under synchronous=FULL the batch is on disk once COMMIT returns.
+        tx.commit().await.map_err(w)?;
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            readers: self.readers.clone(),
+            snapshots: self.snapshots.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let _guard = self.snapshots.lock().await;
+        let file = self.snapshots.temp_path("incoming");
+        let installed = async {
+            tokio::fs::write(&file, snapshot.into_inner())
+                .await
+                .map_err(|source| SnapshotError::Io {
+                    path: file.clone(),
+                    source,
+                })?;
+            install(&self.writer, &file, meta).await?;
+            self.snapshots.commit(&file, meta)
+        }
+        .await;
+        if installed.is_err() {
+            let _ = tokio::fs::remove_file(&file).await;
+        }
+        installed.map_err(|e| snap_err(ErrorVerb::Write, &e))
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let _guard = self.snapshots.lock().await;
+        let r = |e: &dyn std::fmt::Display| {
+            snap_err(ErrorVerb::Read, &std::io::Error::other(e.to_string()))
+        };
+        let Some((meta, path)) = self.snapshots.current().map_err(|e| r(&e))? else {
+            return Ok(None);
+        };
+        let bytes = tokio::fs::read(&path).await.map_err(|e| r(&e))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        }))
+    }
+}
