@@ -1,1 +1,324 @@
+//! A harness that runs real `meridian server` processes on loopback ports, each with its own
+//! data directory in a temporary folder, and can SIGKILL and restart them.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use meridian_api::Client;
+use serde_json::Value;
+
+/// The `meridian` binary, built once per test process (a no-op when it is up to date).
+pub fn meridian_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("MERIDIAN_BIN") {
+            return PathBuf::from(p);
+        }
+        // target/<profile>/deps/<test-binary> -> target/<profile>/meridian
+        let exe = std::env::current_exe().expect("test binary path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary lives in target/<profile>/deps");
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "meridian-cli", "--bin", "meridian"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building the meridian binary failed");
+        profile_dir.join("meridian")
+    })
+    .clone()
+}
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// One server process and its files.
+pub struct Server {
+    /// Raft node id.
+    pub id: u64,
+    /// Loopback port.
+    pub port: u16,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether its process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// A cluster of servers in one temporary folder. Dropping it kills every process.
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    secret_file: PathBuf,
+    extra_args: Vec<String>,
+    /// The servers, index `i` has node id `i + 1`.
+    pub servers: Vec<Server>,
+    /// The admin token, once bootstrapped.
+    pub admin: Option<String>,
+}
+
+impl Cluster {
+    /// Starts `n` servers: the first forms the cluster, the others join it. Returns once every
+    /// server sees `n` voters and a leader.
+    pub async fn start(n: usize) -> Cluster {
+        Self::start_with(n, &[]).await
+    }
+
+    /// Like [`Cluster::start`], passing `extra_args` to every `meridian server`.
+    pub async fn start_with(n: usize, extra_args: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret_file = dir.path().join("cluster-secret");
+        std::fs::write(&secret_file, "test-cluster-secret-0123456789\n").expect("write secret");
+        let mut c = Cluster {
+            dir,
+            secret_file,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            servers: Vec::new(),
+            admin: None,
+        };
+        for _ in 0..n {
+            c.add_server();
+        }
+        c.wait_for_voters(n, Duration::from_secs(30)).await;
+        c
+    }
+
+    /// Starts one more server that joins through the first.
+    pub fn add_server(&mut self) -> usize {
+        let i = self.servers.len();
+        let id = i as u64 + 1;
+        let data_dir = self.dir.path().join(format!("server-{id}"));
+        let log = self.dir.path().join(format!("server-{id}.log"));
+        let port = free_port();
+        self.servers.push(Server {
+            id,
+            port,
+            data_dir,
+            log,
+            child: None,
+        });
+        let start = if i == 0 {
+            vec!["--bootstrap".to_string()]
+        } else {
+            vec!["--join".to_string(), self.servers[0].url()]
+        };
+        self.spawn(i, &start);
+        i
+    }
+
+    fn spawn(&mut self, i: usize, start: &[String]) {
+        let s = &self.servers[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&s.log)
+            .expect("open server log");
+        let child = Command::new(meridian_bin())
+            .arg("server")
+            .args(["--node-id", &s.id.to_string()])
+            .args(["--listen", &format!("127.0.0.1:{}", s.port)])
+            .arg("--data-dir")
+            .arg(&s.data_dir)
+            .arg("--cluster-secret-file")
+            .arg(&self.secret_file)
+            .args(start)
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn meridian server");
+        self.servers[i].child = Some(child);
+    }
+
+    /// SIGKILLs server `i` (no clean shutdown).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.servers[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts server `i` again from its data directory, with neither `--bootstrap` nor `--join`.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i, &[]);
+    }
+
+    /// Sends SIGTERM to server `i` and waits for it to exit; answers its exit status.
+    pub fn terminate(&mut self, i: usize) -> std::process::ExitStatus {
+        let mut child = self.servers[i].child.take().expect("server running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait().expect("wait for server")
+    }
+
+    /// Base URL of server `i`.
+    pub fn url(&self, i: usize) -> String {
+        self.servers[i].url()
+    }
+
+    /// A client for server `i` with the admin token (once bootstrapped).
+    pub fn client(&self, i: usize) -> Client {
+        Client::new(&self.url(i), self.admin.clone())
+    }
+
+    /// Everything server `i` logged.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.servers[i].log).unwrap_or_default()
+    }
+
+    /// Prints every server's log (for failing tests).
+    pub fn dump_logs(&self) {
+        for (i, s) in self.servers.iter().enumerate() {
+            eprintln!("===== server {} log =====\n{}", s.id, self.log(i));
+        }
+    }
+
+    /// `GET /v1/cluster?stale=true` on server `i`, without auth checks beyond the admin token.
+    pub async fn local_view(&self, i: usize) -> Option<Value> {
+        let token = self.admin.clone().unwrap_or_default();
+        let resp = http()
+            .get(format!("{}/v1/cluster?stale=true", self.url(i)))
+            .bearer_auth(token)
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    /// The leader id as server `i`'s own Raft sees it, read from its metrics.
+    pub async fn local_leader(&self, i: usize) -> Option<u64> {
+        let text = http()
+            .get(format!("{}/metrics", self.url(i)))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let leader_line = text
+            .lines()
+            .find(|l| l.starts_with("meridian_raft_is_leader "))?;
+        if leader_line.ends_with(" 1") {
+            Some(self.servers[i].id)
+        } else {
+            None
+        }
+    }
+
+    /// Waits until one running server reports itself leader; answers its index.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for (i, s) in self.servers.iter().enumerate() {
+                if s.is_running() && self.local_leader(i).await.is_some() {
+                    return i;
+                }
+            }
+            if Instant::now() > deadline {
+                self.dump_logs();
+                panic!("no leader within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every running server's metrics show `n` voters.
+    pub async fn wait_for_voters(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut all = true;
+            for (i, s) in self.servers.iter().enumerate() {
+                if !s.is_running() {
+                    continue;
+                }
+                let voters = metric(&self.url(i), "meridian_raft_voters").await;
+                all &= voters == Some(n as f64);
+            }
+            if all {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.dump_logs();
+                panic!("servers did not reach {n} voters within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Bootstraps auth through server `i` and keeps the admin token.
+    pub async fn bootstrap(&mut self) -> String {
+        let resp = Client::new(&self.url(0), None)
+            .bootstrap()
+            .await
+            .expect("bootstrap");
+        self.admin = Some(resp.token.clone());
+        resp.token
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.servers.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// A plain HTTP client for raw requests.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("http client")
+}
+
+/// One value from a server's `/metrics`.
+pub async fn metric(base: &str, name: &str) -> Option<f64> {
+    let text = http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A minimal valid app body named `name`.
+pub fn app_body(name: &str) -> meridian_api::apps::AppBody {
+    serde_json::from_value(serde_json::json!({
+        "name": name,
+        "image": "example/web:1",
+        "port": 8080,
+    }))
+    .expect("app body")
+}

@@ -305,9 +305,11 @@ mod tests {
         assert_eq!(app().validate(), Ok(()));
     }
 
+    type Change = Box<dyn Fn(&mut AppSpec)>;
+
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut AppSpec)>)> = vec![
+        let cases: Vec<(&str, Change)> = vec![
             ("image", Box::new(|a| a.image = String::new())),
             ("image", Box::new(|a| a.image = "web latest".into())),
             ("image", Box::new(|a| a.image = "-web".into())),

@@ -1,1 +1,138 @@
+//! The Meridian control-plane server: REST API, auth, leader forwarding, Raft RPC endpoints,
+//! metrics and the OpenAPI document, over a replicated `meridian-state` node.
 
+pub mod auth;
+pub mod config;
+pub mod ctx;
+pub mod error;
+pub mod json;
+pub mod leader;
+pub mod membership;
+pub mod metrics;
+pub mod openapi;
+pub mod router;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::{ServerConfig, StartMode};
+use meridian_state::HttpNetwork;
+
+use crate::ctx::{Ctx, Inner};
+use crate::metrics::Metrics;
+
+/// Why a server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The cluster secret file cannot be read or is empty.
+    #[error("cluster secret file {path}: {detail}")]
+    Secret {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The replicated store failed.
+    #[error(transparent)]
+    State(#[from] meridian_state::StateError),
+    /// Forming the cluster failed.
+    #[error("bootstrap: {0}")]
+    Bootstrap(String),
+    /// Serving HTTP failed.
+    #[error("http server: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Shortest cluster secret accepted.
+pub const MIN_SECRET_LEN: usize = 16;
+
+fn read_secret(config: &ServerConfig) -> Result<String, ServerError> {
+    let path = &config.cluster_secret_file;
+    let text = std::fs::read_to_string(path).map_err(|e| ServerError::Secret {
+        path: path.clone(),
+        detail: e.to_string(),
+    })?;
+    let secret = text.trim().to_string();
+    if secret.len() < MIN_SECRET_LEN || secret.chars().any(|c| c.is_control()) {
+        return Err(ServerError::Secret {
+            path: path.clone(),
+            detail: format!("must hold one line of at least {MIN_SECRET_LEN} printable characters"),
+        });
+    }
+    Ok(secret)
+}
+
+/// Runs a server until `shutdown` resolves, then stops it cleanly: in-flight requests finish,
+/// Raft stops, SQLite closes.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let secret = read_secret(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let node = meridian_state::open(
+        &config.data_dir,
+        config.node_id,
+        &config.raft,
+        HttpNetwork::new(&secret),
+    )
+    .await?;
+    let forward = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap_or_default();
+    let ctx = Ctx(Arc::new(Inner {
+        id: config.node_id,
+        advertise: config.advertise(),
+        node: node.clone(),
+        secret: secret.clone(),
+        forward,
+        metrics: Metrics::default(),
+        max_body: config.max_body_bytes,
+    }));
+    let app = router::build(ctx);
+    tracing::info!(node = config.node_id, listen = %config.listen, advertise = %config.advertise(), "server listening");
+
+    let joining = match &config.start {
+        StartMode::Resume => None,
+        StartMode::Bootstrap => {
+            membership::bootstrap(&node.raft, &config)
+                .await
+                .map_err(ServerError::Bootstrap)?;
+            None
+        }
+        StartMode::Join(urls) => Some(tokio::spawn(membership::join(
+            node.raft.clone(),
+            config.clone(),
+            urls.clone(),
+            secret,
+        ))),
+    };
+
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    if let Some(task) = joining {
+        task.abort();
+        let _ = task.await;
+    }
+    tracing::info!("stopping raft and closing the databases");
+    node.shutdown().await;
+    served.map_err(ServerError::Serve)
+}

@@ -4,6 +4,9 @@
 //!
 //! Architecture Invariant: this is the only crate that writes SQL.
 
+// openraft's StorageError is large and its signatures are fixed by the storage traits.
+#![allow(clippy::result_large_err)]
+
 pub mod apply;
 pub mod command;
 pub mod db;

@@ -37,6 +37,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for SqliteBuilder
 }
 
 #[test]
-fn openraft_storage_suite() -> Result<(), StorageError<u64>> {
-    Suite::test_all(SqliteBuilder)
+fn openraft_storage_suite() {
+    if let Err(e) = Suite::test_all(SqliteBuilder) {
+        panic!("storage suite failed: {e}");
+    }
 }

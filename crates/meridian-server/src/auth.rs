@@ -1,0 +1,152 @@
+//! Tokens: JWTs signed with HS256 by a key kept in the replicated state, checked against the
+//! token table on every request so revocation reaches every server.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use meridian_core::{Action, Name, Role};
+use meridian_state::TokenRecord;
+use serde::{Deserialize, Serialize};
+
+use crate::ctx::Ctx;
+use crate::error::ApiError;
+
+/// `iss` of every Meridian token.
+pub const ISSUER: &str = "meridian";
+/// `aud` of every Meridian token.
+pub const AUDIENCE: &str = "meridian-api";
+/// The only algorithm accepted.
+pub const ALGORITHM: Algorithm = Algorithm::HS256;
+
+/// What a Meridian JWT carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// Token id.
+    pub jti: String,
+    /// Token id again, as the subject.
+    pub sub: String,
+    /// Role at issue time (the stored record is what counts).
+    pub role: Role,
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// Issued at, unix seconds.
+    pub iat: u64,
+    /// Expiry, unix seconds.
+    pub exp: u64,
+}
+
+fn key_bytes(b64: &str) -> Result<Vec<u8>, ApiError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(ApiError::storage)
+}
+
+/// Signs a JWT for a stored token.
+pub fn sign(key_b64: &str, t: &TokenRecord) -> Result<String, ApiError> {
+    let claims = Claims {
+        jti: t.id.clone(),
+        sub: t.id.clone(),
+        role: t.role,
+        iss: ISSUER.into(),
+        aud: AUDIENCE.into(),
+        iat: t.created_at,
+        exp: t.expires_at,
+    };
+    let key = EncodingKey::from_secret(&key_bytes(key_b64)?);
+    jsonwebtoken::encode(&Header::new(ALGORITHM), &claims, &key).map_err(ApiError::storage)
+}
+
+/// Checks a JWT's signature, algorithm, issuer, audience and expiry.
+pub fn verify(key_b64: &str, token: &str) -> Result<Claims, ApiError> {
+    let mut v = Validation::new(ALGORITHM);
+    v.set_issuer(&[ISSUER]);
+    v.set_audience(&[AUDIENCE]);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    v.leeway = 0;
+    let key = DecodingKey::from_secret(&key_bytes(key_b64)?);
+    jsonwebtoken::decode::<Claims>(token, &key, &v)
+        .map(|d| d.claims)
+        .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Token id.
+    pub token_id: String,
+    /// Role, from the stored token.
+    pub role: Role,
+    /// App limit, from the stored token.
+    pub apps: Option<Vec<Name>>,
+}
+
+impl Caller {
+    /// Refuses with 403 unless the caller's role grants `action`.
+    pub fn require(&self, action: Action) -> Result<(), ApiError> {
+        if self.role.allows(self.apps.as_deref(), &action) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "a {} token may not do this ({action:?})",
+                self.role
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<Ctx> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &Ctx) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("Authorization must be \"Bearer <token>\""))?;
+        let key = ctx
+            .reader()
+            .signing_key()
+            .await
+            .map_err(ApiError::storage)?
+            .ok_or_else(|| ApiError::unauthorized("the cluster is not bootstrapped yet"))?;
+        let claims = verify(&key, token)?;
+        let record = ctx
+            .reader()
+            .token(&claims.jti)
+            .await
+            .map_err(ApiError::storage)?
+            .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+        if record.revoked_at.is_some() {
+            return Err(ApiError::unauthorized("token revoked"));
+        }
+        Ok(Self {
+            token_id: record.id,
+            role: record.role,
+            apps: record.apps,
+        })
+    }
+}
+
+/// Whether `given` equals the cluster secret, in time independent of where they differ.
+pub fn secret_matches(ctx: &Ctx, given: Option<&axum::http::HeaderValue>) -> bool {
+    use subtle::ConstantTimeEq;
+    given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(ctx.0.secret.as_bytes())))
+}
+
+/// Refuses with 401 unless the request carries the cluster secret.
+pub fn require_secret(ctx: &Ctx, parts: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    if secret_matches(ctx, parts.get(meridian_api::CLUSTER_SECRET_HEADER)) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized("missing or wrong cluster secret"))
+    }
+}

@@ -1,0 +1,67 @@
+//! The server's one typed configuration. Built by the CLI from a TOML file, `MERIDIAN_*`
+//! environment variables and flags, in rising order of precedence.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use meridian_state::RaftSettings;
+use serde::{Deserialize, Serialize};
+
+/// How a server starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// This server's Raft node id; stable for the life of its data directory.
+    pub node_id: u64,
+    /// Address the HTTP API and Raft RPCs listen on.
+    pub listen: SocketAddr,
+    /// Base URL other servers and forwarded requests use to reach this one. Defaults to
+    /// `http://<listen>`.
+    #[serde(default)]
+    pub advertise_url: Option<String>,
+    /// Where the Raft log, state and snapshots live.
+    pub data_dir: PathBuf,
+    /// File holding the cluster secret every server shares.
+    pub cluster_secret_file: PathBuf,
+    /// The region this server runs in, shown in the member list.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// How this server joins a cluster on start.
+    #[serde(default)]
+    pub start: StartMode,
+    /// Largest request body accepted on the public API, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Raft timing and compaction.
+    #[serde(default)]
+    pub raft: RaftSettings,
+}
+
+/// What a server does about cluster membership when it starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "mode", content = "urls")]
+pub enum StartMode {
+    /// Resume from the data directory (a restart).
+    #[default]
+    Resume,
+    /// Form a new one-server cluster unless the data directory already holds one.
+    Bootstrap,
+    /// Ask a member at one of these URLs to add this server as a voter.
+    Join(Vec<String>),
+}
+
+/// Default request body limit: 1 MiB.
+pub fn default_max_body() -> usize {
+    1024 * 1024
+}
+
+impl ServerConfig {
+    /// The URL other servers reach this one at.
+    pub fn advertise(&self) -> String {
+        self.advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_string()
+    }
+}

@@ -1,0 +1,78 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use meridian_state::{Applied, Command, Node, NodeId, Raft, StateReader};
+use openraft::error::{ClientWriteError, RaftError};
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// Handler state: cheap to clone.
+#[derive(Clone)]
+pub struct Ctx(pub Arc<Inner>);
+
+/// The shared parts.
+pub struct Inner {
+    /// This server's node id.
+    pub id: NodeId,
+    /// URL others reach this server at.
+    pub advertise: String,
+    /// The replicated store.
+    pub node: Node,
+    /// The cluster secret.
+    pub secret: String,
+    /// HTTP client for forwarding requests to the leader.
+    pub forward: reqwest::Client,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Public API body limit.
+    pub max_body: usize,
+}
+
+/// How long a write may wait for commit before the client is told the outcome is unknown.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Ctx {
+    /// The Raft handle.
+    pub fn raft(&self) -> &Raft {
+        &self.0.node.raft
+    }
+
+    /// The applied state.
+    pub fn reader(&self) -> &StateReader {
+        &self.0.node.reader
+    }
+
+    /// Commits `cmd` through Raft and answers what applying it produced. Returns only after
+    /// the entry is committed on a majority and applied here.
+    pub async fn propose(&self, cmd: Command) -> Result<Applied, ApiError> {
+        let write = tokio::time::timeout(WRITE_TIMEOUT, self.raft().client_write(cmd)).await;
+        match write {
+            Err(_) => Err(ApiError::unavailable(
+                "commit_timeout",
+                "the write was not committed in time; its outcome is unknown",
+            )),
+            Ok(Ok(resp)) => resp.data.map_err(ApiError::from),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(
+                ApiError::unavailable("not_leader", "leadership moved while writing; retry"),
+            ),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "raft write failed");
+                Err(ApiError::unavailable(
+                    "raft_unavailable",
+                    "raft is not accepting writes",
+                ))
+            }
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, read on the leader when it builds a command.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

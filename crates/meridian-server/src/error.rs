@@ -1,0 +1,120 @@
+//! The one place errors become HTTP: every failure is an `ApiError`, answered as
+//! `{"error": {"code", "message", "field"?}}` with a 4xx or 503 status.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use meridian_api::{ErrorBody, ErrorDetail};
+use meridian_core::ValidationError;
+use meridian_state::Refusal;
+
+/// An error answered to a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code.
+    pub code: &'static str,
+    /// Sentence for people.
+    pub message: String,
+    /// Field at fault.
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// An error with a status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 409.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 422 for one field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.into()),
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+        }
+    }
+
+    /// 503: try again, maybe elsewhere.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+
+    /// A failure of this server's own storage. Logged here, where it is handled; the client
+    /// gets a 503 because another server may well succeed.
+    pub fn storage(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "state read failed");
+        Self::unavailable(
+            "storage_unavailable",
+            "this server cannot read its state right now",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                field: self.field,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        let message = e.to_string();
+        Self::invalid(e.field, message)
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        let message = r.to_string();
+        match r {
+            Refusal::AlreadyBootstrapped => {
+                Self::new(StatusCode::CONFLICT, "already_bootstrapped", message)
+            }
+            Refusal::NotFound { .. } => Self::not_found(message),
+            Refusal::AlreadyExists { .. } => {
+                Self::new(StatusCode::CONFLICT, "already_exists", message)
+            }
+            Refusal::Invalid { field, .. } => Self::invalid(field, message),
+            Refusal::Conflict { .. } => Self::conflict(message),
+            Refusal::Stale { .. } => Self::new(StatusCode::CONFLICT, "stale", message),
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Any server answers any request: unless a read asks for `?stale=true`, requests are served by
+//! the leader. A follower forwards the request once (the leader may not forward it again);
+//! the leader confirms its leadership with a quorum before serving a read (read index), so
+//! reads are linearizable.
+
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use meridian_api::FORWARDED_BY_HEADER;
+use meridian_state::NodeId;
+use openraft::error::{CheckIsLeaderError, RaftError};
+use tokio::time::Instant;
+
+use crate::ctx::Ctx;
+use crate::error::ApiError;
+
+/// How long a request waits for a leader to be elected or to become reachable.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// How often the leader is looked up again while waiting.
+const POLL: Duration = Duration::from_millis(25);
+/// How long a forwarded request may take at the leader.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Headers carried over when forwarding.
+const FORWARDED_HEADERS: [&str; 4] = [
+    "authorization",
+    "content-type",
+    "accept",
+    meridian_api::CLUSTER_SECRET_HEADER,
+];
+
+/// The current leader as this server sees it: its id and URL.
+pub fn leader(ctx: &Ctx) -> Option<(NodeId, String)> {
+    let m = ctx.raft().metrics().borrow().clone();
+    let id = m.current_leader?;
+    let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
+    Some((id, addr))
+}
+
+fn wants_stale(parts: &Parts) -> bool {
+    parts.method == Method::GET
+        && parts
+            .uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "stale=true" || kv == "stale=1"))
+}
+
+enum ForwardFailure {
+    /// Nothing reached the leader: safe to try again.
+    NotSent,
+    /// The request may have been processed: the outcome is unknown.
+    Unknown(String),
+}
+
+/// Middleware over the public API routes.
+pub async fn route_to_leader(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    if wants_stale(&parts) {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let bytes = match to_bytes(body, ctx.0.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request bodies are limited to {} bytes", ctx.0.max_body),
+            )
+            .into_response()
+        }
+    };
+    let deadline = Instant::now() + LEADER_WAIT;
+    let already_forwarded = parts.headers.contains_key(FORWARDED_BY_HEADER);
+    loop {
+        match leader(&ctx) {
+            Some((id, _)) if id == ctx.0.id => match confirm_for_read(&ctx, &parts).await {
+                Ok(()) => {
+                    return next
+                        .run(Request::from_parts(parts, Body::from(bytes)))
+                        .await
+                }
+                Err(Some(e)) => return e.into_response(),
+                Err(None) => {} // leadership moved: look again
+            },
+            Some((_, addr)) if !already_forwarded => match forward(
+                &ctx,
+                &parts,
+                bytes.clone(),
+                &addr,
+            )
+            .await
+            {
+                Ok(resp) => return resp,
+                Err(ForwardFailure::NotSent) => {}
+                Err(ForwardFailure::Unknown(why)) => return ApiError::unavailable(
+                    "leader_unreachable",
+                    format!(
+                        "lost contact with the leader mid-request ({why}); the outcome is unknown"
+                    ),
+                )
+                .into_response(),
+            },
+            _ => {}
+        }
+        if Instant::now() >= deadline {
+            return ApiError::unavailable(
+                "no_leader",
+                "no leader is reachable right now; retry shortly",
+            )
+            .into_response();
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// On the leader, confirms leadership with a quorum before a read. `Err(None)` means this
+/// server is no longer the leader.
+async fn confirm_for_read(ctx: &Ctx, parts: &Parts) -> Result<(), Option<ApiError>> {
+    if parts.method != Method::GET {
+        return Ok(());
+    }
+    match ctx.raft().ensure_linearizable().await {
+        Ok(_) => Ok(()),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(None),
+        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
+            Err(Some(ApiError::unavailable(
+                "no_quorum",
+                format!("the leader cannot reach a quorum: {q}"),
+            )))
+        }
+        Err(e) => Err(Some(ApiError::unavailable(
+            "raft_unavailable",
+            e.to_string(),
+        ))),
+    }
+}
+
+async fn forward(
+    ctx: &Ctx,
+    parts: &Parts,
+    body: Bytes,
+    leader: &str,
+) -> Result<Response, ForwardFailure> {
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let url = format!("{leader}{path}");
+    let mut req = ctx
+        .0
+        .forward
+        .request(parts.method.clone(), &url)
+        .timeout(FORWARD_TIMEOUT)
+        .header(FORWARDED_BY_HEADER, ctx.0.id.to_string());
+    for name in FORWARDED_HEADERS {
+        if let Some(v) = parts.headers.get(name) {
+            req = req.header(name, v.clone());
+        }
+    }
+    let resp = req.body(body).send().await.map_err(|e| {
+        if e.is_connect() {
+            ForwardFailure::NotSent
+        } else {
+            ForwardFailure::Unknown(e.to_string())
+        }
+    })?;
+    let status = resp.status();
+    let content_type = resp.headers().get("content-type").cloned();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| ForwardFailure::Unknown(e.to_string()))?;
+    let mut out = Response::new(Body::from(bytes));
+    *out.status_mut() = status;
+    if let Some(ct) = content_type {
+        out.headers_mut().insert("content-type", ct);
+    }
+    if let Ok(v) = HeaderValue::from_str(leader) {
+        out.headers_mut().insert("meridian-served-by", v);
+    }
+    Ok(out)
+}

@@ -1,0 +1,136 @@
+//! Apps.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use meridian_api::apps::{AppBody, AppPatch, AppView};
+use meridian_api::ErrorBody;
+use meridian_core::{Action, Name};
+use meridian_state::{AppRecord, Applied, Command};
+
+use crate::auth::Caller;
+use crate::ctx::{now, Ctx};
+use crate::error::ApiError;
+use crate::json::ApiJson;
+
+/// How many times a PATCH is recomputed when the app changed underneath it.
+const PATCH_ATTEMPTS: usize = 3;
+
+fn app_name(raw: &str) -> Result<Name, ApiError> {
+    Name::parse(raw).map_err(|p| ApiError::not_found(format!("app {raw:?} does not exist ({p})")))
+}
+
+fn app_view(r: &AppRecord) -> AppView {
+    AppView::new(&r.spec, r.version, r.created_at, r.updated_at)
+}
+
+fn view(applied: Applied) -> Result<Json<AppView>, ApiError> {
+    match applied {
+        Applied::App(a) => Ok(Json(app_view(&a))),
+        other => Err(ApiError::storage(format!(
+            "unexpected apply result {other:?}"
+        ))),
+    }
+}
+
+async fn current(ctx: &Ctx, name: &Name) -> Result<AppRecord, ApiError> {
+    ctx.reader()
+        .app(name.as_str())
+        .await
+        .map_err(ApiError::storage)?
+        .ok_or_else(|| ApiError::not_found(format!("app {name} does not exist")))
+}
+
+/// Declares an app.
+#[utoipa::path(post, path = "/v1/apps", tag = "apps", request_body = AppBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = AppView),
+        (status = 409, description = "Name taken", body = ErrorBody),
+        (status = 422, description = "Invalid field, unknown region or region outside residency", body = ErrorBody)))]
+pub async fn create(
+    State(ctx): State<Ctx>,
+    caller: Caller,
+    ApiJson(body): ApiJson<AppBody>,
+) -> Result<(StatusCode, Json<AppView>), ApiError> {
+    caller.require(Action::CreateApp)?;
+    let spec = body.into_spec()?;
+    let applied = ctx.propose(Command::CreateApp { spec, at: now() }).await?;
+    Ok((StatusCode::CREATED, view(applied)?))
+}
+
+/// Lists apps.
+#[utoipa::path(get, path = "/v1/apps", tag = "apps", security(("bearer" = [])),
+    params(("stale" = Option<bool>, Query, description = "Answer from this server without asking the leader")),
+    responses((status = 200, description = "Every app", body = [AppView])))]
+pub async fn list(State(ctx): State<Ctx>, caller: Caller) -> Result<Json<Vec<AppView>>, ApiError> {
+    caller.require(Action::Read)?;
+    let apps = ctx.reader().apps().await.map_err(ApiError::storage)?;
+    Ok(Json(apps.iter().map(app_view).collect()))
+}
+
+/// One app.
+#[utoipa::path(get, path = "/v1/apps/{name}", tag = "apps", security(("bearer" = [])),
+    params(("name" = String, Path, description = "App name")),
+    responses(
+        (status = 200, description = "The app", body = AppView),
+        (status = 404, description = "No such app", body = ErrorBody)))]
+pub async fn get(
+    State(ctx): State<Ctx>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<AppView>, ApiError> {
+    caller.require(Action::Read)?;
+    let name = app_name(&name)?;
+    Ok(Json(app_view(&current(&ctx, &name).await?)))
+}
+
+/// Changes an app.
+#[utoipa::path(patch, path = "/v1/apps/{name}", tag = "apps", request_body = AppPatch,
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "App name")),
+    responses(
+        (status = 200, description = "Changed", body = AppView),
+        (status = 404, description = "No such app", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody)))]
+pub async fn patch(
+    State(ctx): State<Ctx>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(patch): ApiJson<AppPatch>,
+) -> Result<Json<AppView>, ApiError> {
+    let name = app_name(&name)?;
+    caller.require(Action::WriteApp(name.clone()))?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let old = current(&ctx, &name).await?;
+        let spec = patch.clone().apply_to(old.spec)?;
+        let cmd = Command::UpdateApp {
+            spec,
+            expected_version: old.version,
+            at: now(),
+        };
+        match ctx.propose(cmd).await {
+            Err(e) if e.code == "stale" && attempt < PATCH_ATTEMPTS => continue,
+            other => return view(other?),
+        }
+    }
+}
+
+/// Deletes an app.
+#[utoipa::path(delete, path = "/v1/apps/{name}", tag = "apps", security(("bearer" = [])),
+    params(("name" = String, Path, description = "App name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such app", body = ErrorBody)))]
+pub async fn delete(
+    State(ctx): State<Ctx>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let name = app_name(&name)?;
+    caller.require(Action::WriteApp(name.clone()))?;
+    ctx.propose(Command::DeleteApp { name }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

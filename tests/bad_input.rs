@@ -1,0 +1,266 @@
+//! Bad input gets a clear 4xx with a JSON error body, never a 500, a hang or a panic.
+
+use meridian_tests::{http, Cluster};
+use serde_json::Value;
+
+async fn send(
+    c: &Cluster,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    content_type: &str,
+) -> (u16, Value) {
+    let url = format!("{}{path}", c.url(1));
+    let mut req = http()
+        .request(method.parse().unwrap(), url)
+        .bearer_auth(c.admin.clone().unwrap());
+    if let Some(b) = body {
+        req = req.header("content-type", content_type).body(b.to_string());
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_and_invalid_requests_get_json_errors() {
+    let mut c = Cluster::start(3).await;
+    c.bootstrap().await;
+    let json = "application/json";
+    let cases: Vec<(&str, &str, Option<String>, &str, u16, Option<&str>)> = vec![
+        (
+            "POST",
+            "/v1/apps",
+            Some("{not json".into()),
+            json,
+            400,
+            None,
+        ),
+        ("POST", "/v1/apps", Some("".into()), json, 400, None),
+        (
+            "POST",
+            "/v1/apps",
+            Some(r#"{"name":"web"}"#.into()),
+            json,
+            422,
+            None,
+        ),
+        (
+            "POST",
+            "/v1/apps",
+            Some(r#"{"name":"web","image":"w","port":"eighty"}"#.into()),
+            json,
+            422,
+            None,
+        ),
+        (
+            "POST",
+            "/v1/apps",
+            Some(r#"{"name":"Bad_Name","image":"w","port":80}"#.into()),
+            json,
+            422,
+            Some("name"),
+        ),
+        (
+            "POST",
+            "/v1/apps",
+            Some(format!(
+                r#"{{"name":"{}","image":"w","port":80}}"#,
+                "a".repeat(64)
+            )),
+            json,
+            422,
+            Some("name"),
+        ),
+        (
+            "POST",
+            "/v1/apps",
+            Some(r#"{"name":"web","image":"w","port":0}"#.into()),
+            json,
+            422,
+            Some("port"),
+        ),
+        (
+            "POST",
+            "/v1/apps",
+            Some(r#"{"name":"web","image":"w","port":80,"residency":["XX"]}"#.into()),
+            json,
+            422,
+            Some("residency[0]"),
+        ),
+        (
+            "POST",
+            "/v1/apps",
+            Some(r#"{"name":"web","image":"w","port":80,"regions":["nowhere"]}"#.into()),
+            json,
+            422,
+            Some("regions[0]"),
+        ),
+        (
+            "POST",
+            "/v1/apps",
+            Some(r#"{"name":"web","image":"w","port":80,"extra":1}"#.into()),
+            json,
+            422,
+            None,
+        ),
+        (
+            "POST",
+            "/v1/apps",
+            Some(r#"{"name":"web","image":"w","port":80}"#.into()),
+            "text/plain",
+            415,
+            None,
+        ),
+        (
+            "POST",
+            "/v1/regions",
+            Some(r#"{"name":"eu-fra","country":"Germany","latitude":50,"longitude":8}"#.into()),
+            json,
+            422,
+            Some("country"),
+        ),
+        (
+            "POST",
+            "/v1/regions",
+            Some(r#"{"name":"eu-fra","country":"DE","latitude":91,"longitude":8}"#.into()),
+            json,
+            422,
+            Some("latitude"),
+        ),
+        (
+            "POST",
+            "/v1/tokens",
+            Some(r#"{"role":"root"}"#.into()),
+            json,
+            422,
+            Some("role"),
+        ),
+        (
+            "POST",
+            "/v1/tokens",
+            Some(r#"{"role":"viewer","ttl_seconds":0}"#.into()),
+            json,
+            422,
+            Some("ttl_seconds"),
+        ),
+        ("GET", "/v1/apps/Not-A-Name", None, json, 404, None),
+        ("GET", "/v1/apps/missing", None, json, 404, None),
+        ("DELETE", "/v1/apps/missing", None, json, 404, None),
+        ("GET", "/v1/nothing-here", None, json, 404, None),
+        ("PUT", "/v1/apps", None, json, 405, None),
+    ];
+    for (method, path, body, ct, want, field) in cases {
+        let (status, b) = send(&c, method, path, body.as_deref(), ct).await;
+        assert_eq!(status, want, "{method} {path} {body:?} -> {b}");
+        assert!(
+            b["error"]["code"].is_string() && b["error"]["message"].is_string(),
+            "{method} {path}: {b}"
+        );
+        if let Some(f) = field {
+            assert_eq!(
+                b["error"]["field"].as_str(),
+                Some(f),
+                "{method} {path}: {b}"
+            );
+        }
+    }
+
+    // A body over the limit: 413, through a follower and on the leader alike.
+    let big = format!(
+        r#"{{"name":"web","image":"w","port":80,"env":{{"A":"{}"}}}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    for i in 0..3 {
+        let resp = http()
+            .post(format!("{}/v1/apps", c.url(i)))
+            .bearer_auth(c.admin.clone().unwrap())
+            .header("content-type", json)
+            .body(big.clone())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status().as_u16(), 413);
+        let b: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(b["error"]["code"].is_string(), "{b}");
+    }
+
+    // Duplicates and conflicts: 409.
+    let app = r#"{"name":"web","image":"w","port":80}"#;
+    assert_eq!(send(&c, "POST", "/v1/apps", Some(app), json).await.0, 201);
+    let (s, b) = send(&c, "POST", "/v1/apps", Some(app), json).await;
+    assert_eq!(s, 409, "{b}");
+
+    // Residency: a region outside the app's jurisdictions is refused with the reason.
+    let us = r#"{"name":"us-iad","country":"US","latitude":38.9,"longitude":-77.4}"#;
+    assert_eq!(send(&c, "POST", "/v1/regions", Some(us), json).await.0, 201);
+    let eu_app = r#"{"name":"gdpr","image":"w","port":80,"residency":["EU"],"regions":["us-iad"]}"#;
+    let (s, b) = send(&c, "POST", "/v1/apps", Some(eu_app), json).await;
+    assert_eq!(s, 422, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("outside the app's residency [EU]"),
+        "{b}"
+    );
+
+    // A pinned region cannot be deleted or moved out of the app's residency.
+    let fra = r#"{"name":"eu-fra","country":"DE","latitude":50.1,"longitude":8.7}"#;
+    assert_eq!(
+        send(&c, "POST", "/v1/regions", Some(fra), json).await.0,
+        201
+    );
+    let pinned = r#"{"name":"gdpr","image":"w","port":80,"residency":["EU"],"regions":["eu-fra"]}"#;
+    assert_eq!(
+        send(&c, "POST", "/v1/apps", Some(pinned), json).await.0,
+        201
+    );
+    assert_eq!(
+        send(&c, "DELETE", "/v1/regions/eu-fra", None, json).await.0,
+        409
+    );
+    let (s, b) = send(
+        &c,
+        "PATCH",
+        "/v1/regions/eu-fra",
+        Some(r#"{"country":"US"}"#),
+        json,
+    )
+    .await;
+    assert_eq!(s, 409, "{b}");
+
+    // PATCH validates too.
+    let (s, b) = send(
+        &c,
+        "PATCH",
+        "/v1/apps/web",
+        Some(r#"{"replicas":100000}"#),
+        json,
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (422, Some("replicas")),
+        "{b}"
+    );
+    let (s, b) = send(&c, "PATCH", "/v1/apps/web", Some(r#"{"replicas":3}"#), json).await;
+    assert_eq!(
+        (s, b["replicas"].as_u64(), b["version"].as_u64()),
+        (200, Some(3), Some(2)),
+        "{b}"
+    );
+
+    // Nothing above crashed a server.
+    for i in 0..3 {
+        assert_eq!(
+            http()
+                .get(format!("{}/v1/health", c.url(i)))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! Snapshots are built, sent to a server that joins late, and installed; logs are purged.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use meridian_tests::{app_body, http, Cluster};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_joiner_catches_up_from_a_snapshot() {
+    let mut c = Cluster::start_with(3, &["--raft-snapshot-after-entries", "20"]).await;
+    c.bootstrap().await;
+    let mut names = BTreeSet::new();
+    for n in 0..60 {
+        let name = format!("app-{n}");
+        c.client(n % 3)
+            .create_app(&app_body(&name))
+            .await
+            .expect("create");
+        names.insert(name);
+    }
+    // A snapshot exists and the log behind it was purged on the leader... (keep = 1000 by
+    // default, so check the snapshot files instead).
+    let leader = c.wait_for_leader(Duration::from_secs(10)).await;
+    let snaps = std::fs::read_dir(c.servers[leader].data_dir.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .count();
+    assert_eq!(snaps, 1, "exactly one current snapshot is kept");
+
+    let new = c.add_server();
+    c.wait_for_voters(4, Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let resp = http()
+            .get(format!("{}/v1/apps?stale=true", c.url(new)))
+            .bearer_auth(c.admin.clone().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let apps: Vec<serde_json::Value> = resp.json().await.unwrap_or_default();
+        let have: BTreeSet<String> = apps
+            .iter()
+            .filter_map(|a| a["name"].as_str().map(String::from))
+            .collect();
+        if have == names {
+            break;
+        }
+        if Instant::now() > deadline {
+            c.dump_logs();
+            panic!("the new server has {} of {} apps", have.len(), names.len());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
