@@ -27,7 +27,16 @@ async fn malformed_and_invalid_requests_get_json_errors() {
     let mut c = Cluster::start(3).await;
     c.bootstrap().await;
     let json = "application/json";
-    let cases: Vec<(&str, &str, Option<String>, &str, u16, Option<&str>)> = vec![
+    // (method, path, body, content type, expected status, expected error field)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<String>,
+        &'a str,
+        u16,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/v1/apps",

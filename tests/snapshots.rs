@@ -7,7 +7,16 @@ use meridian_tests::{app_body, http, Cluster};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_late_joiner_catches_up_from_a_snapshot() {
-    let mut c = Cluster::start_with(3, &["--raft-snapshot-after-entries", "20"]).await;
+    let mut c = Cluster::start_with(
+        3,
+        &[
+            "--raft-snapshot-after-entries",
+            "20",
+            "--raft-keep-entries",
+            "0",
+        ],
+    )
+    .await;
     c.bootstrap().await;
     let mut names = BTreeSet::new();
     for n in 0..60 {
@@ -18,8 +27,7 @@ async fn a_late_joiner_catches_up_from_a_snapshot() {
             .expect("create");
         names.insert(name);
     }
-    // A snapshot exists and the log behind it was purged on the leader... (keep = 1000 by
-    // default, so check the snapshot files instead).
+    // One current snapshot is kept; with no entries kept behind it, the log was purged.
     let leader = c.wait_for_leader(Duration::from_secs(10)).await;
     let snaps = std::fs::read_dir(c.servers[leader].data_dir.join("snapshots"))
         .unwrap()
@@ -29,6 +37,7 @@ async fn a_late_joiner_catches_up_from_a_snapshot() {
     assert_eq!(snaps, 1, "exactly one current snapshot is kept");
 
     let new = c.add_server();
+    let new_snapshots = c.servers[new].data_dir.join("snapshots");
     c.wait_for_voters(4, Duration::from_secs(30)).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -44,6 +53,14 @@ async fn a_late_joiner_catches_up_from_a_snapshot() {
             .filter_map(|a| a["name"].as_str().map(String::from))
             .collect();
         if have == names {
+            // It got there by installing the leader's snapshot, not by replaying the log.
+            let installed = std::fs::read_dir(&new_snapshots)
+                .map(|d| {
+                    d.flatten()
+                        .any(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                })
+                .unwrap_or(false);
+            assert!(installed, "the new server holds no installed snapshot");
             break;
         }
         if Instant::now() > deadline {

@@ -87,24 +87,21 @@ pub async fn route_to_leader(State(ctx): State<Ctx>, req: Request, next: Next) -
                 Err(Some(e)) => return e.into_response(),
                 Err(None) => {} // leadership moved: look again
             },
-            Some((_, addr)) if !already_forwarded => match forward(
-                &ctx,
-                &parts,
-                bytes.clone(),
-                &addr,
-            )
-            .await
-            {
-                Ok(resp) => return resp,
-                Err(ForwardFailure::NotSent) => {}
-                Err(ForwardFailure::Unknown(why)) => return ApiError::unavailable(
-                    "leader_unreachable",
-                    format!(
+            Some((_, addr)) if !already_forwarded => {
+                match forward(&ctx, &parts, bytes.clone(), &addr).await {
+                    Ok(resp) => return resp,
+                    Err(ForwardFailure::NotSent) => {}
+                    Err(ForwardFailure::Unknown(why)) => {
+                        return ApiError::unavailable(
+                            "leader_unreachable",
+                            format!(
                         "lost contact with the leader mid-request ({why}); the outcome is unknown"
                     ),
-                )
-                .into_response(),
-            },
+                        )
+                        .into_response()
+                    }
+                }
+            }
             _ => {}
         }
         if Instant::now() >= deadline {

@@ -35,9 +35,13 @@ pub struct RaftSettings {
 impl Default for RaftSettings {
     fn default() -> Self {
         Self {
-            heartbeat_ms: 100,
-            election_min_ms: 400,
-            election_max_ms: 800,
+            // Loopback and one-datacentre defaults. A follower refuses votes for one
+            // election_max after the last heartbeat (openraft's leader lease), so a failover
+            // takes roughly two election timeouts: here 0.5 to 1 s. Raise all three across
+            // regions (heartbeat near the RTT, elections at least 10 RTTs).
+            heartbeat_ms: 50,
+            election_min_ms: 250,
+            election_max_ms: 500,
             snapshot_after_entries: 10_000,
             keep_entries_behind_snapshot: 1_000,
         }

@@ -1,0 +1,39 @@
+//! Client commands: each module parses one resource's subcommands and prints the answers.
+
+pub mod apps;
+pub mod cluster;
+pub mod login;
+pub mod regions;
+pub mod tokens;
+
+use clap::Subcommand;
+use meridian_api::Client;
+
+use crate::output::Output;
+
+/// Commands that call a running server's API.
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// Cluster membership and Raft state.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Regions servers and apps run in.
+    #[command(subcommand)]
+    Regions(regions::RegionsCommand),
+    /// Apps: create, list, show, delete.
+    #[command(subcommand)]
+    Apps(apps::AppsCommand),
+    /// API tokens: create, list, revoke.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
+}
+
+/// Runs one client command against `client`.
+pub async fn run(command: ClientCommand, client: &Client, out: &Output) -> anyhow::Result<()> {
+    match command {
+        ClientCommand::Cluster(c) => cluster::run(c, client, out).await,
+        ClientCommand::Regions(c) => regions::run(c, client, out).await,
+        ClientCommand::Apps(c) => apps::run(c, client, out).await,
+        ClientCommand::Tokens(c) => tokens::run(c, client, out).await,
+    }
+}

@@ -1,0 +1,443 @@
+//! The server's TOML file, and the layering that turns file, environment and flags into one
+//! `ServerConfig`.
+//!
+//! Every setting is optional here so that layers can be stacked: [`ServerFile::over`] keeps the
+//! upper layer's values and fills the gaps from the lower one; [`ServerFile::into_config`] then
+//! applies defaults and names whatever required setting is still missing.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use meridian_server::config::default_max_body;
+use meridian_server::{ServerConfig, StartMode};
+use meridian_state::RaftSettings;
+use serde::Deserialize;
+
+/// Any subset of the server's settings. This is the TOML file's shape — the keys are
+/// `ServerConfig`'s, with `bootstrap = true` or `join = ["url", ...]` as short forms of
+/// `start` — and also the shape of what the environment and flags gave.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// Raft node id.
+    pub node_id: Option<u64>,
+    /// API and Raft listen address.
+    pub listen: Option<SocketAddr>,
+    /// URL other servers use to reach this one.
+    pub advertise_url: Option<String>,
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// File holding the cluster secret.
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Region this server runs in.
+    pub region: Option<String>,
+    /// `true` to form a new cluster.
+    pub bootstrap: Option<bool>,
+    /// Members to ask for admission.
+    pub join: Option<Vec<String>>,
+    /// The long form of `bootstrap`/`join`, as `ServerConfig` serialises it.
+    pub start: Option<StartMode>,
+    /// Request body limit in bytes.
+    pub max_body_bytes: Option<usize>,
+    /// Raft timing and compaction.
+    #[serde(default)]
+    pub raft: RaftFile,
+}
+
+/// Any subset of `RaftSettings`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaftFile {
+    /// Leader heartbeat, milliseconds.
+    pub heartbeat_ms: Option<u64>,
+    /// Shortest election timeout, milliseconds.
+    pub election_min_ms: Option<u64>,
+    /// Longest election timeout, milliseconds.
+    pub election_max_ms: Option<u64>,
+    /// Entries between snapshots.
+    pub snapshot_after_entries: Option<u64>,
+    /// Entries kept behind a snapshot.
+    pub keep_entries_behind_snapshot: Option<u64>,
+}
+
+/// A required setting: how people call it, and its flag, variable and TOML key.
+struct Required {
+    what: &'static str,
+    flag: &'static str,
+    env: &'static str,
+    key: &'static str,
+}
+
+impl Required {
+    fn describe(&self) -> String {
+        format!(
+            "{} (flag {}, env {}, or `{}` in the --config file)",
+            self.what, self.flag, self.env, self.key
+        )
+    }
+}
+
+const NODE_ID: Required = Required {
+    what: "node id",
+    flag: "--node-id",
+    env: "MERIDIAN_NODE_ID",
+    key: "node_id",
+};
+const LISTEN: Required = Required {
+    what: "listen address",
+    flag: "--listen",
+    env: "MERIDIAN_LISTEN",
+    key: "listen",
+};
+const DATA_DIR: Required = Required {
+    what: "data directory",
+    flag: "--data-dir",
+    env: "MERIDIAN_DATA_DIR",
+    key: "data_dir",
+};
+const SECRET_FILE: Required = Required {
+    what: "cluster secret file",
+    flag: "--cluster-secret-file",
+    env: "MERIDIAN_CLUSTER_SECRET_FILE",
+    key: "cluster_secret_file",
+};
+
+impl ServerFile {
+    /// Reads and checks a TOML file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Parses and checks TOML text.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let file: Self = toml::from_str(text)?;
+        file.start_mode()?;
+        Ok(file)
+    }
+
+    /// This layer's start mode, if it chose one; at most one of `start`, `bootstrap = true` and
+    /// `join` may be given.
+    fn start_mode(&self) -> anyhow::Result<Option<StartMode>> {
+        let mut chosen = Vec::new();
+        if let Some(start) = &self.start {
+            chosen.push(("start", start.clone()));
+        }
+        if self.bootstrap == Some(true) {
+            chosen.push(("bootstrap", StartMode::Bootstrap));
+        }
+        if let Some(urls) = &self.join {
+            chosen.push(("join", StartMode::Join(urls.clone())));
+        }
+        for (_, mode) in &chosen {
+            if let StartMode::Join(urls) = mode {
+                check_join_urls(urls)?;
+            }
+        }
+        match chosen.as_slice() {
+            [] => Ok(None),
+            [(_, mode)] => Ok(Some(mode.clone())),
+            many => {
+                let names: Vec<&str> = many.iter().map(|(name, _)| *name).collect();
+                bail!(
+                    "give only one way to start, not {}: bootstrap (--bootstrap), join (--join) or neither to resume",
+                    names.join(" and ")
+                )
+            }
+        }
+    }
+
+    /// This layer on top of `lower`: every setting this layer has wins; the rest come from
+    /// `lower`. The start mode is taken as a whole from the upper layer when it chose one, so
+    /// `--join` on the command line replaces `bootstrap = true` in the file.
+    pub fn over(self, lower: ServerFile) -> anyhow::Result<ServerFile> {
+        let (bootstrap, join, start) = if self.start_mode()?.is_some() {
+            (self.bootstrap, self.join, self.start)
+        } else {
+            (lower.bootstrap, lower.join, lower.start)
+        };
+        Ok(ServerFile {
+            node_id: self.node_id.or(lower.node_id),
+            listen: self.listen.or(lower.listen),
+            advertise_url: self.advertise_url.or(lower.advertise_url),
+            data_dir: self.data_dir.or(lower.data_dir),
+            cluster_secret_file: self.cluster_secret_file.or(lower.cluster_secret_file),
+            region: self.region.or(lower.region),
+            bootstrap,
+            join,
+            start,
+            max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
+            raft: RaftFile {
+                heartbeat_ms: self.raft.heartbeat_ms.or(lower.raft.heartbeat_ms),
+                election_min_ms: self.raft.election_min_ms.or(lower.raft.election_min_ms),
+                election_max_ms: self.raft.election_max_ms.or(lower.raft.election_max_ms),
+                snapshot_after_entries: self
+                    .raft
+                    .snapshot_after_entries
+                    .or(lower.raft.snapshot_after_entries),
+                keep_entries_behind_snapshot: self
+                    .raft
+                    .keep_entries_behind_snapshot
+                    .or(lower.raft.keep_entries_behind_snapshot),
+            },
+        })
+    }
+
+    /// The finished config: defaults for optional settings, and one error naming every
+    /// required setting still missing.
+    pub fn into_config(self) -> anyhow::Result<ServerConfig> {
+        let start = self.start_mode()?.unwrap_or(StartMode::Resume);
+        let mut missing = Vec::new();
+        if self.node_id.is_none() {
+            missing.push(NODE_ID.describe());
+        }
+        if self.listen.is_none() {
+            missing.push(LISTEN.describe());
+        }
+        if self.data_dir.is_none() {
+            missing.push(DATA_DIR.describe());
+        }
+        if self.cluster_secret_file.is_none() {
+            missing.push(SECRET_FILE.describe());
+        }
+        let (Some(node_id), Some(listen), Some(data_dir), Some(cluster_secret_file)) = (
+            self.node_id,
+            self.listen,
+            self.data_dir,
+            self.cluster_secret_file,
+        ) else {
+            bail!("missing server settings:\n  {}", missing.join("\n  "));
+        };
+        let defaults = RaftSettings::default();
+        let raft = RaftSettings {
+            heartbeat_ms: self.raft.heartbeat_ms.unwrap_or(defaults.heartbeat_ms),
+            election_min_ms: self
+                .raft
+                .election_min_ms
+                .unwrap_or(defaults.election_min_ms),
+            election_max_ms: self
+                .raft
+                .election_max_ms
+                .unwrap_or(defaults.election_max_ms),
+            snapshot_after_entries: self
+                .raft
+                .snapshot_after_entries
+                .unwrap_or(defaults.snapshot_after_entries),
+            keep_entries_behind_snapshot: self
+                .raft
+                .keep_entries_behind_snapshot
+                .unwrap_or(defaults.keep_entries_behind_snapshot),
+        };
+        if raft.election_min_ms > raft.election_max_ms {
+            bail!(
+                "raft election_min_ms ({}) is larger than election_max_ms ({})",
+                raft.election_min_ms,
+                raft.election_max_ms
+            );
+        }
+        Ok(ServerConfig {
+            node_id,
+            listen,
+            advertise_url: self.advertise_url,
+            data_dir,
+            cluster_secret_file,
+            region: self.region,
+            start,
+            max_body_bytes: self.max_body_bytes.unwrap_or_else(default_max_body),
+            raft,
+        })
+    }
+}
+
+fn check_join_urls(urls: &[String]) -> anyhow::Result<()> {
+    if urls.is_empty() {
+        bail!("join needs at least one member URL");
+    }
+    for url in urls {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("join URL `{url}` must start with http:// or https://");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL_FILE: &str = r#"
+        node_id = 1
+        listen = "127.0.0.1:7001"
+        advertise_url = "http://10.0.0.1:7001"
+        data_dir = "/var/lib/meridian"
+        cluster_secret_file = "/etc/meridian/secret"
+        region = "eu-fra"
+        bootstrap = true
+        max_body_bytes = 2048
+
+        [raft]
+        heartbeat_ms = 150
+        election_min_ms = 600
+    "#;
+
+    fn file() -> ServerFile {
+        ServerFile::parse(FULL_FILE).unwrap()
+    }
+
+    #[test]
+    fn file_alone_gives_a_config_with_defaults() {
+        let config = ServerFile::default()
+            .over(file())
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(config.node_id, 1);
+        assert_eq!(config.listen, "127.0.0.1:7001".parse().unwrap());
+        assert_eq!(config.region.as_deref(), Some("eu-fra"));
+        assert_eq!(config.start, StartMode::Bootstrap);
+        assert_eq!(config.max_body_bytes, 2048);
+        assert_eq!(config.raft.heartbeat_ms, 150);
+        assert_eq!(config.raft.election_min_ms, 600);
+        assert_eq!(
+            config.raft.election_max_ms,
+            RaftSettings::default().election_max_ms
+        );
+    }
+
+    #[test]
+    fn upper_layer_beats_file_setting_by_setting() {
+        // What clap gathers from MERIDIAN_* variables and flags arrives as one upper layer.
+        let upper = ServerFile {
+            node_id: Some(7),
+            data_dir: Some("/data".into()),
+            raft: RaftFile {
+                heartbeat_ms: Some(50),
+                ..RaftFile::default()
+            },
+            ..ServerFile::default()
+        };
+        let config = upper.over(file()).unwrap().into_config().unwrap();
+        assert_eq!(config.node_id, 7);
+        assert_eq!(config.data_dir, PathBuf::from("/data"));
+        assert_eq!(config.raft.heartbeat_ms, 50);
+        // Untouched settings still come from the file.
+        assert_eq!(config.listen, "127.0.0.1:7001".parse().unwrap());
+        assert_eq!(config.raft.election_min_ms, 600);
+        assert_eq!(config.start, StartMode::Bootstrap);
+    }
+
+    #[test]
+    fn three_layers_stack_in_order() {
+        let file = file();
+        let env = ServerFile {
+            node_id: Some(2),
+            region: Some("us-east".into()),
+            ..ServerFile::default()
+        };
+        let flags = ServerFile {
+            node_id: Some(3),
+            ..ServerFile::default()
+        };
+        let config = flags
+            .over(env.over(file).unwrap())
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(config.node_id, 3);
+        assert_eq!(config.region.as_deref(), Some("us-east"));
+        assert_eq!(
+            config.advertise_url.as_deref(),
+            Some("http://10.0.0.1:7001")
+        );
+    }
+
+    #[test]
+    fn upper_join_replaces_file_bootstrap() {
+        let upper = ServerFile {
+            join: Some(vec!["http://10.0.0.1:7001".into()]),
+            ..ServerFile::default()
+        };
+        let config = upper.over(file()).unwrap().into_config().unwrap();
+        assert_eq!(
+            config.start,
+            StartMode::Join(vec!["http://10.0.0.1:7001".into()])
+        );
+    }
+
+    #[test]
+    fn no_start_choice_means_resume() {
+        let mut file = file();
+        file.bootstrap = None;
+        assert_eq!(file.into_config().unwrap().start, StartMode::Resume);
+    }
+
+    #[test]
+    fn missing_settings_are_all_named_with_flag_env_and_key() {
+        let err = ServerFile {
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            ..ServerFile::default()
+        }
+        .into_config()
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "--node-id",
+            "MERIDIAN_NODE_ID",
+            "`node_id`",
+            "--data-dir",
+            "MERIDIAN_DATA_DIR",
+            "--cluster-secret-file",
+            "cluster_secret_file",
+        ] {
+            assert!(err.contains(needle), "{needle} not in: {err}");
+        }
+        assert!(!err.contains("--listen"), "{err}");
+    }
+
+    #[test]
+    fn bootstrap_and_join_together_are_refused() {
+        let err = ServerFile::parse("bootstrap = true\njoin = [\"http://a:1\"]").unwrap_err();
+        assert!(err.to_string().contains("bootstrap and join"), "{err}");
+    }
+
+    #[test]
+    fn join_urls_are_checked() {
+        assert!(ServerFile::parse("join = []").is_err());
+        assert!(ServerFile::parse("join = [\"10.0.0.1:7001\"]").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = format!("{:#}", ServerFile::parse("node = 1").unwrap_err());
+        assert!(err.contains("unknown field"), "{err}");
+        assert!(ServerFile::parse("[raft]\nheartbeat = 1").is_err());
+    }
+
+    #[test]
+    fn long_start_form_is_accepted() {
+        let file = ServerFile::parse("[start]\nmode = \"join\"\nurls = [\"http://10.0.0.2:7001\"]")
+            .unwrap();
+        assert_eq!(
+            file.start_mode().unwrap(),
+            Some(StartMode::Join(vec!["http://10.0.0.2:7001".into()]))
+        );
+    }
+
+    #[test]
+    fn a_printed_config_reads_back_the_same() {
+        let config = file().into_config().unwrap();
+        let text = toml::to_string(&config).unwrap();
+        let again = ServerFile::parse(&text).unwrap().into_config().unwrap();
+        assert_eq!(again, config);
+    }
+
+    #[test]
+    fn election_bounds_must_be_ordered() {
+        let mut file = file();
+        file.raft.election_min_ms = Some(900);
+        file.raft.election_max_ms = Some(800);
+        assert!(file.into_config().is_err());
+    }
+}

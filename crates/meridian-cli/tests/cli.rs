@@ -1,0 +1,260 @@
+//! The `meridian` binary as a user runs it: exit codes, messages, settings layering, and one
+//! smoke run against a real server on a free local port.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `meridian` command with a clean environment: no inherited MERIDIAN_* settings, and a
+/// credentials directory inside `home`.
+fn meridian(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian"));
+    cmd.env_clear()
+        .env("HOME", home)
+        .env("MERIDIAN_CONFIG_DIR", home.join("cfg"))
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run meridian");
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "meridian panicked: {stderr}");
+    (status.code().unwrap_or(-1), stdout, stderr)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+#[test]
+fn server_settings_stack_file_then_env_then_flags() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("server.toml");
+    std::fs::write(
+        &file,
+        "node_id = 1\nlisten = \"127.0.0.1:9001\"\ndata_dir = \"/from-file\"\n\
+         bootstrap = true\nregion = \"file-region\"\n[raft]\nheartbeat_ms = 150\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(meridian(home.path())
+        .args(["server", "--print-config", "--config"])
+        .arg(&file)
+        .args(["--node-id", "3", "--cluster-secret-file", "/secret"])
+        .env("MERIDIAN_NODE_ID", "2")
+        .env("MERIDIAN_LISTEN", "127.0.0.1:9002")
+        .env("MERIDIAN_REGION", "env-region"));
+    assert_eq!(code, 0, "{stderr}");
+    let config: toml::Table = toml::from_str(&stdout).unwrap();
+    assert_eq!(config["node_id"].as_integer(), Some(3), "flag beats env");
+    assert_eq!(
+        config["listen"].as_str(),
+        Some("127.0.0.1:9002"),
+        "env beats file"
+    );
+    assert_eq!(
+        config["region"].as_str(),
+        Some("env-region"),
+        "env beats file"
+    );
+    assert_eq!(config["data_dir"].as_str(), Some("/from-file"));
+    assert_eq!(config["start"]["mode"].as_str(), Some("bootstrap"));
+    assert_eq!(config["raft"]["heartbeat_ms"].as_integer(), Some(150));
+    assert_eq!(config["raft"]["election_max_ms"].as_integer(), Some(800));
+}
+
+#[test]
+fn server_names_every_missing_setting() {
+    let home = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(meridian(home.path()).args(["server", "--listen", "127.0.0.1:1"]));
+    assert_eq!(code, 1);
+    for needle in ["--node-id", "MERIDIAN_NODE_ID", "`node_id`", "--data-dir"] {
+        assert!(stderr.contains(needle), "{needle} missing from: {stderr}");
+    }
+}
+
+#[test]
+fn unreachable_server_is_reported_plainly() {
+    let home = tempfile::tempdir().unwrap();
+    let addr = format!("http://127.0.0.1:{}", free_port());
+    let (code, stdout, stderr) = run(meridian(home.path()).args(["--addr", &addr, "apps", "list"]));
+    assert_eq!(code, 1);
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.starts_with(&format!("error: cannot reach {addr}/v1/apps: ")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn malformed_env_flag_is_named() {
+    let home = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(meridian(home.path()).args([
+        "apps", "create", "web", "--image", "web:1", "--port", "80", "--env", "NOEQUALS",
+    ]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("--env") && stderr.contains("KEY=VALUE"),
+        "{stderr}"
+    );
+}
+
+/// Kills the server if a test fails before stopping it.
+struct ServerProcess(Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn start_server(home: &Path, port: u16) -> ServerProcess {
+    let secret = home.join("secret");
+    std::fs::write(&secret, "a-test-cluster-secret-of-enough-length\n").unwrap();
+    let child = meridian(home)
+        .args(["server", "--node-id", "1", "--bootstrap"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(home.join("data"))
+        .arg("--cluster-secret-file")
+        .arg(&secret)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start server");
+    let server = ServerProcess(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start listening");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
+fn credentials_file(home: &Path) -> PathBuf {
+    home.join("cfg").join("credentials.toml")
+}
+
+#[cfg(unix)]
+#[test]
+fn smoke_against_a_real_server() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let port = free_port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let mut server = start_server(home, port);
+
+    // Bootstrap may race the first leader election; retry briefly.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let token = loop {
+        let (code, stdout, stderr) =
+            run(meridian(home).args(["login", "--bootstrap", "--json", "--addr", &addr]));
+        if code == 0 {
+            let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            break answer["token"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "bootstrap failed: {stderr}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(credentials_file(home)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+
+    // From here on address and token come from the saved credentials.
+    let (code, stdout, stderr) = run(meridian(home).args(["cluster", "status"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("LEADER") && stdout.contains(&addr),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) = run(meridian(home).args([
+        "regions",
+        "create",
+        "eu-fra",
+        "--country",
+        "DE",
+        "--lat",
+        "50.1",
+        "--lon",
+        "8.7",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = run(meridian(home).args([
+        "apps",
+        "create",
+        "web",
+        "--image",
+        "web:1",
+        "--port",
+        "8080",
+        "--residency",
+        "EU",
+        "--env",
+        "A=1",
+        "--health-tcp",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+
+    let (code, stdout, _) = run(meridian(home).args(["apps", "list", "--json"]));
+    assert_eq!(code, 0);
+    let apps: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(apps[0]["name"], "web");
+    assert_eq!(apps[0]["env"]["A"], "1");
+
+    // An API error: its message, code and status, and exit code 1.
+    let (code, _, stderr) = run(meridian(home).args(["apps", "show", "nope"]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains(", HTTP 404)"),
+        "{stderr}"
+    );
+
+    // A flag token overrides the saved one; a bad one is refused with a 401.
+    let (code, _, stderr) = run(meridian(home).args(["--token", "bogus", "apps", "list"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("HTTP 401"), "{stderr}");
+
+    // login with an existing token checks it, then saves it.
+    std::fs::remove_file(credentials_file(home)).unwrap();
+    let token_file = home.join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let (code, _, stderr) = run(meridian(home)
+        .args(["login", "--addr", &addr, "--token-file"])
+        .arg(&token_file));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, _) = run(meridian(home).args(["tokens", "list"]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with("ID ") && stdout.contains("admin"),
+        "{stdout}"
+    );
+
+    // SIGTERM stops the server cleanly.
+    let pid = server.0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "server ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "server exited with {status}");
+}
