@@ -279,7 +279,7 @@ mod tests {
 
         [raft]
         heartbeat_ms = 150
-        election_min_ms = 600
+        election_min_ms = 300
     "#;
 
     fn file() -> ServerFile {
@@ -299,7 +299,7 @@ mod tests {
         assert_eq!(config.start, StartMode::Bootstrap);
         assert_eq!(config.max_body_bytes, 2048);
         assert_eq!(config.raft.heartbeat_ms, 150);
-        assert_eq!(config.raft.election_min_ms, 600);
+        assert_eq!(config.raft.election_min_ms, 300);
         assert_eq!(
             config.raft.election_max_ms,
             RaftSettings::default().election_max_ms
@@ -324,7 +324,7 @@ mod tests {
         assert_eq!(config.raft.heartbeat_ms, 50);
         // Untouched settings still come from the file.
         assert_eq!(config.listen, "127.0.0.1:7001".parse().unwrap());
-        assert_eq!(config.raft.election_min_ms, 600);
+        assert_eq!(config.raft.election_min_ms, 300);
         assert_eq!(config.start, StartMode::Bootstrap);
     }
 
