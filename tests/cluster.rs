@@ -83,3 +83,79 @@ async fn a_restarted_cluster_resumes_with_its_data() {
     // The admin token is still accepted: the signing key survived too.
     assert!(c.client(0).tokens().await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_removes_a_member() {
+    let mut c = Cluster::start(3).await;
+    c.bootstrap().await;
+    let resp = meridian_tests::http()
+        .delete(format!("{}/v1/cluster/members/3", c.url(1)))
+        .bearer_auth(c.admin.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    c.kill(2);
+    c.wait_for_voters(2, Duration::from_secs(20)).await;
+    let status = c.client(0).cluster().await.expect("status");
+    let ids: Vec<u64> = status.members.iter().map(|m| m.id).collect();
+    assert_eq!(ids, [1, 2]);
+    // Writes still commit with two voters.
+    c.client(1)
+        .create_app(&app_body("after-removal"))
+        .await
+        .expect("write");
+    // Removing a server that is not a member: 404.
+    let resp = meridian_tests::http()
+        .delete(format!("{}/v1/cluster/members/9", c.url(0)))
+        .bearer_auth(c.admin.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openapi_and_metrics_are_served() {
+    let c = Cluster::start(1).await;
+    let doc: serde_json::Value = meridian_tests::http()
+        .get(format!("{}/v1/openapi.json", c.url(0)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    for path in [
+        "/v1/apps",
+        "/v1/apps/{name}",
+        "/v1/regions",
+        "/v1/tokens",
+        "/v1/cluster/join",
+        "/v1/auth/bootstrap",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["schemas"]["AppBody"].is_object());
+    let text = meridian_tests::http()
+        .get(format!("{}/metrics", c.url(0)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "meridian_raft_term",
+        "meridian_raft_commit_index",
+        "meridian_raft_apply_lag",
+        "meridian_http_requests_total",
+        "meridian_http_request_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
+    }
+}

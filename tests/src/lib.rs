@@ -26,7 +26,9 @@ pub fn meridian_bin() -> PathBuf {
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "meridian-cli", "--bin", "meridian"]);
+        // The same selection `cargo test --workspace` builds, so features unify the same way
+        // and this is a no-op there; a narrower build would rebuild with other features.
+        cmd.args(["build", "-q", "--workspace", "--all-targets"]);
         if release {
             cmd.arg("--release");
         }

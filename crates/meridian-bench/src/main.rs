@@ -1,0 +1,152 @@
+//! `meridian-bench`: a closed-loop load generator for Meridian's replicated writes, with an
+//! etcd mode that drives etcd the same way (HTTP/JSON, one fresh key per request) so the two
+//! can be compared side by side. `deploy/bench/control-plane.sh` runs both.
+
+mod load;
+mod percentile;
+mod report;
+mod target;
+mod workload;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::load::Plan;
+use crate::report::Summary;
+use crate::target::Target;
+use crate::workload::{run_id, Workload};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "meridian-bench",
+    about = "Load generator for Meridian (and etcd, to compare)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// POST /v1/apps with unique names in a closed loop.
+    Creates {
+        /// Admin (or deployer) token.
+        #[arg(long, env = "MERIDIAN_TOKEN", hide_env_values = true)]
+        token: String,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// PUT unique keys through etcd's gRPC-JSON gateway (POST /v3/kv/put) in a closed loop.
+    EtcdPut {
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Print a side-by-side table from a file of `--json` lines.
+    Table {
+        /// File with one JSON summary per line.
+        file: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// Comma-separated server URLs, e.g. http://127.0.0.1:7001,http://127.0.0.1:7002.
+    #[arg(long)]
+    urls: String,
+    /// Workers, each with one request in flight.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Seconds measured (after the warm-up); a hard stop.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Seconds run before measuring.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Send to the leader only, or spread workers over all URLs.
+    #[arg(long, value_enum, default_value_t = Target::Leader)]
+    target: Target,
+    /// Requests allowed in all (warm-up included): the run stops when they are spent.
+    #[arg(long, default_value_t = 2_000_000)]
+    max_requests: u64,
+    /// Seconds one request may take before it counts as an error.
+    #[arg(long, default_value_t = 15)]
+    request_timeout: u64,
+    /// Print one JSON line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Creates { token, load } => {
+            bench(
+                Workload::Creates {
+                    token,
+                    run: run_id(),
+                },
+                load,
+            )
+            .await
+        }
+        Command::EtcdPut { load } => bench(Workload::EtcdPut { run: run_id() }, load).await,
+        Command::Table { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            print!("{}", report::side_by_side(&text));
+            Ok(())
+        }
+    }
+}
+
+async fn bench(workload: Workload, args: LoadArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    anyhow::ensure!(args.duration > 0, "--duration must be at least 1 second");
+    let urls = target::parse_urls(&args.urls)?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .context("building the HTTP client")?;
+    let urls = match args.target {
+        Target::All => urls,
+        Target::Leader => vec![match workload {
+            Workload::Creates { .. } => target::meridian_leader(&http, &urls).await?,
+            Workload::EtcdPut { .. } => target::etcd_leader(&http, &urls).await?,
+        }],
+    };
+    let plan = Plan {
+        urls,
+        concurrency: args.concurrency,
+        warmup: Duration::from_secs(args.warmup),
+        duration: Duration::from_secs(args.duration),
+        max_requests: args.max_requests,
+        request_timeout: Duration::from_secs(args.request_timeout),
+    };
+    let system = workload.system();
+    let outcome = load::run(http, workload, plan).await;
+    for e in &outcome.error_samples {
+        eprintln!("{system}: error: {e}");
+    }
+    if outcome.cut_off > 0 {
+        eprintln!(
+            "{system}: {} requests still in flight at the hard stop were not counted",
+            outcome.cut_off
+        );
+    }
+    let target = match args.target {
+        Target::Leader => "leader",
+        Target::All => "all",
+    };
+    let summary = Summary::new(system, target, args.concurrency, &outcome);
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print!("{}", summary.text());
+    }
+    Ok(())
+}
