@@ -62,15 +62,15 @@ pub struct ServerArgs {
     #[arg(long, env = "MERIDIAN_MAX_BODY_BYTES", value_name = "BYTES")]
     max_body_bytes: Option<usize>,
 
-    /// Raft leader heartbeat in milliseconds [default: 50].
+    /// Raft leader heartbeat in milliseconds [default: 100].
     #[arg(long, env = "MERIDIAN_RAFT_HEARTBEAT_MS", value_name = "MS")]
     raft_heartbeat_ms: Option<u64>,
 
-    /// Shortest Raft election timeout in milliseconds [default: 250].
+    /// Shortest Raft election timeout in milliseconds [default: 300].
     #[arg(long, env = "MERIDIAN_RAFT_ELECTION_MIN_MS", value_name = "MS")]
     raft_election_min_ms: Option<u64>,
 
-    /// Longest Raft election timeout in milliseconds [default: 500].
+    /// Longest Raft election timeout in milliseconds [default: 600].
     #[arg(long, env = "MERIDIAN_RAFT_ELECTION_MAX_MS", value_name = "MS")]
     raft_election_max_ms: Option<u64>,
 

@@ -69,7 +69,7 @@ fn server_settings_stack_file_then_env_then_flags() {
     assert_eq!(config["data_dir"].as_str(), Some("/from-file"));
     assert_eq!(config["start"]["mode"].as_str(), Some("bootstrap"));
     assert_eq!(config["raft"]["heartbeat_ms"].as_integer(), Some(150));
-    assert_eq!(config["raft"]["election_max_ms"].as_integer(), Some(500));
+    assert_eq!(config["raft"]["election_max_ms"].as_integer(), Some(600));
 }
 
 #[test]

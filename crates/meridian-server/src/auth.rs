@@ -112,26 +112,23 @@ impl FromRequestParts<Ctx> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("Authorization must be \"Bearer <token>\""))?;
-        let key = ctx
-            .reader()
-            .signing_key()
-            .await
-            .map_err(ApiError::storage)?
+        let auth = ctx.reader().auth();
+        let key = auth
+            .signing_key
+            .as_deref()
             .ok_or_else(|| ApiError::unauthorized("the cluster is not bootstrapped yet"))?;
-        let claims = verify(&key, token)?;
-        let record = ctx
-            .reader()
-            .token(&claims.jti)
-            .await
-            .map_err(ApiError::storage)?
+        let claims = verify(key, token)?;
+        let record = auth
+            .tokens
+            .get(&claims.jti)
             .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
         if record.revoked_at.is_some() {
             return Err(ApiError::unauthorized("token revoked"));
         }
         Ok(Self {
-            token_id: record.id,
+            token_id: record.id.clone(),
             role: record.role,
-            apps: record.apps,
+            apps: record.apps.clone(),
         })
     }
 }

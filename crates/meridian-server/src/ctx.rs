@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use meridian_state::{Applied, Command, Node, NodeId, Raft, StateReader};
-use openraft::error::{ClientWriteError, RaftError};
+use meridian_state::{Applied, Command, Node, NodeId, ProposeError, Raft, StateReader};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -48,16 +47,17 @@ impl Ctx {
     /// Commits `cmd` through Raft and answers what applying it produced. Returns only after
     /// the entry is committed on a majority and applied here.
     pub async fn propose(&self, cmd: Command) -> Result<Applied, ApiError> {
-        let write = tokio::time::timeout(WRITE_TIMEOUT, self.raft().client_write(cmd)).await;
+        let write = tokio::time::timeout(WRITE_TIMEOUT, self.0.node.proposer.propose(cmd)).await;
         match write {
             Err(_) => Err(ApiError::unavailable(
                 "commit_timeout",
                 "the write was not committed in time; its outcome is unknown",
             )),
-            Ok(Ok(resp)) => resp.data.map_err(ApiError::from),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(
-                ApiError::unavailable("not_leader", "leadership moved while writing; retry"),
-            ),
+            Ok(Ok(result)) => result.map_err(ApiError::from),
+            Ok(Err(ProposeError::NotLeader)) => Err(ApiError::unavailable(
+                "not_leader",
+                "leadership moved while writing; retry",
+            )),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "raft write failed");
                 Err(ApiError::unavailable(

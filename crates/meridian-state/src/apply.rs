@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use meridian_core::{CountryCode, Name};
+use meridian_core::{CountryCode, Jurisdiction, JurisdictionCatalog, Name};
 use sqlx::SqliteConnection;
 
 use crate::command::{
@@ -11,30 +11,31 @@ use crate::command::{
 };
 use crate::rows::{self, i, to_json};
 
-/// Applies `cmd` inside the caller's transaction. A refusal leaves the tables untouched; an
-/// `Err` means the database failed and the whole batch must be abandoned.
+/// Applies `cmd` inside the caller's transaction, a `Command::Batch` one command at a time.
 pub async fn apply(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandResult, sqlx::Error> {
-    sqlx::query("SAVEPOINT command").execute(&mut *c).await?;
-    let outcome = apply_inner(c, cmd).await;
-    let end = match &outcome {
-        Ok(Ok(_)) => "RELEASE command",
-        _ => "ROLLBACK TO command",
+    let Command::Batch { commands } = cmd else {
+        return apply_one(c, cmd).await;
     };
-    sqlx::query(end).execute(&mut *c).await?;
-    if !matches!(outcome, Ok(Ok(_))) {
-        sqlx::query("RELEASE command").execute(&mut *c).await?;
+    let mut results = Vec::with_capacity(commands.len());
+    for sub in commands {
+        results.push(apply_one(c, sub).await?);
     }
-    outcome
+    Ok(Ok(Applied::Batch(results)))
 }
 
-async fn apply_inner(
-    c: &mut SqliteConnection,
-    cmd: &Command,
-) -> Result<CommandResult, sqlx::Error> {
+/// Applies one command.
+///
+/// Every command decides whether to refuse before its first write, so a refusal leaves the
+/// tables untouched without a savepoint. An `Err` means the database failed and the whole
+/// entry must be abandoned.
+async fn apply_one(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandResult, sqlx::Error> {
     match cmd {
         Command::Bootstrap { signing_key, admin } => {
             if rows::setting(c, "signing_key").await?.is_some() {
                 return Ok(Err(Refusal::AlreadyBootstrapped));
+            }
+            if rows::token(c, &admin.id).await?.is_some() {
+                return Ok(Err(Refusal::exists("token", &admin.id)));
             }
             for (k, v) in [
                 ("signing_key", signing_key.clone()),
@@ -179,6 +180,9 @@ async fn apply_inner(
             write_app(c, &rec).await?;
             Ok(Ok(Applied::App(rec)))
         }
+        Command::Batch { .. } => Ok(Err(Refusal::Conflict {
+            message: "batches cannot be nested".into(),
+        })),
         Command::DeleteApp { name } => {
             let done = sqlx::query("DELETE FROM apps WHERE name = ?")
                 .bind(name.as_str())
@@ -241,12 +245,24 @@ async fn check_places(
     c: &mut SqliteConnection,
     spec: &meridian_core::AppSpec,
 ) -> Result<Option<Refusal>, sqlx::Error> {
-    let catalog = rows::catalog(c).await?;
-    let countries: BTreeMap<Name, CountryCode> = rows::regions(c)
-        .await?
-        .into_iter()
-        .map(|r| (r.region.name, r.region.country))
-        .collect();
+    // Only read what the check needs: most apps pin no region and name built-in groups.
+    let custom_groups = spec.residency.iter().any(|j| {
+        matches!(j, Jurisdiction::Group(g) if !JurisdictionCatalog::BUILT_IN.contains(&g.as_str()))
+    });
+    let catalog = if custom_groups {
+        rows::catalog(c).await?
+    } else {
+        JurisdictionCatalog::built_in()
+    };
+    let countries: BTreeMap<Name, CountryCode> = if spec.regions.is_some() {
+        rows::regions(c)
+            .await?
+            .into_iter()
+            .map(|r| (r.region.name, r.region.country))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     Ok(spec
         .check_places(&catalog, |n| countries.get(n).copied())
         .err()

@@ -69,6 +69,26 @@ pub enum Command {
         /// Its name.
         name: Name,
     },
+    /// Several independent commands in one log entry, applied in order; each gets its own
+    /// result and a refusal of one does not affect the others. Made by the proposer so that
+    /// concurrent writes share one log append and one fsync. Never nested.
+    Batch {
+        /// The commands, in order.
+        commands: Vec<Command>,
+    },
+}
+
+impl Command {
+    /// Whether applying this command may change tokens or the signing key.
+    pub fn touches_auth(&self) -> bool {
+        match self {
+            Command::Bootstrap { .. }
+            | Command::CreateToken { .. }
+            | Command::RevokeToken { .. } => true,
+            Command::Batch { commands } => commands.iter().any(Command::touches_auth),
+            _ => false,
+        }
+    }
 }
 
 /// A token as the state keeps it. The JWT itself is never stored.
@@ -129,6 +149,8 @@ pub enum Applied {
     Region(RegionRecord),
     /// The app as stored.
     App(AppRecord),
+    /// One result per command of a `Command::Batch`, in order.
+    Batch(Vec<CommandResult>),
 }
 
 /// A command the state refused; nothing was changed. Decided by the state alone, so every

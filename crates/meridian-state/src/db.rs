@@ -13,24 +13,52 @@ pub static LOG_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/log");
 /// Migrations of the state machine database (and of every snapshot, which is a copy of it).
 pub static STATE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/state");
 
-/// Opens (creating if missing) a database in WAL mode with `synchronous=FULL`: a transaction
-/// that returned from COMMIT is in the WAL and fsynced, so it survives a crash of the process
-/// and of the machine. Then brings its schema up to date.
-pub async fn open(
+/// Opens `log.db`: WAL with `synchronous=FULL`, so a transaction that returned from COMMIT is
+/// fsynced and survives a crash of the process and of the machine. Raft relies on that for
+/// every acknowledged entry and every vote.
+pub async fn open_log(path: &Path, max_connections: u32) -> Result<SqlitePool, sqlx::Error> {
+    open(
+        path,
+        max_connections,
+        &LOG_MIGRATIONS,
+        SqliteSynchronous::Full,
+    )
+    .await
+}
+
+/// Opens `state.db`: WAL with `synchronous=NORMAL`. A power cut may lose the last applied
+/// batches (never corrupt the file); they are still in the log and are applied again, and
+/// `StateMachine::recover` installs the local snapshot first when the log behind it is gone.
+pub async fn open_state(path: &Path, max_connections: u32) -> Result<SqlitePool, sqlx::Error> {
+    open(
+        path,
+        max_connections,
+        &STATE_MIGRATIONS,
+        SqliteSynchronous::Normal,
+    )
+    .await
+}
+
+/// Opens (creating if missing) a database in WAL mode and brings its schema up to date.
+async fn open(
     path: &Path,
     max_connections: u32,
     migrations: &Migrator,
+    synchronous: SqliteSynchronous,
 ) -> Result<SqlitePool, sqlx::Error> {
     let options = SqliteConnectOptions::from_str("sqlite://")?
         .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
+        .synchronous(synchronous)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
+        // A local file cannot go stale the way a network connection can; a ping before every
+        // acquire would cost a round trip to SQLite's worker thread per query.
+        .test_before_acquire(false)
         .idle_timeout(None)
         .max_lifetime(None)
         .connect_with(options)

@@ -8,21 +8,25 @@
 #![allow(clippy::result_large_err)]
 
 pub mod apply;
+pub mod auth_cache;
 pub mod command;
 pub mod db;
 pub mod error;
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod proposer;
 pub mod reader;
 pub mod rows;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
+pub use auth_cache::{AuthCache, AuthView};
 pub use command::{AppRecord, Applied, Command, CommandResult, Refusal, RegionRecord, TokenRecord};
 pub use error::StateError;
 pub use network::HttpNetwork;
 pub use node::{open, Node, RaftSettings};
+pub use proposer::{ProposeError, Proposer};
 pub use reader::StateReader;
 pub use types::{MemberNode, NodeId, Raft, TypeConfig};

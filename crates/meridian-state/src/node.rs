@@ -6,10 +6,12 @@ use std::sync::Arc;
 use openraft::SnapshotPolicy;
 use sqlx::SqlitePool;
 
-use crate::db::{self, LOG_MIGRATIONS, STATE_MIGRATIONS};
+use crate::auth_cache::AuthCache;
+use crate::db;
 use crate::error::StateError;
 use crate::log_store::LogStore;
 use crate::network::HttpNetwork;
+use crate::proposer::Proposer;
 use crate::reader::StateReader;
 use crate::snapshot::SnapshotDir;
 use crate::state_machine::StateMachine;
@@ -37,11 +39,12 @@ impl Default for RaftSettings {
         Self {
             // Loopback and one-datacentre defaults. A follower refuses votes for one
             // election_max after the last heartbeat (openraft's leader lease), so a failover
-            // takes roughly two election timeouts: here 0.5 to 1 s. Raise all three across
+            // takes roughly two election timeouts: here 0.6 to 1.2 s. openraft also gives each
+            // AppendEntries one heartbeat to answer, so the heartbeat must cover a loaded fsync. Raise all three across
             // regions (heartbeat near the RTT, elections at least 10 RTTs).
-            heartbeat_ms: 50,
-            election_min_ms: 250,
-            election_max_ms: 500,
+            heartbeat_ms: 100,
+            election_min_ms: 300,
+            election_max_ms: 600,
             snapshot_after_entries: 10_000,
             keep_entries_behind_snapshot: 1_000,
         }
@@ -74,6 +77,9 @@ pub struct Node {
     pub raft: Raft,
     /// Queries over the applied state.
     pub reader: StateReader,
+    /// Batches client writes into log entries.
+    pub proposer: Proposer,
+    proposer_task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
     pools: Vec<SqlitePool>,
 }
 
@@ -113,7 +119,7 @@ pub async fn open(
         path: dir.path.clone(),
         source,
     })?;
-    let log_pool = db::open(&dir.log_db(), 4, &LOG_MIGRATIONS).await?;
+    let log_pool = db::open_log(&dir.log_db(), 4).await?;
     let log = LogStore::new(log_pool.clone());
     match log.node_id().await? {
         Some(found) if found != id => {
@@ -126,17 +132,22 @@ pub async fn open(
         Some(_) => {}
         None => log.set_node_id(id).await?,
     }
-    let writer = db::open(&dir.state_db(), 1, &STATE_MIGRATIONS).await?;
-    let readers = db::open(&dir.state_db(), 4, &STATE_MIGRATIONS).await?;
+    let writer = db::open_state(&dir.state_db(), 1).await?;
+    let readers = db::open_state(&dir.state_db(), 4).await?;
     let snapshots = SnapshotDir::open(dir.snapshots())?;
-    let sm = StateMachine::new(writer.clone(), readers.clone(), snapshots);
+    let auth = Arc::new(AuthCache::default());
+    let mut sm = StateMachine::new(writer.clone(), readers.clone(), snapshots, auth.clone());
+    sm.recover().await?;
     let config = Arc::new(settings.to_config()?);
     let raft = Raft::new(id, config, network, log, sm)
         .await
         .map_err(|e| StateError::Raft(e.to_string()))?;
+    let (proposer, proposer_task) = Proposer::start(raft.clone());
     Ok(Node {
         raft,
-        reader: StateReader::new(readers.clone()),
+        reader: StateReader::new(readers.clone(), auth),
+        proposer,
+        proposer_task: Arc::new(std::sync::Mutex::new(Some(proposer_task))),
         pools: vec![log_pool, writer, readers],
     })
 }
@@ -144,6 +155,15 @@ pub async fn open(
 impl Node {
     /// Stops Raft and closes the databases.
     pub async fn shutdown(&self) {
+        let task = self
+            .proposer_task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not stop cleanly");
         }

@@ -1,8 +1,11 @@
 //! The read side: queries over the local `state.db`, for the API.
 
+use std::sync::Arc;
+
 use meridian_core::JurisdictionCatalog;
 use sqlx::SqlitePool;
 
+use crate::auth_cache::{AuthCache, AuthView};
 use crate::command::{AppRecord, RegionRecord, TokenRecord};
 use crate::rows;
 use crate::snapshot::read_applied;
@@ -13,17 +16,18 @@ use crate::types::LogId;
 #[derive(Debug, Clone)]
 pub struct StateReader {
     pool: SqlitePool,
+    auth: Arc<AuthCache>,
 }
 
 impl StateReader {
-    /// Reads through `pool`, a pool over `state.db`.
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    /// Reads through `pool`, a pool over `state.db`, and `auth`, kept by the state machine.
+    pub fn new(pool: SqlitePool, auth: Arc<AuthCache>) -> Self {
+        Self { pool, auth }
     }
 
-    /// The token with this id.
-    pub async fn token(&self, id: &str) -> Result<Option<TokenRecord>, sqlx::Error> {
-        rows::token(&mut *self.pool.acquire().await?, id).await
+    /// Tokens and the signing key, from memory.
+    pub fn auth(&self) -> Arc<AuthView> {
+        self.auth.view()
     }
 
     /// Every token.
@@ -54,11 +58,6 @@ impl StateReader {
     /// Built-in and custom jurisdiction groups.
     pub async fn catalog(&self) -> Result<JurisdictionCatalog, sqlx::Error> {
         rows::catalog(&mut *self.pool.acquire().await?).await
-    }
-
-    /// The token signing key (base64), once the cluster is bootstrapped.
-    pub async fn signing_key(&self) -> Result<Option<String>, sqlx::Error> {
-        rows::setting(&mut *self.pool.acquire().await?, "signing_key").await
     }
 
     /// The last log entry applied here.

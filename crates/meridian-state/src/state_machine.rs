@@ -2,6 +2,7 @@
 //! snapshots of it.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -11,6 +12,7 @@ use openraft::{
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
 use crate::apply::apply;
+use crate::auth_cache::AuthCache;
 use crate::command::{Applied, CommandResult};
 use crate::db::STATE_MIGRATIONS;
 use crate::rows::to_json;
@@ -27,6 +29,7 @@ pub struct StateMachine {
     /// Readers, used here for `VACUUM INTO`.
     readers: SqlitePool,
     snapshots: SnapshotDir,
+    auth: Arc<AuthCache>,
 }
 
 /// Builds snapshots concurrently with applies.
@@ -45,13 +48,46 @@ fn snap_err(verb: ErrorVerb, e: &(impl std::error::Error + 'static)) -> StorageE
 }
 
 impl StateMachine {
-    /// Wraps the writer and reader pools of `state.db` and the snapshot directory.
-    pub fn new(writer: SqlitePool, readers: SqlitePool, snapshots: SnapshotDir) -> Self {
+    /// Wraps the writer and reader pools of `state.db` and the snapshot directory, keeping
+    /// `auth` in step with the tokens table.
+    pub fn new(
+        writer: SqlitePool,
+        readers: SqlitePool,
+        snapshots: SnapshotDir,
+        auth: Arc<AuthCache>,
+    ) -> Self {
         Self {
             writer,
             readers,
             snapshots,
+            auth,
         }
+    }
+
+    /// Called at start, before Raft: after a power cut `state.db` (synchronous=NORMAL) may
+    /// be behind the local snapshot, whose log may be purged. Installing the snapshot first
+    /// puts the state back at or after the start of the log; the log does the rest.
+    pub async fn recover(&mut self) -> Result<(), SnapshotError> {
+        {
+            let _guard = self.snapshots.lock().await;
+            if let Some((meta, path)) = self.snapshots.current()? {
+                let (applied, _) = read_applied(&mut *self.writer.acquire().await?).await?;
+                if meta.last_log_id > applied {
+                    tracing::warn!(
+                        snapshot = %meta.snapshot_id,
+                        "state is behind the local snapshot (lost writes after a crash?); installing it"
+                    );
+                    install(&self.writer, &path, &meta).await?;
+                }
+            }
+        }
+        self.reload_auth().await?;
+        Ok(())
+    }
+
+    async fn reload_auth(&self) -> Result<(), sqlx::Error> {
+        let mut c = self.writer.acquire().await?;
+        self.auth.reload(&mut c).await
     }
 }
 
@@ -185,11 +221,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut results = Vec::new();
         let mut last = None;
         let mut membership = None;
+        let mut auth_changed = false;
         for entry in entries {
             last = Some(entry.log_id);
             match entry.payload {
                 EntryPayload::Blank => results.push(Ok(Applied::Done)),
-                EntryPayload::Normal(cmd) => results.push(apply(&mut tx, &cmd).await.map_err(w)?),
+                EntryPayload::Normal(cmd) => {
+                    auth_changed |= cmd.touches_auth();
+                    results.push(apply(&mut tx, &cmd).await.map_err(w)?);
+                }
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m));
                     results.push(Ok(Applied::Done));
@@ -208,6 +248,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         // Under synchronous=FULL the batch is on disk once COMMIT returns.
         tx.commit().await.map_err(w)?;
+        if auth_changed {
+            self.reload_auth().await.map_err(w)?;
+        }
         Ok(results)
     }
 
@@ -237,6 +280,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     source,
                 })?;
             install(&self.writer, &file, meta).await?;
+            self.reload_auth().await?;
             self.snapshots.commit(&file, meta)
         }
         .await;

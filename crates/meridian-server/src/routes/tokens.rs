@@ -39,11 +39,11 @@ fn token_created(ctx_key: &str, applied: Applied) -> Result<TokenCreated, ApiErr
     }
 }
 
-async fn signing_key(ctx: &Ctx) -> Result<String, ApiError> {
+fn signing_key(ctx: &Ctx) -> Result<String, ApiError> {
     ctx.reader()
-        .signing_key()
-        .await
-        .map_err(ApiError::storage)?
+        .auth()
+        .signing_key
+        .clone()
         .ok_or_else(|| ApiError::storage("signing key missing after bootstrap"))
 }
 
@@ -136,7 +136,7 @@ pub async fn create(
         revoked_at: None,
     };
     let applied = ctx.propose(Command::CreateToken { token }).await?;
-    let key = signing_key(&ctx).await?;
+    let key = signing_key(&ctx)?;
     Ok((StatusCode::CREATED, Json(token_created(&key, applied)?)))
 }
 
