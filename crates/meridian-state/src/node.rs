@@ -119,7 +119,8 @@ pub async fn open(
         path: dir.path.clone(),
         source,
     })?;
-    let log_pool = db::open_log(&dir.log_db(), 4).await?;
+    // Replication reads recent entries from memory; two connections serve the rest.
+    let log_pool = db::open_log(&dir.log_db(), 2).await?;
     let log = LogStore::new(log_pool.clone());
     match log.node_id().await? {
         Some(found) if found != id => {
