@@ -216,22 +216,8 @@ impl Cluster {
 
     /// The leader id as server `i`'s own Raft sees it, read from its metrics.
     pub async fn local_leader(&self, i: usize) -> Option<u64> {
-        let text = http()
-            .get(format!("{}/metrics", self.url(i)))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        let leader_line = text
-            .lines()
-            .find(|l| l.starts_with("meridian_raft_is_leader "))?;
-        if leader_line.ends_with(" 1") {
-            Some(self.servers[i].id)
-        } else {
-            None
-        }
+        let is_leader = metric(&self.url(i), "meridian_raft_is_leader").await?;
+        (is_leader == 1.0).then_some(self.servers[i].id)
     }
 
     /// Waits until one running server reports itself leader; answers its index.

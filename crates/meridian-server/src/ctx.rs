@@ -69,6 +69,28 @@ impl Ctx {
     }
 }
 
+/// How many times a read-modify-write is recomputed when its target changed underneath it.
+const FRESH_ATTEMPTS: usize = 3;
+
+impl Ctx {
+    /// Proposes the command `build` computes from the current state, computing it again (up
+    /// to three times) when apply refuses it as stale: a PATCH raced another change.
+    pub async fn propose_fresh<F, Fut>(&self, mut build: F) -> Result<Applied, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Command, ApiError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.propose(build().await?).await {
+                Err(e) if e.code == "stale" && attempt < FRESH_ATTEMPTS => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
 /// Seconds since the Unix epoch, read on the leader when it builds a command.
 pub fn now() -> u64 {
     SystemTime::now()

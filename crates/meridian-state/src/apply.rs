@@ -142,9 +142,6 @@ async fn apply_one(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandRes
             Ok(Ok(Applied::Done))
         }
         Command::CreateApp { spec, at } => {
-            if rows::app(c, spec.name.as_str()).await?.is_some() {
-                return Ok(Err(Refusal::exists("app", &spec.name)));
-            }
             if let Some(refusal) = check_places(c, spec).await? {
                 return Ok(Err(refusal));
             }
@@ -154,7 +151,10 @@ async fn apply_one(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandRes
                 created_at: *at,
                 updated_at: *at,
             };
-            write_app(c, &rec).await?;
+            // The insert is the existence check: creating apps is the hot path.
+            if !write_app(c, &rec, Write::Create).await? {
+                return Ok(Err(Refusal::exists("app", &spec.name)));
+            }
             Ok(Ok(Applied::App(rec)))
         }
         Command::UpdateApp {
@@ -177,7 +177,7 @@ async fn apply_one(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandRes
                 created_at: old.created_at,
                 updated_at: *at,
             };
-            write_app(c, &rec).await?;
+            write_app(c, &rec, Write::Replace).await?;
             Ok(Ok(Applied::App(rec)))
         }
         Command::Batch { .. } => Ok(Err(Refusal::Conflict {
@@ -217,26 +217,47 @@ async fn insert_token(
     Ok(Ok(Applied::Token(t.clone())))
 }
 
-async fn write_app(c: &mut SqliteConnection, rec: &AppRecord) -> Result<(), sqlx::Error> {
+/// How `write_app` treats an existing row of the same name.
+enum Write {
+    /// Leave it and write nothing.
+    Create,
+    /// Replace it.
+    Replace,
+}
+
+/// Writes an app row; answers whether a row was written.
+async fn write_app(
+    c: &mut SqliteConnection,
+    rec: &AppRecord,
+    how: Write,
+) -> Result<bool, sqlx::Error> {
     let s = &rec.spec;
-    sqlx::query(
-        "INSERT OR REPLACE INTO apps (name, image, replicas, port, residency, regions, env, health, \
-         version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(s.name.as_str())
-    .bind(&s.image)
-    .bind(i64::from(s.replicas))
-    .bind(i64::from(s.port))
-    .bind(to_json(&s.residency))
-    .bind(s.regions.as_ref().map(to_json))
-    .bind(to_json(&s.env))
-    .bind(s.health.as_ref().map(to_json))
-    .bind(i(rec.version))
-    .bind(i(rec.created_at))
-    .bind(i(rec.updated_at))
-    .execute(&mut *c)
-    .await?;
-    Ok(())
+    let sql = match how {
+        Write::Create => {
+            "INSERT INTO apps (name, image, replicas, port, residency, regions, env, health, \
+             version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (name) DO NOTHING"
+        }
+        Write::Replace => {
+            "INSERT OR REPLACE INTO apps (name, image, replicas, port, residency, regions, env, \
+             health, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        }
+    };
+    let done = sqlx::query(sql)
+        .bind(s.name.as_str())
+        .bind(&s.image)
+        .bind(i64::from(s.replicas))
+        .bind(i64::from(s.port))
+        .bind(to_json(&s.residency))
+        .bind(s.regions.as_ref().map(to_json))
+        .bind(to_json(&s.env))
+        .bind(s.health.as_ref().map(to_json))
+        .bind(i(rec.version))
+        .bind(i(rec.created_at))
+        .bind(i(rec.updated_at))
+        .execute(&mut *c)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Refuses an app whose residency names an unknown group or whose pinned regions are missing

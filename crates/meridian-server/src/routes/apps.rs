@@ -13,9 +13,6 @@ use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
 use crate::json::ApiJson;
 
-/// How many times a PATCH is recomputed when the app changed underneath it.
-const PATCH_ATTEMPTS: usize = 3;
-
 fn app_name(raw: &str) -> Result<Name, ApiError> {
     Name::parse(raw).map_err(|p| ApiError::not_found(format!("app {raw:?} does not exist ({p})")))
 }
@@ -101,21 +98,17 @@ pub async fn patch(
 ) -> Result<Json<AppView>, ApiError> {
     let name = app_name(&name)?;
     caller.require(Action::WriteApp(name.clone()))?;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let old = current(&ctx, &name).await?;
-        let spec = patch.clone().apply_to(old.spec)?;
-        let cmd = Command::UpdateApp {
-            spec,
-            expected_version: old.version,
-            at: now(),
-        };
-        match ctx.propose(cmd).await {
-            Err(e) if e.code == "stale" && attempt < PATCH_ATTEMPTS => continue,
-            other => return view(other?),
-        }
-    }
+    let applied = ctx
+        .propose_fresh(|| async {
+            let old = current(&ctx, &name).await?;
+            Ok(Command::UpdateApp {
+                spec: patch.clone().apply_to(old.spec)?,
+                expected_version: old.version,
+                at: now(),
+            })
+        })
+        .await?;
+    view(applied)
 }
 
 /// Deletes an app.

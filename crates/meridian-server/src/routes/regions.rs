@@ -13,9 +13,6 @@ use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
 use crate::json::ApiJson;
 
-/// How many times a PATCH is recomputed when the region changed underneath it.
-const PATCH_ATTEMPTS: usize = 3;
-
 fn region_name(raw: &str) -> Result<Name, ApiError> {
     Name::parse(raw)
         .map_err(|p| ApiError::not_found(format!("region {raw:?} does not exist ({p})")))
@@ -104,26 +101,22 @@ pub async fn patch(
 ) -> Result<Json<RegionBody>, ApiError> {
     caller.require(Action::WriteRegion)?;
     let name = region_name(&name)?;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let current = ctx
-            .reader()
-            .region(name.as_str())
-            .await
-            .map_err(ApiError::storage)?
-            .ok_or_else(|| ApiError::not_found(format!("region {name} does not exist")))?;
-        let region = patch.clone().apply_to(current.region)?;
-        let cmd = Command::UpdateRegion {
-            region,
-            expected_version: current.version,
-            at: now(),
-        };
-        match ctx.propose(cmd).await {
-            Err(e) if e.code == "stale" && attempt < PATCH_ATTEMPTS => continue,
-            other => return view(other?),
-        }
-    }
+    let applied = ctx
+        .propose_fresh(|| async {
+            let current = ctx
+                .reader()
+                .region(name.as_str())
+                .await
+                .map_err(ApiError::storage)?
+                .ok_or_else(|| ApiError::not_found(format!("region {name} does not exist")))?;
+            Ok(Command::UpdateRegion {
+                region: patch.clone().apply_to(current.region)?,
+                expected_version: current.version,
+                at: now(),
+            })
+        })
+        .await?;
+    view(applied)
 }
 
 /// Deletes a region no app is pinned to.
