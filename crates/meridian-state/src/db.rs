@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{ConnectOptions, Connection, SqlitePool};
 
 /// Migrations of the Raft log database.
 pub static LOG_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/log");
@@ -56,6 +56,10 @@ async fn open(
         // 1 MiB of page cache per connection instead of SQLite's 2 MiB: the working set is
         // small, and a server keeps several connections.
         .pragma("cache_size", "-1024");
+    // Switching a new file to WAL needs it to be open exactly once: a second connection
+    // opened at the same moment (the pool's minimum) would fail with "database is locked",
+    // which SQLite does not retry. One connection does the switch before the pool opens any.
+    options.connect().await?.close().await?;
     let pool = SqlitePoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)
