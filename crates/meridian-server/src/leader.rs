@@ -42,8 +42,13 @@ pub fn leader(ctx: &Ctx) -> Option<(NodeId, String)> {
     Some((id, addr))
 }
 
+/// GET and HEAD read; everything else writes.
+fn is_read(parts: &Parts) -> bool {
+    parts.method == Method::GET || parts.method == Method::HEAD
+}
+
 fn wants_stale(parts: &Parts) -> bool {
-    parts.method == Method::GET
+    is_read(parts)
         && parts
             .uri
             .query()
@@ -118,7 +123,7 @@ pub async fn route_to_leader(State(ctx): State<Ctx>, req: Request, next: Next) -
 /// On the leader, confirms leadership with a quorum before a read. `Err(None)` means this
 /// server is no longer the leader.
 async fn confirm_for_read(ctx: &Ctx, parts: &Parts) -> Result<(), Option<ApiError>> {
-    if parts.method != Method::GET {
+    if !is_read(parts) {
         return Ok(());
     }
     match ctx.raft().ensure_linearizable().await {
