@@ -157,6 +157,14 @@ async fn malformed_and_invalid_requests_get_json_errors() {
         ("GET", "/v1/apps/missing", None, json, 404, None),
         ("DELETE", "/v1/apps/missing", None, json, 404, None),
         ("GET", "/v1/nothing-here", None, json, 404, None),
+        (
+            "DELETE",
+            "/v1/cluster/members/not-a-number",
+            None,
+            json,
+            404,
+            None,
+        ),
         ("PUT", "/v1/apps", None, json, 405, None),
     ];
     for (method, path, body, ct, want, field) in cases {

@@ -16,8 +16,6 @@ pub struct Ctx(pub Arc<Inner>);
 pub struct Inner {
     /// This server's node id.
     pub id: NodeId,
-    /// URL others reach this server at.
-    pub advertise: String,
     /// The replicated store.
     pub node: Node,
     /// The cluster secret.

@@ -99,7 +99,6 @@ pub async fn run(
         .unwrap_or_default();
     let ctx = Ctx(Arc::new(Inner {
         id: config.node_id,
-        advertise: config.advertise(),
         node: node.clone(),
         secret: secret.clone(),
         forward,

@@ -129,10 +129,7 @@ async fn apply_one(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandRes
             let pinned = apps_pinned_to(c, name).await?;
             if !pinned.is_empty() {
                 return Ok(Err(Refusal::Conflict {
-                    message: format!(
-                        "region {name} is still pinned by apps: {}",
-                        pinned.join(", ")
-                    ),
+                    message: format!("region {name} is still pinned by apps: {}", names(&pinned)),
                 }));
             }
             sqlx::query("DELETE FROM regions WHERE name = ?")
@@ -293,16 +290,21 @@ async fn check_places(
         }))
 }
 
+/// Apps pinned to `region`.
 async fn apps_pinned_to(
     c: &mut SqliteConnection,
     region: &Name,
-) -> Result<Vec<String>, sqlx::Error> {
+) -> Result<Vec<AppRecord>, sqlx::Error> {
     Ok(rows::apps(c)
         .await?
         .into_iter()
         .filter(|a| a.spec.regions.iter().flatten().any(|r| r == region))
-        .map(|a| a.spec.name.to_string())
         .collect())
+}
+
+fn names(apps: &[AppRecord]) -> String {
+    let names: Vec<&str> = apps.iter().map(|a| a.spec.name.as_str()).collect();
+    names.join(", ")
 }
 
 /// Refuses moving a region to `country` when an app pinned to it would then lie outside its
@@ -313,17 +315,12 @@ async fn apps_left_outside(
     country: CountryCode,
 ) -> Result<Option<Refusal>, sqlx::Error> {
     let catalog = rows::catalog(c).await?;
-    let outside: Vec<String> = rows::apps(c)
-        .await?
-        .into_iter()
-        .filter(|a| a.spec.regions.iter().flatten().any(|r| r == region))
-        .filter(|a| !catalog.allows(&a.spec.residency, country))
-        .map(|a| a.spec.name.to_string())
-        .collect();
+    let mut outside = apps_pinned_to(c, region).await?;
+    outside.retain(|a| !catalog.allows(&a.spec.residency, country));
     Ok((!outside.is_empty()).then(|| Refusal::Conflict {
         message: format!(
             "moving region {region} to {country} would put pinned apps outside their residency: {}",
-            outside.join(", ")
+            names(&outside)
         ),
     }))
 }

@@ -2,14 +2,11 @@
 
 use std::sync::Arc;
 
-use meridian_core::JurisdictionCatalog;
 use sqlx::SqlitePool;
 
 use crate::auth_cache::{AuthCache, AuthView};
 use crate::command::{AppRecord, RegionRecord, TokenRecord};
 use crate::rows;
-use crate::snapshot::read_applied;
-use crate::types::LogId;
 
 /// Reads the state this server has applied. Whether that is fresh enough is the caller's
 /// business (the API confirms leadership first unless asked for a stale read).
@@ -53,15 +50,5 @@ impl StateReader {
     /// Every app.
     pub async fn apps(&self) -> Result<Vec<AppRecord>, sqlx::Error> {
         rows::apps(&mut *self.pool.acquire().await?).await
-    }
-
-    /// Built-in and custom jurisdiction groups.
-    pub async fn catalog(&self) -> Result<JurisdictionCatalog, sqlx::Error> {
-        rows::catalog(&mut *self.pool.acquire().await?).await
-    }
-
-    /// The last log entry applied here.
-    pub async fn last_applied(&self) -> Result<Option<LogId>, sqlx::Error> {
-        Ok(read_applied(&mut *self.pool.acquire().await?).await?.0)
     }
 }

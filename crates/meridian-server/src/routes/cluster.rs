@@ -155,9 +155,13 @@ pub async fn join(
 pub async fn remove(
     State(ctx): State<Ctx>,
     caller: Caller,
-    Path(id): Path<u64>,
+    Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Action::ManageCluster)?;
+    // Parsed here rather than by `Path<u64>`, whose rejection is plain text, not the JSON error.
+    let id: u64 = raw
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("node {raw:?} is not a member")))?;
     let current = status(&ctx);
     let Some(member) = current.members.iter().find(|m| m.id == id) else {
         return Err(ApiError::not_found(format!("node {id} is not a member")));
