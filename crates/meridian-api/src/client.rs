@@ -4,9 +4,13 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::agent::{Assignments, HeartbeatAck, InstanceReports, RegisterNode};
 use crate::apps::{AppBody, AppPatch, AppView};
 use crate::cluster::ClusterStatus;
 use crate::error::ErrorBody;
+use crate::nodes::{
+    AuditEntry, DeployBody, InstanceView, NodeView, PlanView, ReleaseView,
+};
 use crate::regions::{RegionBody, RegionPatch};
 use crate::tokens::{BootstrapResponse, CreateToken, TokenCreated, TokenInfo};
 use crate::Health;
@@ -88,8 +92,21 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
+        self.call_within(method, path, body, None).await
+    }
+
+    async fn call_within<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<T, ClientError> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method, &url);
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -221,5 +238,102 @@ impl Client {
     pub async fn delete_app(&self, name: &str) -> Result<(), ClientError> {
         self.call::<(), ()>(Method::DELETE, &format!("/v1/apps/{name}"), None)
             .await
+    }
+
+    /// `POST /v1/apps/{name}/deploy`: starts a rolling deploy of `image`.
+    pub async fn deploy(&self, app: &str, image: &str) -> Result<ReleaseView, ClientError> {
+        let body = DeployBody {
+            image: image.to_string(),
+        };
+        self.call(Method::POST, &format!("/v1/apps/{app}/deploy"), Some(&body))
+            .await
+    }
+
+    /// `GET /v1/apps/{name}/releases`, newest first.
+    pub async fn releases(&self, app: &str) -> Result<Vec<ReleaseView>, ClientError> {
+        self.get(&format!("/v1/apps/{app}/releases")).await
+    }
+
+    /// `GET /v1/apps/{name}/instances`.
+    pub async fn instances(&self, app: &str) -> Result<Vec<InstanceView>, ClientError> {
+        self.get(&format!("/v1/apps/{app}/instances")).await
+    }
+
+    /// `GET /v1/apps/{name}/plan`.
+    pub async fn plan(&self, app: &str) -> Result<PlanView, ClientError> {
+        self.get(&format!("/v1/apps/{app}/plan")).await
+    }
+
+    /// `GET /v1/audit?app=NAME`.
+    pub async fn audit(&self, app: Option<&str>) -> Result<Vec<AuditEntry>, ClientError> {
+        match app {
+            Some(a) => self.get(&format!("/v1/audit?app={a}")).await,
+            None => self.get("/v1/audit").await,
+        }
+    }
+
+    /// `GET /v1/nodes`.
+    pub async fn nodes(&self) -> Result<Vec<NodeView>, ClientError> {
+        self.get("/v1/nodes").await
+    }
+
+    /// `GET /v1/nodes/{name}`.
+    pub async fn node(&self, name: &str) -> Result<NodeView, ClientError> {
+        self.get(&format!("/v1/nodes/{name}")).await
+    }
+
+    /// `POST /v1/nodes/{name}/drain`.
+    pub async fn drain_node(&self, name: &str) -> Result<NodeView, ClientError> {
+        self.call::<(), _>(Method::POST, &format!("/v1/nodes/{name}/drain"), None)
+            .await
+    }
+
+    /// `PUT /v1/agent/nodes/{name}`: registers (or re-registers) a node.
+    pub async fn register_node(
+        &self,
+        name: &str,
+        body: &RegisterNode,
+    ) -> Result<NodeView, ClientError> {
+        self.call(Method::PUT, &format!("/v1/agent/nodes/{name}"), Some(body))
+            .await
+    }
+
+    /// `POST /v1/agent/nodes/{name}/heartbeat`.
+    pub async fn heartbeat(&self, name: &str) -> Result<HeartbeatAck, ClientError> {
+        self.call::<(), _>(
+            Method::POST,
+            &format!("/v1/agent/nodes/{name}/heartbeat"),
+            None,
+        )
+        .await
+    }
+
+    /// `GET /v1/agent/nodes/{name}/assignments`: blocks until the generation is above `index`
+    /// or `wait_ms` passes. Read from whichever server answers (`stale=true`); generations only
+    /// grow, so an agent never acts on an older one.
+    pub async fn assignments(
+        &self,
+        name: &str,
+        index: u64,
+        wait_ms: u64,
+    ) -> Result<Assignments, ClientError> {
+        let path = format!("/v1/agent/nodes/{name}/assignments?index={index}&wait_ms={wait_ms}&stale=true");
+        let timeout = std::time::Duration::from_millis(wait_ms + 10_000);
+        self.call_within::<(), _>(Method::GET, &path, None, Some(timeout))
+            .await
+    }
+
+    /// `PUT /v1/agent/nodes/{name}/instances`.
+    pub async fn report_instances(
+        &self,
+        name: &str,
+        body: &InstanceReports,
+    ) -> Result<(), ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/v1/agent/nodes/{name}/instances"),
+            Some(body),
+        )
+        .await
     }
 }

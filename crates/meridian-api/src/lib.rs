@@ -4,10 +4,12 @@
 //! defined here. Inputs carry plain strings and numbers; `into_*` methods turn them into checked
 //! `meridian-core` types, naming the field at fault when they cannot.
 
+pub mod agent;
 pub mod apps;
 pub mod client;
 pub mod cluster;
 pub mod error;
+pub mod nodes;
 pub mod regions;
 pub mod tokens;
 

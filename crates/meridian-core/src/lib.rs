@@ -8,15 +8,19 @@
 pub mod app;
 pub mod country;
 pub mod error;
+pub mod instance;
 pub mod jurisdiction;
 pub mod name;
 pub mod region;
 pub mod role;
+pub mod schedule;
 
 pub use app::{AppSpec, HealthCheck};
 pub use country::CountryCode;
 pub use error::ValidationError;
+pub use instance::InstanceState;
 pub use jurisdiction::{Jurisdiction, JurisdictionCatalog};
 pub use name::Name;
 pub use region::Region;
 pub use role::{Action, Role};
+pub use schedule::NodeStatus;
