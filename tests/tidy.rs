@@ -52,6 +52,17 @@ const LADDER: &[(&str, &[&str])] = &[
         &["axum", "bollard", "meridian-server", "meridian-cli"],
     ),
     ("meridian-server", &["bollard", "meridian-cli"]),
+    (
+        "meridian-agent",
+        &[
+            "sqlx",
+            "axum",
+            "openraft",
+            "meridian-state",
+            "meridian-server",
+            "meridian-cli",
+        ],
+    ),
 ];
 
 #[test]
@@ -65,6 +76,12 @@ fn crates_respect_the_ladder() {
         }
     }
     assert!(broken.is_empty(), "crate ladder broken: {broken:?}");
+}
+
+/// The test app goes alone into an image, built offline: the standard library only.
+#[test]
+fn meridian_hello_has_no_dependencies() {
+    assert_eq!(dependencies("meridian-hello"), Vec::<String>::new());
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -85,6 +102,7 @@ fn only_meridian_state_writes_sql() {
         "meridian-core",
         "meridian-api",
         "meridian-server",
+        "meridian-agent",
         "meridian-cli",
     ] {
         let mut files = Vec::new();

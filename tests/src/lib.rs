@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use meridian_api::Client;
 use serde_json::Value;
 
+pub mod workers;
+
 /// The `meridian` binary, built once per test process (a no-op when it is up to date).
 pub fn meridian_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -73,7 +75,8 @@ impl Server {
 
 /// A cluster of servers in one temporary folder. Dropping it kills every process.
 pub struct Cluster {
-    dir: tempfile::TempDir,
+    /// The temporary folder holding data directories, logs and token files.
+    pub dir: tempfile::TempDir,
     secret_file: PathBuf,
     extra_args: Vec<String>,
     /// The servers, index `i` has node id `i + 1`.

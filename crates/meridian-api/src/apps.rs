@@ -39,6 +39,12 @@ pub struct AppBody {
     /// Health check.
     #[serde(default)]
     pub health: Option<HealthBody>,
+    /// CPU per instance in thousandths of a core (default 100).
+    #[serde(default)]
+    pub cpu_millis: Option<u32>,
+    /// Memory per instance in MiB (default 128).
+    #[serde(default)]
+    pub memory_mb: Option<u32>,
 }
 
 fn one() -> u32 {
@@ -91,6 +97,12 @@ pub struct AppPatch {
     /// New health check.
     #[serde(default)]
     pub health: Option<HealthBody>,
+    /// New CPU per instance.
+    #[serde(default)]
+    pub cpu_millis: Option<u32>,
+    /// New memory per instance.
+    #[serde(default)]
+    pub memory_mb: Option<u32>,
 }
 
 /// An app as the API shows it.
@@ -112,6 +124,13 @@ pub struct AppView {
     pub env: BTreeMap<String, String>,
     /// Health check.
     pub health: Option<HealthBody>,
+    /// CPU per instance, in thousandths of a core.
+    pub cpu_millis: u32,
+    /// Memory per instance, in MiB.
+    pub memory_mb: u32,
+    /// Instances the scheduler could not place, with the reason; empty when all are placed.
+    #[serde(default)]
+    pub unplaced: Vec<crate::nodes::UnplacedView>,
     /// Bumped on every change.
     pub version: u64,
     /// Unix seconds.
@@ -204,6 +223,12 @@ impl AppBody {
             regions: parse_regions(self.regions.unwrap_or_default())?,
             env: self.env,
             health: self.health.map(HealthBody::into_check).transpose()?,
+            cpu_millis: self
+                .cpu_millis
+                .unwrap_or(meridian_core::app::DEFAULT_CPU_MILLIS),
+            memory_mb: self
+                .memory_mb
+                .unwrap_or(meridian_core::app::DEFAULT_MEMORY_MB),
         };
         spec.validate()?;
         Ok(spec)
@@ -234,6 +259,12 @@ impl AppPatch {
         if let Some(v) = self.health {
             spec.health = Some(v.into_check()?);
         }
+        if let Some(v) = self.cpu_millis {
+            spec.cpu_millis = v;
+        }
+        if let Some(v) = self.memory_mb {
+            spec.memory_mb = v;
+        }
         spec.validate()?;
         Ok(spec)
     }
@@ -254,6 +285,9 @@ impl AppView {
                 .map(|r| r.iter().map(ToString::to_string).collect()),
             env: spec.env.clone(),
             health: spec.health.as_ref().map(HealthBody::from),
+            cpu_millis: spec.cpu_millis,
+            memory_mb: spec.memory_mb,
+            unplaced: Vec::new(),
             version,
             created_at,
             updated_at,

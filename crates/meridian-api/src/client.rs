@@ -8,9 +8,7 @@ use crate::agent::{Assignments, HeartbeatAck, InstanceReports, RegisterNode};
 use crate::apps::{AppBody, AppPatch, AppView};
 use crate::cluster::ClusterStatus;
 use crate::error::ErrorBody;
-use crate::nodes::{
-    AuditEntry, DeployBody, InstanceView, NodeView, PlanView, ReleaseView,
-};
+use crate::nodes::{AuditEntry, DeployBody, InstanceView, NodeView, PlanView, ReleaseView};
 use crate::regions::{RegionBody, RegionPatch};
 use crate::tokens::{BootstrapResponse, CreateToken, TokenCreated, TokenInfo};
 use crate::Health;
@@ -317,7 +315,9 @@ impl Client {
         index: u64,
         wait_ms: u64,
     ) -> Result<Assignments, ClientError> {
-        let path = format!("/v1/agent/nodes/{name}/assignments?index={index}&wait_ms={wait_ms}&stale=true");
+        let path = format!(
+            "/v1/agent/nodes/{name}/assignments?index={index}&wait_ms={wait_ms}&stale=true"
+        );
         let timeout = std::time::Duration::from_millis(wait_ms + 10_000);
         self.call_within::<(), _>(Method::GET, &path, None, Some(timeout))
             .await

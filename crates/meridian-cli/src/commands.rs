@@ -2,7 +2,10 @@
 
 pub mod apps;
 pub mod cluster;
+pub mod deploy;
 pub mod login;
+pub mod nodes;
+pub mod placement;
 pub mod regions;
 pub mod tokens;
 
@@ -20,9 +23,14 @@ pub enum ClientCommand {
     /// Regions servers and apps run in.
     #[command(subcommand)]
     Regions(regions::RegionsCommand),
-    /// Apps: create, list, show, delete.
+    /// Apps: create, list, show, delete, and where their instances run.
     #[command(subcommand)]
     Apps(apps::AppsCommand),
+    /// Roll out a new image of an app, one instance at a time, and follow it live.
+    Deploy(deploy::DeployArgs),
+    /// Worker nodes: list, show, drain.
+    #[command(subcommand)]
+    Nodes(nodes::NodesCommand),
     /// API tokens: create, list, revoke.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
@@ -35,5 +43,7 @@ pub async fn run(command: ClientCommand, client: &Client, out: &Output) -> anyho
         ClientCommand::Regions(c) => regions::run(c, client, out).await,
         ClientCommand::Apps(c) => apps::run(c, client, out).await,
         ClientCommand::Tokens(c) => tokens::run(c, client, out).await,
+        ClientCommand::Deploy(a) => deploy::run(a, client, out).await,
+        ClientCommand::Nodes(c) => nodes::run(c, client, out).await,
     }
 }

@@ -1,8 +1,10 @@
-//! `meridian`: the one Meridian binary. It runs a control-plane server (`meridian server`) and
-//! talks to one as a client (`login`, `cluster`, `regions`, `apps`, `tokens`).
+//! `meridian`: the one Meridian binary. It runs a control-plane server (`meridian server`) or a
+//! worker agent (`meridian agent`), and talks to a server as a client (`login`, `cluster`,
+//! `regions`, `apps`, `tokens`).
 //!
 //! This file only parses the command line and dispatches; every command lives in its own module.
 
+mod agent_cmd;
 mod commands;
 mod connection;
 mod credentials;
@@ -57,6 +59,8 @@ struct GlobalArgs {
 enum Command {
     /// Run a control-plane server.
     Server(Box<server_cmd::ServerArgs>),
+    /// Run a worker agent: register a node and run its assigned instances on Docker.
+    Agent(Box<agent_cmd::AgentArgs>),
     /// Check a token against a server and save it, or bootstrap a new cluster's admin token.
     Login(commands::login::LoginArgs),
     #[command(flatten)]
@@ -66,10 +70,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.global.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = match cli.command {
+        Command::Agent(_) => agent_cmd::runtime_builder(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -89,6 +94,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let out = Output::new(cli.global.json);
     match cli.command {
         Command::Server(args) => server_cmd::run(*args).await,
+        Command::Agent(args) => agent_cmd::run(*args).await,
         Command::Login(args) => commands::login::run(args, &cli.global.target, &out).await,
         Command::Client(command) => {
             let conn = Connection::open(&cli.global.target)?;

@@ -62,6 +62,11 @@ pub struct ServerArgs {
     #[arg(long, env = "MERIDIAN_MAX_BODY_BYTES", value_name = "BYTES")]
     max_body_bytes: Option<usize>,
 
+    /// Milliseconds a worker node may miss heartbeats before it is marked down and its
+    /// instances are replaced [default: 10000].
+    #[arg(long, env = "MERIDIAN_NODE_GRACE_MS", value_name = "MS")]
+    node_grace_ms: Option<u64>,
+
     /// Raft leader heartbeat in milliseconds [default: 100].
     #[arg(long, env = "MERIDIAN_RAFT_HEARTBEAT_MS", value_name = "MS")]
     raft_heartbeat_ms: Option<u64>,
@@ -102,6 +107,7 @@ impl ServerArgs {
             join: (!self.join.is_empty()).then(|| self.join.clone()),
             start: None,
             max_body_bytes: self.max_body_bytes,
+            node_grace_ms: self.node_grace_ms,
             raft: RaftFile {
                 heartbeat_ms: self.raft_heartbeat_ms,
                 election_min_ms: self.raft_election_min_ms,
@@ -152,7 +158,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 /// A future that resolves on the first SIGTERM or Ctrl-C. SIGTERM is hooked here, before the
 /// server starts, so one sent during start-up is not lost.
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+pub(crate) fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;

@@ -40,6 +40,8 @@ pub struct ServerFile {
     pub start: Option<StartMode>,
     /// Request body limit in bytes.
     pub max_body_bytes: Option<usize>,
+    /// Milliseconds a worker node may miss heartbeats before it is marked down.
+    pub node_grace_ms: Option<u64>,
     /// Raft timing and compaction.
     #[serde(default)]
     pub raft: RaftFile,
@@ -169,6 +171,7 @@ impl ServerFile {
             join,
             start,
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
+            node_grace_ms: self.node_grace_ms.or(lower.node_grace_ms),
             raft: RaftFile {
                 heartbeat_ms: self.raft.heartbeat_ms.or(lower.raft.heartbeat_ms),
                 election_min_ms: self.raft.election_min_ms.or(lower.raft.election_min_ms),
@@ -246,6 +249,9 @@ impl ServerFile {
             region: self.region,
             start,
             max_body_bytes: self.max_body_bytes.unwrap_or_else(default_max_body),
+            node_grace_ms: self
+                .node_grace_ms
+                .unwrap_or_else(meridian_server::config::default_node_grace_ms),
             raft,
         })
     }

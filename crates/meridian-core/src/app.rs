@@ -17,6 +17,16 @@ pub const MAX_ENV: usize = 256;
 pub const MAX_ENV_VALUE: usize = 32 * 1024;
 /// Longest image reference.
 pub const MAX_IMAGE_LEN: usize = 255;
+/// CPU per instance when an app does not say, in thousandths of a core.
+pub const DEFAULT_CPU_MILLIS: u32 = 100;
+/// Memory per instance when an app does not say, in MiB.
+pub const DEFAULT_MEMORY_MB: u32 = 128;
+/// Most CPU one instance may ask for (64 cores).
+pub const MAX_CPU_MILLIS: u32 = 64_000;
+/// Most memory one instance may ask for (1 TiB).
+pub const MAX_MEMORY_MB: u32 = 1 << 20;
+/// Least memory one instance may ask for.
+pub const MIN_MEMORY_MB: u32 = 6;
 
 /// An app as a user declared it. Holding one does not prove it is valid: call
 /// [`AppSpec::validate`] and [`AppSpec::check_places`].
@@ -38,6 +48,20 @@ pub struct AppSpec {
     pub env: BTreeMap<String, String>,
     /// How to tell an instance is healthy.
     pub health: Option<HealthCheck>,
+    /// CPU reserved (and limited) per instance, in thousandths of a core.
+    #[serde(default = "default_cpu")]
+    pub cpu_millis: u32,
+    /// Memory reserved (and limited) per instance, in MiB.
+    #[serde(default = "default_memory")]
+    pub memory_mb: u32,
+}
+
+fn default_cpu() -> u32 {
+    DEFAULT_CPU_MILLIS
+}
+
+fn default_memory() -> u32 {
+    DEFAULT_MEMORY_MB
 }
 
 /// How an instance is probed.
@@ -95,6 +119,17 @@ impl AppSpec {
             }
         }
         validate_env(&self.env)?;
+        if !(1..=MAX_CPU_MILLIS).contains(&self.cpu_millis) {
+            return Err(range("cpu_millis", self.cpu_millis, 1, MAX_CPU_MILLIS));
+        }
+        if !(MIN_MEMORY_MB..=MAX_MEMORY_MB).contains(&self.memory_mb) {
+            return Err(range(
+                "memory_mb",
+                self.memory_mb,
+                MIN_MEMORY_MB,
+                MAX_MEMORY_MB,
+            ));
+        }
         if let Some(h) = &self.health {
             h.validate()?;
         }
@@ -197,8 +232,9 @@ fn range(field: &str, v: impl ToString, min: impl ToString, max: impl ToString) 
     )
 }
 
-/// Accepts `name[:tag][@digest]` references with an optional registry host and path.
-fn validate_image(image: &str) -> Result<(), ValidationError> {
+/// Accepts `name[:tag][@digest]` references with an optional registry host and path; the
+/// error names the field `image`.
+pub fn validate_image(image: &str) -> Result<(), ValidationError> {
     let bad = || ValidationError::new("image", Problem::BadImage(image.to_string()));
     if image.is_empty() {
         return Err(ValidationError::new("image", Problem::Empty));
@@ -297,6 +333,8 @@ mod tests {
                 timeout_ms: 2_000,
                 grace_ms: 5_000,
             }),
+            cpu_millis: DEFAULT_CPU_MILLIS,
+            memory_mb: DEFAULT_MEMORY_MB,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod jurisdiction;
 pub mod name;
 pub mod region;
 pub mod role;
+pub mod rollout;
 pub mod schedule;
 
 pub use app::{AppSpec, HealthCheck};
@@ -23,4 +24,5 @@ pub use jurisdiction::{Jurisdiction, JurisdictionCatalog};
 pub use name::Name;
 pub use region::Region;
 pub use role::{Action, Role};
+pub use rollout::ReleaseStatus;
 pub use schedule::NodeStatus;

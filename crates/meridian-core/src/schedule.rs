@@ -6,6 +6,15 @@
 //! region is allowed by the app's residency (and pinned regions), with room for the app's CPU
 //! and memory. There is no fallback that widens the policy: an app that cannot be placed inside
 //! it gets an [`Unplaced`] entry with a reason instead.
+//!
+//! [`plan`] works in two passes. First, for every app, it decides which live instances stay
+//! (`schedule/keep.rs`); capacity plays no part there. Then, with every kept instance's
+//! resources taken, it places each app's missing instances in the order the demands are given
+//! (`schedule/place.rs`).
+//!
+//! What the scheduler cannot know: a live instance of an app that has no [`Demand`] is left
+//! alone (neither kept nor stopped) and, since its size is unknown, counts as using no CPU or
+//! memory. The caller should pass a demand for every app that has instances.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +23,14 @@ use serde::{Deserialize, Serialize};
 use crate::country::CountryCode;
 use crate::jurisdiction::{Jurisdiction, JurisdictionCatalog};
 use crate::name::Name;
+
+mod index;
+mod keep;
+mod place;
+#[cfg(test)]
+mod tests;
+
+use index::{Capacity, ClusterIndex, NodeCounts, Policy};
 
 /// Whether a node takes work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -178,4 +195,106 @@ pub struct NodeVerdict {
     pub region: Name,
     /// `Ok` if eligible, else the reason it is not.
     pub verdict: Result<(), String>,
+}
+
+/// Plans every app in `demands` against `view`. Deterministic: the same arguments give the
+/// same plan, whatever order `view.instances` lists instances in.
+///
+/// - Every live instance of an app in `demands` ends in exactly one of `keep` and `stop`.
+///   Outside the app's policy (residency, pinned regions, unknown node or region), on a down
+///   node, failed, of a release no longer wanted, or beyond the wanted count: stopped, with the
+///   reason. On a draining node: kept while fewer than `count` healthy instances run on ready
+///   nodes, as those do not count toward `count`.
+/// - Each wanted release then gets `count` minus its kept instances on ready nodes as new
+///   [`Placement`]s, each spread to the allowed region with the fewest instances of the app,
+///   or an [`Unplaced`] entry saying what was required and what the nodes lacked.
+/// - Demands are placed in the order given, each with the capacity left by kept instances and
+///   by the placements before it. Only the first demand for an app counts; within a demand, the
+///   first [`ReleaseWant`] for a release.
+pub fn plan(view: &ClusterView, demands: &[Demand]) -> Plan {
+    let ix = ClusterIndex::new(view);
+    let mut apps: Vec<(&Name, usize)> = demands
+        .iter()
+        .enumerate()
+        .map(|(d, demand)| (&demand.app, d))
+        .collect();
+    apps.sort();
+    apps.dedup_by_key(|(app, _)| *app);
+    let mut instances: Vec<Vec<usize>> = vec![Vec::new(); demands.len()];
+    let mut inst_node = Vec::with_capacity(view.instances.len());
+    for (i, inst) in view.instances.iter().enumerate() {
+        inst_node.push(ix.find_node(&inst.node));
+        if let Ok(pos) = apps.binary_search_by(|(app, _)| (*app).cmp(&inst.app)) {
+            instances[apps[pos].1].push(i);
+        }
+    }
+    let mut first = vec![false; demands.len()];
+    for &(_, d) in &apps {
+        first[d] = true;
+    }
+
+    let mut plan = Plan::default();
+    let mut cap = Capacity::new(view);
+    let mut nodes = NodeCounts::new(view.nodes.len());
+    let mut decided = Vec::new();
+    for (d, demand) in demands.iter().enumerate() {
+        if !first[d] {
+            continue;
+        }
+        let policy = Policy::new(&ix, demand);
+        let kept = keep::decide(
+            &ix,
+            &policy,
+            &mut instances[d],
+            &inst_node,
+            &mut nodes,
+            &mut plan,
+        );
+        for &n in kept.ready.iter().chain(&kept.migrating) {
+            cap.take(n, demand);
+        }
+        decided.push((policy, kept));
+    }
+    for (policy, kept) in &decided {
+        place::place(&ix, policy, kept, &mut cap, &mut nodes, &mut plan);
+    }
+    plan
+}
+
+/// For every node (in `view.nodes` order): could it take one more instance of `demand`'s app
+/// now? `Ok(())`, or the first reason it cannot: its region (unknown, outside residency, not
+/// pinned), its status, then its free CPU and memory.
+///
+/// Free resources count every live instance, whatever its state, sized by its app's entry in
+/// `demands` (`demand` itself is always known); instances of apps in neither count as using
+/// nothing, as in [`plan`].
+pub fn eligibility(view: &ClusterView, demands: &[Demand], demand: &Demand) -> Vec<NodeVerdict> {
+    let ix = ClusterIndex::new(view);
+    let policy = Policy::new(&ix, demand);
+    let mut cap = Capacity::new(view);
+    for inst in &view.instances {
+        let size = if inst.app == demand.app {
+            Some(demand)
+        } else {
+            demands.iter().find(|d| d.app == inst.app)
+        };
+        if let (Some(size), Some(n)) = (size, ix.find_node(&inst.node)) {
+            cap.take(n, size);
+        }
+    }
+    view.nodes
+        .iter()
+        .enumerate()
+        .map(|(n, node)| {
+            let refusal = policy.region_refusal(&ix, n).or_else(|| match node.status {
+                NodeStatus::Ready => cap.shortfall(n, demand),
+                status => Some(format!("node is {}", status.as_str())),
+            });
+            NodeVerdict {
+                node: node.name.clone(),
+                region: node.region.clone(),
+                verdict: refusal.map_or(Ok(()), Err),
+            }
+        })
+        .collect()
 }

@@ -35,6 +35,15 @@ pub struct ServerConfig {
     /// Raft timing and compaction.
     #[serde(default)]
     pub raft: RaftSettings,
+    /// How long a worker node may miss heartbeats before it is marked down and its instances
+    /// are replaced, in milliseconds.
+    #[serde(default = "default_node_grace_ms")]
+    pub node_grace_ms: u64,
+}
+
+/// Default node grace: 10 s.
+pub fn default_node_grace_ms() -> u64 {
+    10_000
 }
 
 /// What a server does about cluster membership when it starts.

@@ -26,6 +26,12 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Public API body limit.
     pub max_body: usize,
+    /// When each node last heartbeated to this server (only meaningful on the leader).
+    pub heartbeats: std::sync::Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
+    /// Since when this server leads, as the reconcile loop saw it.
+    pub leader_since: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// How long a node may stay silent before it is marked down.
+    pub node_grace: std::time::Duration,
 }
 
 /// How long a write may wait for commit before the client is told the outcome is unknown.
@@ -40,6 +46,11 @@ impl Ctx {
     /// The applied state.
     pub fn reader(&self) -> &StateReader {
         &self.0.node.reader
+    }
+
+    /// Whether this server believes it leads.
+    pub fn is_leader(&self) -> bool {
+        self.raft().metrics().borrow().current_leader == Some(self.0.id)
     }
 
     /// Commits `cmd` through Raft and answers what applying it produced. Returns only after

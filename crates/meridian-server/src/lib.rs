@@ -10,6 +10,7 @@ pub mod leader;
 pub mod membership;
 pub mod metrics;
 pub mod openapi;
+pub mod reconcile;
 pub mod router;
 pub mod routes;
 
@@ -104,8 +105,15 @@ pub async fn run(
         forward,
         metrics: Metrics::default(),
         max_body: config.max_body_bytes,
+        heartbeats: Default::default(),
+        leader_since: Default::default(),
+        node_grace: Duration::from_millis(config.node_grace_ms),
     }));
-    let app = router::build(ctx);
+    let app = router::build(ctx.clone());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let reconciler = tokio::spawn(reconcile::run(ctx, async move {
+        let _ = stop_rx.await;
+    }));
     tracing::info!(node = config.node_id, listen = %config.listen, advertise = %config.advertise(), "server listening");
 
     let joining = match &config.start {
@@ -137,6 +145,8 @@ pub async fn run(
         task.abort();
         let _ = task.await;
     }
+    let _ = stop_tx.send(());
+    let _ = reconciler.await;
     tracing::info!("stopping raft and closing the databases");
     node.shutdown().await;
     served.map_err(ServerError::Serve)

@@ -46,6 +46,18 @@ impl Modify for BearerAuth {
         routes::apps::get,
         routes::apps::patch,
         routes::apps::delete,
+        routes::releases::deploy,
+        routes::releases::releases,
+        routes::releases::instances,
+        routes::releases::plan,
+        routes::nodes::list,
+        routes::nodes::get,
+        routes::nodes::drain,
+        routes::audit::list,
+        routes::agent::register,
+        routes::agent::heartbeat,
+        routes::agent::assignments,
+        routes::agent::report,
     ),
     modifiers(&BearerAuth)
 )]

@@ -3,12 +3,12 @@
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{middleware, Router};
 
 use crate::ctx::Ctx;
 use crate::error::ApiError;
-use crate::routes::{apps, cluster, health, raft, regions, tokens};
+use crate::routes::{agent, apps, audit, cluster, health, nodes, raft, regions, releases, tokens};
 use crate::{leader, metrics, openapi};
 
 /// Raft RPCs carry log batches and snapshot chunks: allow far more than the public API.
@@ -37,6 +37,21 @@ pub fn build(ctx: Ctx) -> Router {
             "/v1/apps/{name}",
             get(apps::get).patch(apps::patch).delete(apps::delete),
         )
+        .route("/v1/apps/{name}/deploy", post(releases::deploy))
+        .route("/v1/apps/{name}/releases", get(releases::releases))
+        .route("/v1/apps/{name}/instances", get(releases::instances))
+        .route("/v1/apps/{name}/plan", get(releases::plan))
+        .route("/v1/nodes", get(nodes::list))
+        .route("/v1/nodes/{name}", get(nodes::get))
+        .route("/v1/nodes/{name}/drain", post(nodes::drain))
+        .route("/v1/audit", get(audit::list))
+        .route("/v1/agent/nodes/{name}", put(agent::register))
+        .route("/v1/agent/nodes/{name}/heartbeat", post(agent::heartbeat))
+        .route(
+            "/v1/agent/nodes/{name}/assignments",
+            get(agent::assignments),
+        )
+        .route("/v1/agent/nodes/{name}/instances", put(agent::report))
         .layer(DefaultBodyLimit::max(max_body))
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use meridian_core::{CountryCode, Jurisdiction, JurisdictionCatalog, Name};
 use sqlx::SqliteConnection;
 
+use crate::apply_workers;
 use crate::command::{
     AppRecord, Applied, Command, CommandResult, Refusal, RegionRecord, TokenRecord,
 };
@@ -152,6 +153,7 @@ async fn apply_one(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandRes
             if !write_app(c, &rec, Write::Create).await? {
                 return Ok(Err(Refusal::exists("app", &spec.name)));
             }
+            apply_workers::release_app(c, &rec, apply_workers::DEFAULT_DEADLINE_S, *at).await?;
             Ok(Ok(Applied::App(rec)))
         }
         Command::UpdateApp {
@@ -175,12 +177,13 @@ async fn apply_one(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandRes
                 updated_at: *at,
             };
             write_app(c, &rec, Write::Replace).await?;
+            apply_workers::release_app(c, &rec, apply_workers::DEFAULT_DEADLINE_S, *at).await?;
             Ok(Ok(Applied::App(rec)))
         }
         Command::Batch { .. } => Ok(Err(Refusal::Conflict {
             message: "batches cannot be nested".into(),
         })),
-        Command::DeleteApp { name } => {
+        Command::DeleteApp { name, at } => {
             let done = sqlx::query("DELETE FROM apps WHERE name = ?")
                 .bind(name.as_str())
                 .execute(&mut *c)
@@ -188,8 +191,43 @@ async fn apply_one(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandRes
             if done.rows_affected() == 0 {
                 return Ok(Err(Refusal::not_found("app", name)));
             }
+            apply_workers::forget_app(c, name, *at).await?;
             Ok(Ok(Applied::Done))
         }
+        Command::RegisterNode {
+            name,
+            region,
+            cpu_millis,
+            memory_mb,
+            labels,
+            advertise_host,
+            at,
+        } => {
+            apply_workers::register_node(
+                c,
+                name,
+                region,
+                *cpu_millis,
+                *memory_mb,
+                labels,
+                advertise_host,
+                *at,
+            )
+            .await
+        }
+        Command::SetNodeStatus { name, status, at } => {
+            apply_workers::set_node_status(c, name, *status, *at).await
+        }
+        Command::ReportInstances { node, reports, at } => {
+            apply_workers::report_instances(c, node, reports, *at).await
+        }
+        Command::Deploy {
+            app,
+            image,
+            deadline_s,
+            at,
+        } => apply_workers::deploy(c, app, image, *deadline_s, *at).await,
+        Command::Schedule { round, at } => apply_workers::schedule(c, round, *at).await,
     }
 }
 
@@ -231,16 +269,19 @@ async fn write_app(
     let s = &rec.spec;
     let sql = match how {
         Write::Create => {
-            "INSERT INTO apps (name, image, replicas, port, residency, regions, env, health, \
-             version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (name) DO NOTHING"
+            "INSERT INTO apps (cpu_millis, memory_mb, name, image, replicas, port, residency, \
+             regions, env, health, version, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING"
         }
         Write::Replace => {
-            "INSERT OR REPLACE INTO apps (name, image, replicas, port, residency, regions, env, \
-             health, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT OR REPLACE INTO apps (cpu_millis, memory_mb, name, image, replicas, port, \
+             residency, regions, env, health, version, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         }
     };
     let done = sqlx::query(sql)
+        .bind(i64::from(s.cpu_millis))
+        .bind(i64::from(s.memory_mb))
         .bind(s.name.as_str())
         .bind(&s.image)
         .bind(i64::from(s.replicas))

@@ -1,8 +1,12 @@
 //! What can be written: every change to the replicated state is one `Command`, decided on the
 //! leader (ids, timestamps and keys are chosen there) and applied identically everywhere.
 
-use meridian_core::{AppSpec, Name, Region, Role};
+use std::collections::BTreeMap;
+
+use meridian_core::{AppSpec, Name, NodeStatus, Region, Role};
 use serde::{Deserialize, Serialize};
+
+use crate::worker_records::{NodeRecord, Observed, ReleaseRecord, Schedule};
 
 /// A change to the replicated state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,10 +68,69 @@ pub enum Command {
         /// Unix seconds.
         at: u64,
     },
-    /// Removes an app.
+    /// Removes an app; its instances are stopped.
     DeleteApp {
         /// Its name.
         name: Name,
+        /// Unix seconds.
+        #[serde(default)]
+        at: u64,
+    },
+    /// Adds a node, or updates a known one (region, capacity, labels, address) and marks it
+    /// ready.
+    RegisterNode {
+        /// Node name.
+        name: Name,
+        /// Its region; must exist.
+        region: Name,
+        /// CPU offered.
+        cpu_millis: u32,
+        /// Memory offered.
+        memory_mb: u32,
+        /// Labels.
+        labels: BTreeMap<String, String>,
+        /// Where instance ports are published.
+        advertise_host: String,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// Changes a node's status (heartbeats missed or resumed, drain).
+    SetNodeStatus {
+        /// Node name.
+        name: Name,
+        /// New status.
+        status: NodeStatus,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// Records what a node's agent observed. Reports of instances not assigned to that node,
+    /// or already stopped, are ignored.
+    ReportInstances {
+        /// The reporting node.
+        node: Name,
+        /// What it saw.
+        reports: Vec<Observed>,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// Creates a new release of an app with another image and starts rolling it out.
+    Deploy {
+        /// The app.
+        app: Name,
+        /// The new image.
+        image: String,
+        /// Seconds the release has to become healthy.
+        deadline_s: u64,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// One round of the leader's scheduler. Refused whole if any placement is on a node that
+    /// is not ready or lies outside the app's residency: a stale plan never lands.
+    Schedule {
+        /// The round.
+        round: Schedule,
+        /// Unix seconds.
+        at: u64,
     },
     /// Several independent commands in one log entry, applied in order; each gets its own
     /// result and a refusal of one does not affect the others. Made by the proposer so that
@@ -149,6 +212,10 @@ pub enum Applied {
     Region(RegionRecord),
     /// The app as stored.
     App(AppRecord),
+    /// The node as stored.
+    Node(NodeRecord),
+    /// The release as stored.
+    Release(ReleaseRecord),
     /// One result per command of a `Command::Batch`, in order.
     Batch(Vec<CommandResult>),
 }

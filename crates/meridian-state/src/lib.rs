@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod apply;
+mod apply_workers;
 pub mod auth_cache;
 pub mod command;
 pub mod db;
@@ -21,6 +22,8 @@ pub mod rows;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;
+pub mod worker_records;
+mod worker_rows;
 
 pub use auth_cache::{AuthCache, AuthView};
 pub use command::{AppRecord, Applied, Command, CommandResult, Refusal, RegionRecord, TokenRecord};
@@ -30,3 +33,7 @@ pub use node::{open, Node, RaftSettings};
 pub use proposer::{ProposeError, Proposer};
 pub use reader::StateReader;
 pub use types::{MemberNode, NodeId, Raft, TypeConfig};
+pub use worker_records::{
+    AuditRecord, Desired, InstanceRecord, NodeRecord, Observed, ReleaseConfig, ReleaseRecord,
+    ReleaseUpdate, Schedule,
+};

@@ -7,6 +7,10 @@ use sqlx::SqlitePool;
 use crate::auth_cache::{AuthCache, AuthView};
 use crate::command::{AppRecord, RegionRecord, TokenRecord};
 use crate::rows;
+use crate::worker_records::{AuditRecord, InstanceRecord, NodeRecord, ReleaseRecord};
+use crate::worker_rows::{self, Which};
+use meridian_core::schedule::Unplaced;
+use meridian_core::JurisdictionCatalog;
 
 /// Reads the state this server has applied. Whether that is fresh enough is the caller's
 /// business (the API confirms leadership first unless asked for a stale read).
@@ -50,5 +54,55 @@ impl StateReader {
     /// Every app.
     pub async fn apps(&self) -> Result<Vec<AppRecord>, sqlx::Error> {
         rows::apps(&mut *self.pool.acquire().await?).await
+    }
+
+    /// One node.
+    pub async fn node(&self, name: &str) -> Result<Option<NodeRecord>, sqlx::Error> {
+        worker_rows::node(&mut *self.pool.acquire().await?, name).await
+    }
+
+    /// Every node.
+    pub async fn nodes(&self) -> Result<Vec<NodeRecord>, sqlx::Error> {
+        worker_rows::nodes(&mut *self.pool.acquire().await?).await
+    }
+
+    /// Releases of one app (every app when `None`), newest first.
+    pub async fn releases(&self, app: Option<&str>) -> Result<Vec<ReleaseRecord>, sqlx::Error> {
+        worker_rows::releases(&mut *self.pool.acquire().await?, app).await
+    }
+
+    /// Instances wanted running, of every app.
+    pub async fn running_instances(&self) -> Result<Vec<InstanceRecord>, sqlx::Error> {
+        worker_rows::instances(&mut *self.pool.acquire().await?, Which::Running).await
+    }
+
+    /// Instances wanted running on one node.
+    pub async fn node_instances(&self, node: &str) -> Result<Vec<InstanceRecord>, sqlx::Error> {
+        worker_rows::instances(&mut *self.pool.acquire().await?, Which::OnNode(node)).await
+    }
+
+    /// Every instance of an app, running ones first.
+    pub async fn app_instances(&self, app: &str) -> Result<Vec<InstanceRecord>, sqlx::Error> {
+        worker_rows::instances(&mut *self.pool.acquire().await?, Which::OfApp(app)).await
+    }
+
+    /// What could not be placed, per app.
+    pub async fn unplaced(&self) -> Result<Vec<(String, Vec<Unplaced>)>, sqlx::Error> {
+        worker_rows::unplaced(&mut *self.pool.acquire().await?).await
+    }
+
+    /// Audit entries after `after`, oldest first.
+    pub async fn audit(
+        &self,
+        app: Option<&str>,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, sqlx::Error> {
+        worker_rows::audit(&mut *self.pool.acquire().await?, app, after, limit).await
+    }
+
+    /// The jurisdiction catalog.
+    pub async fn catalog(&self) -> Result<JurisdictionCatalog, sqlx::Error> {
+        rows::catalog(&mut *self.pool.acquire().await?).await
     }
 }

@@ -10,7 +10,7 @@ use sqlx::{Row, SqliteConnection};
 
 use crate::command::{AppRecord, RegionRecord, TokenRecord};
 
-fn corrupt(what: &str, detail: impl std::fmt::Display) -> sqlx::Error {
+pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> sqlx::Error {
     sqlx::Error::Decode(format!("stored {what} cannot be read: {detail}").into())
 }
 
@@ -23,15 +23,19 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-fn u(v: i64) -> u64 {
+pub(crate) fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
+}
+
+pub(crate) fn small(what: &str, v: i64) -> Result<u32, sqlx::Error> {
+    u32::try_from(v).map_err(|e| corrupt(what, e))
 }
 
 pub(crate) fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn name(what: &str, s: &str) -> Result<Name, sqlx::Error> {
+pub(crate) fn name(what: &str, s: &str) -> Result<Name, sqlx::Error> {
     Name::parse(s).map_err(|e| corrupt(what, e))
 }
 
@@ -78,6 +82,8 @@ fn app_row(r: &SqliteRow) -> Result<AppRecord, sqlx::Error> {
             regions: regions.map(|s| json("app regions", &s)).transpose()?,
             env: json("app env", r.try_get("env")?)?,
             health: health.map(|s| json("app health", &s)).transpose()?,
+            cpu_millis: small("app cpu_millis", r.try_get("cpu_millis")?)?,
+            memory_mb: small("app memory_mb", r.try_get("memory_mb")?)?,
         },
         version: u(r.try_get("version")?),
         created_at: u(r.try_get("created_at")?),

@@ -38,6 +38,8 @@ fn app(name: &str, residency: &[&str], regions: Option<&[&str]>) -> AppSpec {
         regions: regions.map(|r| r.iter().map(|s| n(s)).collect()),
         env: Default::default(),
         health: None,
+        cpu_millis: 100,
+        memory_mb: 128,
     }
 }
 
@@ -138,7 +140,10 @@ async fn a_batch_answers_each_command_and_refusals_change_nothing() {
                     spec: app("b", &["US"], Some(&["us-iad"])),
                     at: 1,
                 },
-                Command::DeleteApp { name: n("missing") },
+                Command::DeleteApp {
+                    name: n("missing"),
+                    at: 0,
+                },
             ],
         },
     )

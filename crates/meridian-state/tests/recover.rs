@@ -21,6 +21,8 @@ fn create(i: u64) -> Entry<TypeConfig> {
         regions: None,
         env: Default::default(),
         health: None,
+        cpu_millis: 100,
+        memory_mb: 128,
     };
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), i),

@@ -30,6 +30,24 @@ pub enum AppsCommand {
         /// App name.
         name: String,
     },
+    /// An app's instances: node, region, release, state, address.
+    Instances {
+        /// App name.
+        name: String,
+        /// Include stopped instances.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Dry run: for every node, whether it could take an instance, or why not.
+    Plan {
+        /// App name.
+        name: String,
+    },
+    /// An app's releases, newest first.
+    Releases {
+        /// App name.
+        name: String,
+    },
 }
 
 /// `meridian apps create`.
@@ -46,6 +64,7 @@ pub struct CreateApp {
         conflicts_with_all = [
             "name", "image", "port", "replicas", "residency", "regions", "env",
             "health_http", "health_tcp", "health_interval", "health_timeout", "health_grace",
+            "cpu_millis", "memory_mb",
         ]
     )]
     file: Option<PathBuf>,
@@ -78,6 +97,14 @@ pub struct CreateApp {
     /// Environment variable for every instance (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_pair)]
     env: Vec<(String, String)>,
+
+    /// CPU per instance, in thousandths of a core [default: 100].
+    #[arg(long, value_name = "MILLIS")]
+    cpu_millis: Option<u32>,
+
+    /// Memory per instance, in MiB [default: 128].
+    #[arg(long, value_name = "MIB")]
+    memory_mb: Option<u32>,
 
     #[command(flatten)]
     health: HealthArgs,
@@ -124,6 +151,11 @@ pub async fn run(command: AppsCommand, client: &Client, out: &Output) -> anyhow:
             let app = client.app(&name).await?;
             out.show(&app, || render_app(&app))
         }
+        AppsCommand::Instances { name, all } => {
+            super::placement::instances(client, out, &name, all).await
+        }
+        AppsCommand::Plan { name } => super::placement::plan(client, out, &name).await,
+        AppsCommand::Releases { name } => super::placement::releases(client, out, &name).await,
         AppsCommand::Delete { name } => {
             client.delete_app(&name).await?;
             // The API answers 204 with no body; give JSON readers something to parse.
@@ -153,6 +185,8 @@ impl CreateApp {
             regions: (!regions.is_empty()).then_some(regions),
             env: env_map(self.env)?,
             health: self.health.into_body(),
+            cpu_millis: self.cpu_millis,
+            memory_mb: self.memory_mb,
         })
     }
 }
@@ -392,6 +426,9 @@ mod tests {
                 timeout: None,
                 grace: None,
             }),
+            cpu_millis: 100,
+            memory_mb: 128,
+            unplaced: Vec::new(),
             version: 3,
             created_at: 0,
             updated_at: 60,

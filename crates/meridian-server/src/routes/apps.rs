@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use meridian_api::apps::{AppBody, AppPatch, AppView};
+use meridian_api::nodes::UnplacedView;
 use meridian_api::ErrorBody;
 use meridian_core::{Action, Name};
 use meridian_state::{AppRecord, Applied, Command};
@@ -13,7 +14,8 @@ use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
 use crate::json::ApiJson;
 
-fn app_name(raw: &str) -> Result<Name, ApiError> {
+/// An app name from a path, or a 404.
+pub fn app_name(raw: &str) -> Result<Name, ApiError> {
     Name::parse(raw).map_err(|p| ApiError::not_found(format!("app {raw:?} does not exist ({p})")))
 }
 
@@ -30,7 +32,8 @@ fn view(applied: Applied) -> Result<Json<AppView>, ApiError> {
     }
 }
 
-async fn current(ctx: &Ctx, name: &Name) -> Result<AppRecord, ApiError> {
+/// The app, or a 404.
+pub async fn current(ctx: &Ctx, name: &Name) -> Result<AppRecord, ApiError> {
     ctx.reader()
         .app(name.as_str())
         .await
@@ -63,7 +66,40 @@ pub async fn create(
 pub async fn list(State(ctx): State<Ctx>, caller: Caller) -> Result<Json<Vec<AppView>>, ApiError> {
     caller.require(Action::Read)?;
     let apps = ctx.reader().apps().await.map_err(ApiError::storage)?;
-    Ok(Json(apps.iter().map(app_view).collect()))
+    let mut unplaced = unplaced(&ctx).await?;
+    Ok(Json(
+        apps.iter()
+            .map(|a| with_status(app_view(a), &mut unplaced))
+            .collect(),
+    ))
+}
+
+async fn unplaced(
+    ctx: &Ctx,
+) -> Result<std::collections::HashMap<String, Vec<UnplacedView>>, ApiError> {
+    let all = ctx.reader().unplaced().await.map_err(ApiError::storage)?;
+    Ok(all
+        .into_iter()
+        .map(|(app, list)| {
+            let views = list
+                .into_iter()
+                .map(|u| UnplacedView {
+                    release: u.release,
+                    count: u.count,
+                    reason: u.reason,
+                })
+                .collect();
+            (app, views)
+        })
+        .collect())
+}
+
+fn with_status(
+    mut view: AppView,
+    unplaced: &mut std::collections::HashMap<String, Vec<UnplacedView>>,
+) -> AppView {
+    view.unplaced = unplaced.remove(&view.name).unwrap_or_default();
+    view
 }
 
 /// One app.
@@ -79,7 +115,8 @@ pub async fn get(
 ) -> Result<Json<AppView>, ApiError> {
     caller.require(Action::Read)?;
     let name = app_name(&name)?;
-    Ok(Json(app_view(&current(&ctx, &name).await?)))
+    let app = app_view(&current(&ctx, &name).await?);
+    Ok(Json(with_status(app, &mut unplaced(&ctx).await?)))
 }
 
 /// Changes an app.
@@ -124,6 +161,6 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let name = app_name(&name)?;
     caller.require(Action::WriteApp(name.clone()))?;
-    ctx.propose(Command::DeleteApp { name }).await?;
+    ctx.propose(Command::DeleteApp { name, at: now() }).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,8 +1,12 @@
 //! HTTP routes, one file per resource.
 
+pub mod agent;
 pub mod apps;
+pub mod audit;
 pub mod cluster;
 pub mod health;
+pub mod nodes;
 pub mod raft;
 pub mod regions;
+pub mod releases;
 pub mod tokens;

@@ -1,0 +1,170 @@
+//! An in-memory [`ContainerRuntime`] for unit tests, plus builders for test data.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use meridian_api::agent::Assignment;
+
+use crate::runtime::{
+    container_name, ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec,
+    ContainerStatus, RuntimeError, LABEL_APP, LABEL_INSTANCE, LABEL_NODE, LABEL_RELEASE,
+};
+
+/// What the fake engine holds, shared so a test can look and meddle.
+#[derive(Debug, Default)]
+pub struct FakeEngine {
+    /// Containers by id, of every node.
+    pub containers: BTreeMap<String, ContainerInfo>,
+    /// Images present.
+    pub images: HashSet<String>,
+    /// When set, every call fails as if the engine were down.
+    pub down: bool,
+    /// Ids removed so far, in order.
+    pub removed: Vec<String>,
+    /// Creates attempted, including refused ones.
+    pub creates: usize,
+    next_id: u64,
+    next_port: u16,
+}
+
+/// A [`ContainerRuntime`] over a [`FakeEngine`].
+#[derive(Debug, Clone, Default)]
+pub struct FakeRuntime {
+    engine: Arc<Mutex<FakeEngine>>,
+}
+
+impl FakeRuntime {
+    /// A fake engine holding `images`.
+    pub fn with_images(images: &[&str]) -> Self {
+        let rt = Self::default();
+        rt.engine().images = images.iter().map(|s| s.to_string()).collect();
+        rt
+    }
+
+    /// The engine's state.
+    pub fn engine(&self) -> MutexGuard<'_, FakeEngine> {
+        self.engine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a container as if made by someone else (another agent, an earlier run).
+    pub fn insert(&self, c: ContainerInfo) {
+        self.engine().containers.insert(c.id.clone(), c);
+    }
+
+    fn check_up(&self) -> Result<MutexGuard<'_, FakeEngine>, RuntimeError> {
+        let e = self.engine();
+        if e.down {
+            return Err(RuntimeError::Unavailable("fake engine is down".into()));
+        }
+        Ok(e)
+    }
+}
+
+impl ContainerRuntime for FakeRuntime {
+    async fn list(&self, node: &str) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        let e = self.check_up()?;
+        Ok(e.containers
+            .values()
+            .filter(|c| c.node() == Some(node))
+            .cloned()
+            .collect())
+    }
+
+    async fn ensure_image(&self, image: &str, _pull: bool) -> Result<(), RuntimeError> {
+        let e = self.check_up()?;
+        if e.images.contains(image) {
+            Ok(())
+        } else {
+            Err(RuntimeError::ImageMissing {
+                image: image.into(),
+                detail: "not in the fake engine".into(),
+            })
+        }
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        let mut e = self.check_up()?;
+        e.creates += 1;
+        if e.containers.values().any(|c| c.name == spec.name) {
+            return Err(RuntimeError::Conflict(spec.name.clone()));
+        }
+        e.next_id += 1;
+        let id = format!("fake-{}", e.next_id);
+        let c = ContainerInfo {
+            id: id.clone(),
+            name: spec.name.clone(),
+            labels: spec.labels.clone(),
+            status: ContainerStatus::Created,
+            exit_code: None,
+            host_port: None,
+            ip: None,
+        };
+        e.containers.insert(id.clone(), c);
+        Ok(id)
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut e = self.check_up()?;
+        e.next_port += 1;
+        let port = 40000 + e.next_port;
+        let c = e
+            .containers
+            .get_mut(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.into()))?;
+        c.status = ContainerStatus::Running;
+        c.host_port = Some(port);
+        Ok(())
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut e = self.check_up()?;
+        if e.containers.remove(id).is_some() {
+            e.removed.push(id.to_string());
+        }
+        Ok(())
+    }
+
+    fn events(&self, _node: &str) -> BoxStream<'static, Result<ContainerEvent, RuntimeError>> {
+        futures::stream::pending().boxed()
+    }
+}
+
+/// An assignment of app `web` running `meridian-hello:latest` on port 8080, no health check.
+pub fn assignment(id: &str, release: u64) -> Assignment {
+    Assignment {
+        id: id.into(),
+        app: "web".into(),
+        release,
+        image: "meridian-hello:latest".into(),
+        port: 8080,
+        env: BTreeMap::new(),
+        cpu_millis: 100,
+        memory_mb: 64,
+        health: None,
+    }
+}
+
+/// A container of `instance` on `node`, labelled and named as the agent would.
+pub fn container(
+    node: &str,
+    instance: &str,
+    release: u64,
+    status: ContainerStatus,
+) -> ContainerInfo {
+    ContainerInfo {
+        id: format!("c-{node}-{instance}-{release}"),
+        name: container_name(node, instance),
+        labels: BTreeMap::from([
+            (LABEL_NODE.into(), node.into()),
+            (LABEL_APP.into(), "web".into()),
+            (LABEL_RELEASE.into(), release.to_string()),
+            (LABEL_INSTANCE.into(), instance.into()),
+        ]),
+        status,
+        exit_code: None,
+        host_port: Some(32768),
+        ip: None,
+    }
+}

@@ -1,0 +1,171 @@
+//! [`DockerRuntime`] against the real Docker engine, with the `meridian-hello` image (built by
+//! `deploy/images/hello-image.sh` when missing). Every container is removed at the end, also
+//! when a test fails.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use meridian_agent::{
+    ContainerRuntime, ContainerSpec, ContainerStatus, DockerRuntime, RuntimeError,
+};
+use support::control_plane::assignment;
+use support::{containers_of, ensure_hello_images, http_get_soon, unique_node, Cleanup, IMAGE};
+
+fn docker() -> DockerRuntime {
+    DockerRuntime::connect("unix:///var/run/docker.sock", Duration::from_secs(2))
+        .expect("the Docker socket is there")
+}
+
+#[tokio::test]
+async fn runs_a_labelled_container_that_answers_on_its_published_port() {
+    ensure_hello_images();
+    let node = unique_node("run");
+    let other = unique_node("other");
+    let _cleanup = Cleanup(vec![node.clone(), other.clone()]);
+    let rt = docker();
+
+    let spec = ContainerSpec::for_assignment(&node, &assignment("i1", IMAGE, &[]));
+    rt.ensure_image(IMAGE, false).await.expect("image present");
+    let id = rt.create(&spec).await.expect("created");
+    rt.start(&id).await.expect("started");
+    // Another node's container on the same engine.
+    let theirs = ContainerSpec::for_assignment(&other, &assignment("i1", IMAGE, &[]));
+    let their_id = rt.create(&theirs).await.expect("created");
+
+    let mine = rt.list(&node).await.expect("listed");
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    let c = &mine[0];
+    assert_eq!(c.id, id);
+    assert_eq!(c.name, format!("meridian-{node}-i1"));
+    assert_eq!(c.status, ContainerStatus::Running);
+    assert_eq!(c.instance(), Some("i1"));
+    assert_eq!(c.node(), Some(node.as_str()));
+    assert_eq!(c.release(), Some(1));
+    assert!(c.ip.is_some(), "a bridge address: {c:?}");
+    let port = c.host_port.expect("published");
+
+    let (status, body) =
+        http_get_soon(&format!("127.0.0.1:{port}"), "/", Duration::from_secs(10)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "hello from web release 1 instance i1\n");
+    // And directly on the container's own address, as the health checks probe it.
+    let direct = format!("{}:8080", c.ip.unwrap());
+    let (status, _) = http_get_soon(&direct, "/health", Duration::from_secs(10)).await;
+    assert_eq!(status, 200);
+
+    let theirs_listed = rt.list(&other).await.expect("listed");
+    assert_eq!(theirs_listed.len(), 1);
+    assert_eq!(theirs_listed[0].id, their_id);
+    assert_eq!(theirs_listed[0].status, ContainerStatus::Created);
+
+    // The deterministic name makes a repeated create collide instead of duplicating.
+    assert!(matches!(
+        rt.create(&spec).await,
+        Err(RuntimeError::Conflict(_))
+    ));
+
+    rt.remove(&id).await.expect("removed");
+    assert!(rt.list(&node).await.expect("listed").is_empty());
+    rt.remove(&id).await.expect("removing twice is fine");
+    assert_eq!(containers_of(&other), [their_id]);
+}
+
+#[tokio::test]
+async fn a_missing_image_is_image_missing() {
+    ensure_hello_images();
+    let node = unique_node("missing");
+    let _cleanup = Cleanup(vec![node.clone()]);
+    let rt = docker();
+    let image = "meridian-nope:missing";
+    let err = rt.ensure_image(image, false).await.unwrap_err();
+    assert!(matches!(err, RuntimeError::ImageMissing { .. }), "{err:?}");
+    // With --registry a pull is tried; there is no registry here, so it fails the same way.
+    let err = rt.ensure_image(image, true).await.unwrap_err();
+    assert!(matches!(err, RuntimeError::ImageMissing { .. }), "{err:?}");
+    let spec = ContainerSpec::for_assignment(&node, &assignment("i1", image, &[]));
+    let err = rt.create(&spec).await.unwrap_err();
+    assert!(matches!(err, RuntimeError::ImageMissing { .. }), "{err:?}");
+    assert!(containers_of(&node).is_empty());
+}
+
+#[tokio::test]
+async fn exit_codes_and_events_are_observed() {
+    ensure_hello_images();
+    let node = unique_node("exit");
+    let _cleanup = Cleanup(vec![node.clone()]);
+    let rt = docker();
+    // The subscription is made on the first poll; a die comes late enough to be seen.
+    let mut events = rt.events(&node);
+    let spec =
+        ContainerSpec::for_assignment(&node, &assignment("i1", IMAGE, &[("HELLO_EXIT", "3")]));
+    let id = rt.create(&spec).await.expect("created");
+    rt.start(&id).await.expect("started");
+
+    let mut actions = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !actions.contains(&"die".to_string()) {
+        let ev = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("a die event within 10 s")
+            .expect("stream open")
+            .expect("event");
+        assert_eq!(ev.instance.as_deref(), Some("i1"));
+        assert_eq!(ev.container, id);
+        actions.push(ev.action);
+    }
+
+    // The engine's list catches up with a die event a moment later.
+    let seen_die = tokio::time::Instant::now();
+    let listed = loop {
+        let listed = rt.list(&node).await.expect("listed");
+        assert_eq!(listed.len(), 1);
+        if listed[0].status == ContainerStatus::Exited
+            || seen_die.elapsed() > Duration::from_secs(5)
+        {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+        "list showed the exit {:?} after the die event",
+        seen_die.elapsed()
+    );
+    assert_eq!(listed[0].status, ContainerStatus::Exited);
+    assert_eq!(listed[0].exit_code, Some(3));
+    assert_eq!(listed[0].host_port, None);
+    rt.remove(&id).await.expect("removed");
+    assert!(containers_of(&node).is_empty());
+}
+
+#[tokio::test]
+async fn limits_and_environment_reach_the_container() {
+    ensure_hello_images();
+    let node = unique_node("limits");
+    let _cleanup = Cleanup(vec![node.clone()]);
+    let rt = docker();
+    let spec = ContainerSpec::for_assignment(&node, &assignment("i1", IMAGE, &[("A", "b")]));
+    let id = rt.create(&spec).await.expect("created");
+    let out = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}} {{json .Config.Env}}",
+            &id,
+        ])
+        .output()
+        .expect("docker inspect runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("100000000 33554432 no "), "{text}");
+    for var in [
+        "A=b",
+        "PORT=8080",
+        "MERIDIAN_INSTANCE=i1",
+        "MERIDIAN_APP=web",
+        "MERIDIAN_RELEASE=1",
+    ] {
+        assert!(text.contains(var), "{var} missing in {text}");
+    }
+    rt.remove(&id).await.expect("removed");
+}

@@ -1,0 +1,74 @@
+//! `meridian nodes ...`
+
+use clap::Subcommand;
+use meridian_api::nodes::NodeView;
+use meridian_api::Client;
+
+use crate::output::{Output, Table};
+
+/// Node subcommands.
+#[derive(Subcommand)]
+pub enum NodesCommand {
+    /// List worker nodes.
+    List,
+    /// Show one node.
+    Show {
+        /// Node name.
+        name: String,
+    },
+    /// Drain a node: move its instances away (each stops once its replacement is healthy)
+    /// and place nothing new on it.
+    Drain {
+        /// Node name.
+        name: String,
+    },
+}
+
+/// Runs a node subcommand.
+pub async fn run(command: NodesCommand, client: &Client, out: &Output) -> anyhow::Result<()> {
+    match command {
+        NodesCommand::List => {
+            let nodes = client.nodes().await?;
+            out.show(&nodes, || render(&nodes))
+        }
+        NodesCommand::Show { name } => {
+            let node = client.node(&name).await?;
+            out.show(&node, || render(std::slice::from_ref(&node)))
+        }
+        NodesCommand::Drain { name } => {
+            let node = client.drain_node(&name).await?;
+            out.show(&node, || {
+                format!(
+                    "Draining node {}: {} instance(s) will move once their replacements are healthy\n",
+                    node.name, node.instances
+                )
+            })
+        }
+    }
+}
+
+fn render(nodes: &[NodeView]) -> String {
+    let mut t = Table::new(&[
+        "NAME",
+        "REGION",
+        "COUNTRY",
+        "STATUS",
+        "INSTANCES",
+        "CPU",
+        "MEMORY",
+        "ADDRESS",
+    ]);
+    for n in nodes {
+        t.row(vec![
+            n.name.clone(),
+            n.region.clone(),
+            n.country.clone(),
+            n.status.clone(),
+            n.instances.to_string(),
+            format!("{}/{}m", n.cpu_used, n.cpu_millis),
+            format!("{}/{} MiB", n.memory_used, n.memory_mb),
+            n.advertise_host.clone(),
+        ]);
+    }
+    t.render()
+}

@@ -1,0 +1,60 @@
+//! The audit log of placement decisions.
+
+use axum::extract::{RawQuery, State};
+use axum::Json;
+use meridian_api::nodes::AuditEntry;
+use meridian_core::{Action, Name};
+
+use crate::auth::Caller;
+use crate::ctx::Ctx;
+use crate::error::ApiError;
+use crate::routes::agent::{query_params, query_u64};
+
+/// Most entries one call returns.
+const MAX_LIMIT: u64 = 10_000;
+
+/// Audit entries, oldest first: every placement, stop, refusal and release change, with the
+/// policy it was checked against.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("bearer" = [])),
+    params(("app" = Option<String>, Query, description = "Only this app"),
+        ("after" = Option<u64>, Query, description = "Only entries after this sequence number"),
+        ("limit" = Option<u64>, Query, description = "At most this many (default and maximum 10000)")),
+    responses((status = 200, description = "Entries", body = [AuditEntry])))]
+pub async fn list(
+    State(ctx): State<Ctx>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+    caller.require(Action::Read)?;
+    let params = query_params(raw);
+    let app = match params.get("app") {
+        Some(a) => {
+            Some(Name::parse(a).map_err(|p| ApiError::bad_request(format!("app {a:?}: {p}")))?)
+        }
+        None => None,
+    };
+    let after = query_u64(&params, "after", 0)?;
+    let limit = query_u64(&params, "limit", MAX_LIMIT)?.min(MAX_LIMIT);
+    let entries = ctx
+        .reader()
+        .audit(app.as_ref().map(Name::as_str), after, limit as u32)
+        .await
+        .map_err(ApiError::storage)?;
+    Ok(Json(
+        entries
+            .into_iter()
+            .map(|a| AuditEntry {
+                seq: a.seq,
+                at: a.at,
+                app: a.app.to_string(),
+                kind: a.kind,
+                instance: a.instance,
+                node: a.node,
+                region: a.region,
+                country: a.country,
+                policy: a.policy,
+                detail: a.detail,
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,149 @@
+//! Worker nodes: list, show, drain.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use meridian_api::nodes::NodeView;
+use meridian_api::ErrorBody;
+use meridian_core::{Action, Name, NodeStatus};
+use meridian_state::{Applied, Command, InstanceRecord, NodeRecord};
+
+use crate::auth::Caller;
+use crate::ctx::{now, Ctx};
+use crate::error::ApiError;
+
+/// A node name from a path, or a 404.
+pub fn node_name(raw: &str) -> Result<Name, ApiError> {
+    Name::parse(raw).map_err(|p| ApiError::not_found(format!("node {raw:?} does not exist ({p})")))
+}
+
+/// The wire view of a node, with the resources its instances take.
+pub async fn node_view(ctx: &Ctx, n: &NodeRecord) -> Result<NodeView, ApiError> {
+    let r = ctx.reader();
+    let instances = r
+        .node_instances(n.name.as_str())
+        .await
+        .map_err(ApiError::storage)?;
+    let country = r
+        .region(n.region.as_str())
+        .await
+        .map_err(ApiError::storage)?
+        .map(|r| r.region.country.to_string())
+        .unwrap_or_default();
+    Ok(view(
+        n,
+        country,
+        &instances,
+        &r.apps().await.map_err(ApiError::storage)?,
+    ))
+}
+
+fn view(
+    n: &NodeRecord,
+    country: String,
+    instances: &[InstanceRecord],
+    apps: &[meridian_state::AppRecord],
+) -> NodeView {
+    let (mut cpu, mut mem) = (0u32, 0u32);
+    for i in instances {
+        if let Some(a) = apps.iter().find(|a| a.spec.name == i.app) {
+            cpu = cpu.saturating_add(a.spec.cpu_millis);
+            mem = mem.saturating_add(a.spec.memory_mb);
+        }
+    }
+    NodeView {
+        name: n.name.to_string(),
+        region: n.region.to_string(),
+        country,
+        status: n.status.as_str().to_string(),
+        cpu_millis: n.cpu_millis,
+        memory_mb: n.memory_mb,
+        cpu_used: cpu,
+        memory_used: mem,
+        labels: n.labels.clone(),
+        advertise_host: n.advertise_host.clone(),
+        instances: u32::try_from(instances.len()).unwrap_or(u32::MAX),
+        generation: n.generation,
+        registered_at: n.registered_at,
+        updated_at: n.updated_at,
+    }
+}
+
+/// Lists nodes.
+#[utoipa::path(get, path = "/v1/nodes", tag = "nodes", security(("bearer" = [])),
+    params(("stale" = Option<bool>, Query, description = "Answer from this server without asking the leader")),
+    responses((status = 200, description = "Every node", body = [NodeView])))]
+pub async fn list(State(ctx): State<Ctx>, caller: Caller) -> Result<Json<Vec<NodeView>>, ApiError> {
+    caller.require(Action::Read)?;
+    let r = ctx.reader();
+    let st = ApiError::storage;
+    let nodes = r.nodes().await.map_err(st)?;
+    let regions = r.regions().await.map_err(st)?;
+    let instances = r.running_instances().await.map_err(st)?;
+    let apps = r.apps().await.map_err(st)?;
+    let out = nodes
+        .iter()
+        .map(|n| {
+            let country = regions
+                .iter()
+                .find(|r| r.region.name == n.region)
+                .map(|r| r.region.country.to_string())
+                .unwrap_or_default();
+            let mine: Vec<InstanceRecord> = instances
+                .iter()
+                .filter(|i| i.node == n.name)
+                .cloned()
+                .collect();
+            view(n, country, &mine, &apps)
+        })
+        .collect();
+    Ok(Json(out))
+}
+
+/// One node.
+#[utoipa::path(get, path = "/v1/nodes/{name}", tag = "nodes", security(("bearer" = [])),
+    params(("name" = String, Path, description = "Node name")),
+    responses(
+        (status = 200, description = "The node", body = NodeView),
+        (status = 404, description = "No such node", body = ErrorBody)))]
+pub async fn get(
+    State(ctx): State<Ctx>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<NodeView>, ApiError> {
+    caller.require(Action::Read)?;
+    let name = node_name(&name)?;
+    let node = ctx
+        .reader()
+        .node(name.as_str())
+        .await
+        .map_err(ApiError::storage)?
+        .ok_or_else(|| ApiError::not_found(format!("node {name} does not exist")))?;
+    Ok(Json(node_view(&ctx, &node).await?))
+}
+
+/// Drains a node: nothing new lands on it, and each of its instances stops once a
+/// replacement elsewhere is healthy.
+#[utoipa::path(post, path = "/v1/nodes/{name}/drain", tag = "nodes", security(("bearer" = [])),
+    params(("name" = String, Path, description = "Node name")),
+    responses(
+        (status = 200, description = "Draining", body = NodeView),
+        (status = 404, description = "No such node", body = ErrorBody)))]
+pub async fn drain(
+    State(ctx): State<Ctx>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<NodeView>, ApiError> {
+    caller.require(Action::ManageCluster)?;
+    let name = node_name(&name)?;
+    let applied = ctx
+        .propose(Command::SetNodeStatus {
+            name,
+            status: NodeStatus::Draining,
+            at: now(),
+        })
+        .await?;
+    let Applied::Node(node) = applied else {
+        return Err(ApiError::storage("unexpected apply result"));
+    };
+    Ok(Json(node_view(&ctx, &node).await?))
+}

@@ -1,0 +1,212 @@
+//! Rows of the worker tables, read into records.
+
+use meridian_core::schedule::Unplaced;
+use meridian_core::{InstanceState, NodeStatus, ReleaseStatus};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use crate::rows::{corrupt, i, json, name, small, u};
+use crate::worker_records::{AuditRecord, Desired, InstanceRecord, NodeRecord, ReleaseRecord};
+
+fn node_row(r: &SqliteRow) -> Result<NodeRecord, sqlx::Error> {
+    let status: String = r.try_get("status")?;
+    Ok(NodeRecord {
+        name: name("node name", r.try_get("name")?)?,
+        region: name("node region", r.try_get("region")?)?,
+        cpu_millis: small("node cpu", r.try_get("cpu_millis")?)?,
+        memory_mb: small("node memory", r.try_get("memory_mb")?)?,
+        labels: json("node labels", r.try_get("labels")?)?,
+        advertise_host: r.try_get("advertise_host")?,
+        status: NodeStatus::parse(&status).ok_or_else(|| corrupt("node status", &status))?,
+        generation: u(r.try_get("generation")?),
+        registered_at: u(r.try_get("registered_at")?),
+        updated_at: u(r.try_get("updated_at")?),
+    })
+}
+
+fn release_row(r: &SqliteRow) -> Result<ReleaseRecord, sqlx::Error> {
+    let status: String = r.try_get("status")?;
+    Ok(ReleaseRecord {
+        app: name("release app", r.try_get("app")?)?,
+        number: u(r.try_get("number")?),
+        config: json("release config", r.try_get("config")?)?,
+        status: ReleaseStatus::parse(&status).ok_or_else(|| corrupt("release status", &status))?,
+        reason: r.try_get("reason")?,
+        deadline_at: u(r.try_get("deadline_at")?),
+        created_at: u(r.try_get("created_at")?),
+        updated_at: u(r.try_get("updated_at")?),
+    })
+}
+
+fn instance_row(r: &SqliteRow) -> Result<InstanceRecord, sqlx::Error> {
+    let desired: String = r.try_get("desired")?;
+    let state: String = r.try_get("state")?;
+    Ok(InstanceRecord {
+        id: r.try_get("id")?,
+        app: name("instance app", r.try_get("app")?)?,
+        release: u(r.try_get("release")?),
+        node: name("instance node", r.try_get("node")?)?,
+        desired: match desired.as_str() {
+            "run" => Desired::Run,
+            "stop" => Desired::Stop,
+            other => return Err(corrupt("instance desired", other)),
+        },
+        state: InstanceState::parse(&state).ok_or_else(|| corrupt("instance state", &state))?,
+        exit_code: r.try_get("exit_code")?,
+        address: r.try_get("address")?,
+        detail: r.try_get("detail")?,
+        created_at: u(r.try_get("created_at")?),
+        updated_at: u(r.try_get("updated_at")?),
+    })
+}
+
+fn audit_row(r: &SqliteRow) -> Result<AuditRecord, sqlx::Error> {
+    Ok(AuditRecord {
+        seq: u(r.try_get("seq")?),
+        at: u(r.try_get("at")?),
+        app: name("audit app", r.try_get("app")?)?,
+        kind: r.try_get("kind")?,
+        instance: r.try_get("instance")?,
+        node: r.try_get("node")?,
+        region: r.try_get("region")?,
+        country: r.try_get("country")?,
+        policy: r.try_get("policy")?,
+        detail: r.try_get("detail")?,
+    })
+}
+
+/// One node by name.
+pub async fn node(c: &mut SqliteConnection, n: &str) -> Result<Option<NodeRecord>, sqlx::Error> {
+    let row = sqlx::query("SELECT * FROM nodes WHERE name = ?")
+        .bind(n)
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(node_row).transpose()
+}
+
+/// Every node, by name.
+pub async fn nodes(c: &mut SqliteConnection) -> Result<Vec<NodeRecord>, sqlx::Error> {
+    let rows = sqlx::query("SELECT * FROM nodes ORDER BY name")
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(node_row).collect()
+}
+
+/// One release.
+pub async fn release(
+    c: &mut SqliteConnection,
+    app: &str,
+    number: u64,
+) -> Result<Option<ReleaseRecord>, sqlx::Error> {
+    let row = sqlx::query("SELECT * FROM releases WHERE app = ? AND number = ?")
+        .bind(app)
+        .bind(i(number))
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(release_row).transpose()
+}
+
+/// Releases of one app (every app when `None`), newest first.
+pub async fn releases(
+    c: &mut SqliteConnection,
+    app: Option<&str>,
+) -> Result<Vec<ReleaseRecord>, sqlx::Error> {
+    let rows = match app {
+        Some(a) => {
+            sqlx::query("SELECT * FROM releases WHERE app = ? ORDER BY number DESC")
+                .bind(a)
+                .fetch_all(c)
+                .await?
+        }
+        None => {
+            sqlx::query("SELECT * FROM releases ORDER BY app, number DESC")
+                .fetch_all(c)
+                .await?
+        }
+    };
+    rows.iter().map(release_row).collect()
+}
+
+/// Which instances to read.
+#[derive(Debug, Clone, Copy)]
+pub enum Which<'a> {
+    /// Instances wanted running, of every app.
+    Running,
+    /// Instances wanted running on one node.
+    OnNode(&'a str),
+    /// Every instance of one app, running ones first, newest first.
+    OfApp(&'a str),
+}
+
+/// Instances.
+pub async fn instances(
+    c: &mut SqliteConnection,
+    which: Which<'_>,
+) -> Result<Vec<InstanceRecord>, sqlx::Error> {
+    let rows = match which {
+        Which::Running => {
+            sqlx::query("SELECT * FROM instances WHERE desired = 'run' ORDER BY app, id")
+                .fetch_all(c)
+                .await?
+        }
+        Which::OnNode(n) => {
+            sqlx::query("SELECT * FROM instances WHERE node = ? AND desired = 'run' ORDER BY id")
+                .bind(n)
+                .fetch_all(c)
+                .await?
+        }
+        Which::OfApp(a) => {
+            sqlx::query(
+                "SELECT * FROM instances WHERE app = ? \
+                 ORDER BY desired = 'stop', created_at DESC, id",
+            )
+            .bind(a)
+            .fetch_all(c)
+            .await?
+        }
+    };
+    rows.iter().map(instance_row).collect()
+}
+
+/// What could not be placed, per app.
+pub async fn unplaced(
+    c: &mut SqliteConnection,
+) -> Result<Vec<(String, Vec<Unplaced>)>, sqlx::Error> {
+    let rows = sqlx::query("SELECT app, unplaced FROM app_status ORDER BY app")
+        .fetch_all(c)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let app: String = r.try_get("app")?;
+            let list = json("app unplaced", r.try_get("unplaced")?)?;
+            Ok((app, list))
+        })
+        .collect()
+}
+
+/// Audit entries after `after`, oldest first, at most `limit`, of one app or all.
+pub async fn audit(
+    c: &mut SqliteConnection,
+    app: Option<&str>,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<AuditRecord>, sqlx::Error> {
+    let rows = match app {
+        Some(a) => {
+            sqlx::query("SELECT * FROM audit WHERE app = ? AND seq > ? ORDER BY seq LIMIT ?")
+                .bind(a)
+                .bind(i(after))
+                .bind(i64::from(limit))
+                .fetch_all(c)
+                .await?
+        }
+        None => {
+            sqlx::query("SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?")
+                .bind(i(after))
+                .bind(i64::from(limit))
+                .fetch_all(c)
+                .await?
+        }
+    };
+    rows.iter().map(audit_row).collect()
+}

@@ -1,0 +1,188 @@
+//! Real `meridian agent` processes on the real Docker engine, next to a [`crate::Cluster`].
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use meridian_api::regions::RegionBody;
+use meridian_api::tokens::CreateToken;
+
+use crate::{meridian_bin, Cluster};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the repository")
+        .to_path_buf()
+}
+
+/// Builds the `meridian-hello` images offline when they are missing.
+pub fn hello_images() {
+    let status = Command::new(repo_root().join("deploy/images/hello-image.sh"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("run deploy/images/hello-image.sh");
+    assert!(
+        status.success(),
+        "building the meridian-hello images failed"
+    );
+}
+
+/// One agent process.
+pub struct Agent {
+    /// Node name.
+    pub name: String,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    /// SIGKILLs the agent (its containers keep running).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// What it logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+        remove_containers(&self.name);
+    }
+}
+
+/// Removes every container labelled with node `node`.
+pub fn remove_containers(node: &str) {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=meridian.node={node}"),
+        ])
+        .output()
+        .expect("docker ps");
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .args(["rm", "-f"])
+            .args(&ids)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Containers labelled with node `node`, running or not.
+pub fn containers_of(node: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("label=meridian.node={node}"),
+        ])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// A unique prefix for node names, so concurrent tests and leftovers never collide.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", std::process::id() % 100_000)
+}
+
+impl Cluster {
+    /// Creates the regions eu-fra (DE), eu-ams (NL) and us-iad (US).
+    pub async fn three_regions(&self) {
+        for (name, country, lat, lon) in [
+            ("eu-fra", "DE", 50.1, 8.7),
+            ("eu-ams", "NL", 52.4, 4.9),
+            ("us-iad", "US", 38.9, -77.4),
+        ] {
+            let body: RegionBody = serde_json::from_value(serde_json::json!({
+                "name": name, "country": country, "latitude": lat, "longitude": lon
+            }))
+            .expect("region body");
+            self.client(0)
+                .create_region(&body)
+                .await
+                .expect("create region");
+        }
+    }
+
+    /// Writes a fresh agent token to a file and answers its path.
+    pub async fn agent_token_file(&self) -> PathBuf {
+        let token = self
+            .client(0)
+            .create_token(&CreateToken {
+                role: "agent".into(),
+                ttl_seconds: None,
+                apps: None,
+            })
+            .await
+            .expect("agent token")
+            .token;
+        let path = self.dir.path().join("agent.token");
+        std::fs::write(&path, token).expect("write agent token");
+        path
+    }
+
+    /// Starts `meridian agent --name name --region region` against every server.
+    pub fn start_agent(&self, name: &str, region: &str, token_file: &Path) -> Agent {
+        let log = self.dir.path().join(format!("agent-{name}.log"));
+        let file = std::fs::File::create(&log).expect("agent log");
+        let servers: Vec<String> = (0..self.servers.len()).map(|i| self.url(i)).collect();
+        let child = Command::new(meridian_bin())
+            .arg("agent")
+            .args(["--name", name, "--region", region])
+            .args(["--server", &servers.join(",")])
+            .arg("--token-file")
+            .arg(token_file)
+            .args(["--advertise-host", "127.0.0.1", "--heartbeat-ms", "500"])
+            .args(["--cpu-millis", "2000", "--memory-mb", "2048"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone log"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn meridian agent");
+        Agent {
+            name: name.to_string(),
+            log,
+            child: Some(child),
+        }
+    }
+}
+
+/// Polls `f` every 200 ms until it holds or `timeout` passes; answers the time it took.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        if f().await {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for: {what}");
+}
