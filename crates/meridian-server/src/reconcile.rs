@@ -22,6 +22,11 @@ use crate::error::ApiError;
 const TICK: Duration = Duration::from_secs(1);
 /// Changes arriving within this window are planned together.
 const DEBOUNCE: Duration = Duration::from_millis(20);
+/// Most new instances committed in one round. openraft gives each AppendEntries one heartbeat
+/// interval (100 ms by default) to be shipped and made durable on a follower; a round of many
+/// thousand placements is megabytes and never makes it, so large plans land in slices, each
+/// applied round waking the next.
+pub const MAX_PLACEMENTS_PER_ROUND: usize = 1000;
 
 /// Runs until `stop` resolves.
 pub async fn run(ctx: Ctx, stop: impl std::future::Future<Output = ()>) {
@@ -294,24 +299,32 @@ pub fn to_round(
 
 /// One round on the leader.
 async fn round(ctx: &Ctx) -> Result<(), ApiError> {
+    let started = Instant::now();
     let snap = snapshot(ctx).await?;
+    let read = started.elapsed();
     if expire_nodes(ctx, &snap).await? {
         return Ok(());
     }
     let at = now();
     let (demands, changes) = demands(&snap, at);
-    let plan = schedule::plan(&snap.view, &demands);
+    let mut plan = schedule::plan(&snap.view, &demands);
+    plan.place.truncate(MAX_PLACEMENTS_PER_ROUND);
     let round = to_round(&snap, plan, changes, at);
     if round.is_empty() {
         return Ok(());
     }
-    tracing::info!(
-        placed = round.place.len(),
-        stopped = round.stop.len(),
-        releases = round.releases.len(),
-        "committing a scheduling round"
-    );
+    let (placed, stopped, releases) = (round.place.len(), round.stop.len(), round.releases.len());
+    let planned = started.elapsed();
     ctx.propose(Command::Schedule { round, at }).await?;
+    tracing::info!(
+        placed,
+        stopped,
+        releases,
+        read_ms = read.as_millis() as u64,
+        plan_ms = (planned - read).as_millis() as u64,
+        commit_ms = (started.elapsed() - planned).as_millis() as u64,
+        "committed a scheduling round"
+    );
     Ok(())
 }
 

@@ -220,14 +220,22 @@ async fn bump_generations(
     c: &mut SqliteConnection,
     nodes: &BTreeSet<&str>,
 ) -> Result<(), sqlx::Error> {
-    for n in nodes {
-        sqlx::query("UPDATE nodes SET generation = generation + 1 WHERE name = ?")
-            .bind(*n)
-            .execute(&mut *c)
-            .await?;
+    let names: Vec<&str> = nodes.iter().copied().collect();
+    for chunk in names.chunks(ROWS_PER_STATEMENT) {
+        let mut update =
+            sqlx::QueryBuilder::new("UPDATE nodes SET generation = generation + 1 WHERE name IN (");
+        let mut list = update.separated(", ");
+        for n in chunk {
+            list.push_bind(*n);
+        }
+        update.push(")");
+        update.build().execute(&mut *c).await?;
     }
     Ok(())
 }
+
+/// Rows per multi-row statement: well under SQLite's limit of 32,766 bound values.
+const ROWS_PER_STATEMENT: usize = 500;
 
 /// `Command::Deploy`.
 pub(crate) async fn deploy(
@@ -288,21 +296,23 @@ pub(crate) async fn schedule(
         return Ok(Err(refusal));
     }
     let mut touched: BTreeSet<String> = BTreeSet::new();
-    for p in &round.place {
-        sqlx::query(
-            "INSERT INTO instances (id, app, release, node, desired, state, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, 'run', ?, ?, ?)",
-        )
-        .bind(&p.id)
-        .bind(p.app.as_str())
-        .bind(i(p.release))
-        .bind(p.node.as_str())
-        .bind(InstanceState::Starting.as_str())
-        .bind(i(at))
-        .bind(i(at))
-        .execute(&mut *c)
-        .await?;
-        touched.insert(p.node.to_string());
+    // Multi-row statements: a round may hold hundreds of placements and audit entries.
+    for chunk in round.place.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO instances (id, app, release, node, desired, state, created_at, updated_at) ",
+        );
+        insert.push_values(chunk, |mut row, p| {
+            row.push_bind(&p.id)
+                .push_bind(p.app.as_str())
+                .push_bind(i(p.release))
+                .push_bind(p.node.as_str())
+                .push_bind("run")
+                .push_bind(InstanceState::Starting.as_str())
+                .push_bind(i(at))
+                .push_bind(i(at));
+        });
+        insert.build().execute(&mut *c).await?;
+        touched.extend(chunk.iter().map(|p| p.node.to_string()));
     }
     for s in &round.stop {
         let node: Option<String> = sqlx::query_scalar(
@@ -335,8 +345,8 @@ pub(crate) async fn schedule(
                 .await?;
         }
     }
-    for a in &round.audit {
-        insert_audit(c, a).await?;
+    for chunk in round.audit.chunks(ROWS_PER_STATEMENT) {
+        insert_audit(c, chunk).await?;
     }
     Ok(Ok(Applied::Done))
 }
@@ -357,16 +367,18 @@ async fn check_round(
         .map(|r| (r.region.name, r.region.country))
         .collect();
     let mut apps: BTreeMap<Name, Option<AppRecord>> = BTreeMap::new();
-    let mut nodes: BTreeMap<Name, Option<NodeRecord>> = BTreeMap::new();
+    let nodes: BTreeMap<Name, NodeRecord> = worker_rows::nodes(c)
+        .await?
+        .into_iter()
+        .map(|n| (n.name.clone(), n))
+        .collect();
+    let mut live_releases: BTreeSet<(Name, u64)> = BTreeSet::new();
     for p in &round.place {
         let conflict = |message: String| Ok(Some(Refusal::Conflict { message }));
         if !apps.contains_key(&p.app) {
             apps.insert(p.app.clone(), rows::app(c, p.app.as_str()).await?);
         }
-        if !nodes.contains_key(&p.node) {
-            nodes.insert(p.node.clone(), worker_rows::node(c, p.node.as_str()).await?);
-        }
-        let (Some(Some(app)), Some(Some(node))) = (apps.get(&p.app), nodes.get(&p.node)) else {
+        let (Some(Some(app)), Some(node)) = (apps.get(&p.app), nodes.get(&p.node)) else {
             return conflict(format!("app {} or node {} is gone", p.app, p.node));
         };
         if node.status != NodeStatus::Ready {
@@ -386,12 +398,16 @@ async fn check_round(
                 p.app, node.name, node.region
             ));
         }
+        if live_releases.contains(&(p.app.clone(), p.release)) {
+            continue;
+        }
         let release = worker_rows::release(c, p.app.as_str(), p.release).await?;
         if !release
             .is_some_and(|r| matches!(r.status, ReleaseStatus::Active | ReleaseStatus::Rolling))
         {
             return conflict(format!("release {} of {} is not live", p.release, p.app));
         }
+        live_releases.insert((p.app.clone(), p.release));
     }
     Ok(None)
 }
@@ -457,21 +473,21 @@ async fn update_release(
     Ok(())
 }
 
-async fn insert_audit(c: &mut SqliteConnection, a: &AuditRecord) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO audit (at, app, kind, instance, node, region, country, policy, detail) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(i(a.at))
-    .bind(a.app.as_str())
-    .bind(&a.kind)
-    .bind(&a.instance)
-    .bind(&a.node)
-    .bind(&a.region)
-    .bind(&a.country)
-    .bind(&a.policy)
-    .bind(&a.detail)
-    .execute(&mut *c)
-    .await?;
+async fn insert_audit(c: &mut SqliteConnection, rows: &[AuditRecord]) -> Result<(), sqlx::Error> {
+    let mut insert = sqlx::QueryBuilder::new(
+        "INSERT INTO audit (at, app, kind, instance, node, region, country, policy, detail) ",
+    );
+    insert.push_values(rows, |mut row, a| {
+        row.push_bind(i(a.at))
+            .push_bind(a.app.as_str())
+            .push_bind(&a.kind)
+            .push_bind(&a.instance)
+            .push_bind(&a.node)
+            .push_bind(&a.region)
+            .push_bind(&a.country)
+            .push_bind(&a.policy)
+            .push_bind(&a.detail);
+    });
+    insert.build().execute(&mut *c).await?;
     Ok(())
 }

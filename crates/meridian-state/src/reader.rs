@@ -86,6 +86,11 @@ impl StateReader {
         worker_rows::instances(&mut *self.pool.acquire().await?, Which::OfApp(app)).await
     }
 
+    /// Per node: instances wanted running, and the CPU and memory they take.
+    pub async fn node_usage(&self) -> Result<Vec<(String, u32, u32, u32)>, sqlx::Error> {
+        worker_rows::node_usage(&mut *self.pool.acquire().await?).await
+    }
+
     /// What could not be placed, per app.
     pub async fn unplaced(&self) -> Result<Vec<(String, Vec<Unplaced>)>, sqlx::Error> {
         worker_rows::unplaced(&mut *self.pool.acquire().await?).await

@@ -210,3 +210,29 @@ pub async fn audit(
     };
     rows.iter().map(audit_row).collect()
 }
+
+/// What the instances wanted running on each node take: count, CPU and memory (sized by their
+/// app's current spec). Nodes without instances are absent.
+pub async fn node_usage(
+    c: &mut SqliteConnection,
+) -> Result<Vec<(String, u32, u32, u32)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT i.node AS node, COUNT(*) AS n, COALESCE(SUM(a.cpu_millis), 0) AS cpu, \
+         COALESCE(SUM(a.memory_mb), 0) AS mem \
+         FROM instances i LEFT JOIN apps a ON a.name = i.app \
+         WHERE i.desired = 'run' GROUP BY i.node",
+    )
+    .fetch_all(c)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let sat = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+            Ok((
+                r.try_get("node")?,
+                sat(r.try_get("n")?),
+                sat(r.try_get("cpu")?),
+                sat(r.try_get("mem")?),
+            ))
+        })
+        .collect()
+}

@@ -5,7 +5,7 @@ use axum::Json;
 use meridian_api::nodes::NodeView;
 use meridian_api::ErrorBody;
 use meridian_core::{Action, Name, NodeStatus};
-use meridian_state::{Applied, Command, InstanceRecord, NodeRecord};
+use meridian_state::{Applied, Command, NodeRecord};
 
 use crate::auth::Caller;
 use crate::ctx::{now, Ctx};
@@ -19,37 +19,21 @@ pub fn node_name(raw: &str) -> Result<Name, ApiError> {
 /// The wire view of a node, with the resources its instances take.
 pub async fn node_view(ctx: &Ctx, n: &NodeRecord) -> Result<NodeView, ApiError> {
     let r = ctx.reader();
-    let instances = r
-        .node_instances(n.name.as_str())
-        .await
-        .map_err(ApiError::storage)?;
+    let usage = r.node_usage().await.map_err(ApiError::storage)?;
     let country = r
         .region(n.region.as_str())
         .await
         .map_err(ApiError::storage)?
         .map(|r| r.region.country.to_string())
         .unwrap_or_default();
-    Ok(view(
-        n,
-        country,
-        &instances,
-        &r.apps().await.map_err(ApiError::storage)?,
-    ))
+    Ok(view(n, country, &usage))
 }
 
-fn view(
-    n: &NodeRecord,
-    country: String,
-    instances: &[InstanceRecord],
-    apps: &[meridian_state::AppRecord],
-) -> NodeView {
-    let (mut cpu, mut mem) = (0u32, 0u32);
-    for i in instances {
-        if let Some(a) = apps.iter().find(|a| a.spec.name == i.app) {
-            cpu = cpu.saturating_add(a.spec.cpu_millis);
-            mem = mem.saturating_add(a.spec.memory_mb);
-        }
-    }
+fn view(n: &NodeRecord, country: String, usage: &[(String, u32, u32, u32)]) -> NodeView {
+    let (count, cpu, mem) = usage
+        .iter()
+        .find(|u| u.0 == n.name.as_str())
+        .map_or((0, 0, 0), |u| (u.1, u.2, u.3));
     NodeView {
         name: n.name.to_string(),
         region: n.region.to_string(),
@@ -61,7 +45,7 @@ fn view(
         memory_used: mem,
         labels: n.labels.clone(),
         advertise_host: n.advertise_host.clone(),
-        instances: u32::try_from(instances.len()).unwrap_or(u32::MAX),
+        instances: count,
         generation: n.generation,
         registered_at: n.registered_at,
         updated_at: n.updated_at,
@@ -78,8 +62,7 @@ pub async fn list(State(ctx): State<Ctx>, caller: Caller) -> Result<Json<Vec<Nod
     let st = ApiError::storage;
     let nodes = r.nodes().await.map_err(st)?;
     let regions = r.regions().await.map_err(st)?;
-    let instances = r.running_instances().await.map_err(st)?;
-    let apps = r.apps().await.map_err(st)?;
+    let usage = r.node_usage().await.map_err(st)?;
     let out = nodes
         .iter()
         .map(|n| {
@@ -88,12 +71,7 @@ pub async fn list(State(ctx): State<Ctx>, caller: Caller) -> Result<Json<Vec<Nod
                 .find(|r| r.region.name == n.region)
                 .map(|r| r.region.country.to_string())
                 .unwrap_or_default();
-            let mine: Vec<InstanceRecord> = instances
-                .iter()
-                .filter(|i| i.node == n.name)
-                .cloned()
-                .collect();
-            view(n, country, &mine, &apps)
+            view(n, country, &usage)
         })
         .collect();
     Ok(Json(out))
