@@ -76,6 +76,11 @@ for tag in "${wanted[@]}"; do
         unhealthy) changes+=(--change 'ENV HELLO_HEALTH=fail') ;;
         v2) changes+=(--change 'ENV HELLO_VERSION=2') ;;
     esac
+    old_id="$(docker image inspect -f '{{.Id}}' "meridian-hello:$tag" 2>/dev/null || true)"
     docker import "${changes[@]}" --message "meridian-hello $tag" - "meridian-hello:$tag" <"$tarball" >/dev/null
+    # A rebuild leaves the previous image untagged: drop it unless a container still uses it.
+    if [ -n "$old_id" ] && [ "$old_id" != "$(docker image inspect -f '{{.Id}}' "meridian-hello:$tag")" ]; then
+        docker rmi "$old_id" >/dev/null 2>&1 || true
+    fi
     echo "built meridian-hello:$tag"
 done

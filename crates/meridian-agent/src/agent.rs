@@ -6,7 +6,7 @@
 //!                              report ◀──────────── reports ────────────────────┘   │ wake
 //!                                              Docker events, health changes, ends of creates
 //! ```
-//! All loops run on the caller's task and watch one [`Stop`]; tasks spawned for creates,
+//! All loops run on the caller's task and watch one stop signal; tasks spawned for creates,
 //! removals and health probes belong to the reconciler, which awaits or aborts them.
 
 use std::future::Future;
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use meridian_api::agent::{Assignments, InstanceReports, RegisterNode, AGENT_PROTOCOL};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
 use crate::config::AgentConfig;
@@ -23,14 +23,14 @@ use crate::control::{Backoff, ControlPlane};
 use crate::docker::DockerRuntime;
 use crate::error::AgentError;
 use crate::reconcile::{Reconciler, ReconcilerConfig};
-use crate::runtime::{ContainerRuntime, RuntimeError};
+use crate::runtime::{ContainerEvent, ContainerRuntime, RuntimeError};
 use crate::stop::Stop;
 
 /// How long the loops get to wind down after the shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
-/// Delay of the second pass after a wake-up (see `reconcile_loop`).
-const FOLLOW_UP: Duration = Duration::from_millis(300);
+/// Engine events waiting for the reconcile loop.
+const EVENT_QUEUE: usize = 256;
 
 /// An event stream that stayed up this long counts as healthy (resets its backoff).
 const EVENTS_HEALTHY_AFTER: Duration = Duration::from_secs(10);
@@ -90,6 +90,7 @@ pub async fn run_with<R: ContainerRuntime>(
     let (registered_tx, registered_rx) = watch::channel(false);
     let (desired_tx, desired_rx) = watch::channel(None);
     let (reports_tx, reports_rx) = watch::channel(None);
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let wake = Arc::new(Notify::new());
     tracing::info!(
         node = %config.name,
@@ -131,10 +132,17 @@ pub async fn run_with<R: ContainerRuntime>(
                 &config,
                 desired_rx,
                 &reports_tx,
+                events_rx,
                 wake.clone(),
                 stop.clone()
             ),
-            events_loop(runtime.clone(), &config.name, wake.clone(), stop.clone()),
+            events_loop(
+                runtime.clone(),
+                &config.name,
+                events_tx,
+                wake.clone(),
+                stop.clone()
+            ),
         )
         .map(|_| ())
     };
@@ -155,7 +163,8 @@ pub async fn run_with<R: ContainerRuntime>(
     }
 }
 
-/// Reconciles on every new assignment, engine event, health change, and every
+/// Reconciles on every new assignment, engine event, health change, end of a create or
+/// removal, and every
 /// `resync_interval`; never before the first assignments arrived, so a restarted agent
 /// removes nothing it does not know to be unassigned.
 async fn reconcile_loop<R: ContainerRuntime>(
@@ -163,6 +172,7 @@ async fn reconcile_loop<R: ContainerRuntime>(
     config: &AgentConfig,
     mut desired: watch::Receiver<Option<Arc<Assignments>>>,
     reports: &watch::Sender<Option<InstanceReports>>,
+    mut events: mpsc::Receiver<ContainerEvent>,
     wake: Arc<Notify>,
     mut stop: Stop,
 ) -> Result<(), AgentError> {
@@ -174,23 +184,28 @@ async fn reconcile_loop<R: ContainerRuntime>(
     let mut rec = Reconciler::new(runtime, rec_config, wake.clone());
     let mut resync = tokio::time::interval(config.resync_interval);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut engine_down = false;
-    let mut follow_up: Option<Instant> = None;
+    // While the engine is down, passes are retried on a backoff of their own, so the agent
+    // catches up soon after the engine is back whatever the resync interval.
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
+    let mut retry_at: Option<Instant> = None;
     loop {
-        let follow = async {
-            match follow_up {
+        let retry = async {
+            match retry_at {
                 Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
             _ = stop.wait() => break,
+            _ = retry => {}
             Ok(()) = desired.changed() => {}
-            _ = wake.notified() => {
-                // The engine's container list lags its events by ~100 ms: look again shortly.
-                follow_up.get_or_insert(Instant::now() + FOLLOW_UP);
+            Some(event) = events.recv() => {
+                rec.note_event(&event);
+                while let Ok(event) = events.try_recv() {
+                    rec.note_event(&event);
+                }
             }
-            _ = follow => follow_up = None,
+            _ = wake.notified() => {}
             _ = resync.tick() => {}
         }
         let Some(target) = desired.borrow_and_update().clone() else {
@@ -201,10 +216,10 @@ async fn reconcile_loop<R: ContainerRuntime>(
         };
         match result {
             Ok(r) => {
-                if engine_down {
+                if retry_at.take().is_some() {
                     tracing::info!("docker engine reachable again");
-                    engine_down = false;
                 }
+                backoff.reset();
                 reports.send_if_modified(|current| {
                     let changed = current.as_ref() != Some(&r);
                     if changed {
@@ -214,11 +229,12 @@ async fn reconcile_loop<R: ContainerRuntime>(
                 });
             }
             Err(e) => {
-                if !engine_down {
-                    tracing::warn!(error = %e, retry_every = ?config.resync_interval,
-                        "cannot list containers");
+                if retry_at.is_none() {
+                    tracing::warn!(error = %e, "cannot list containers; retrying");
+                } else {
+                    tracing::debug!(error = %e, "cannot list containers");
                 }
-                engine_down = true;
+                retry_at = Some(Instant::now() + backoff.fail());
             }
         }
     }
@@ -231,6 +247,7 @@ async fn reconcile_loop<R: ContainerRuntime>(
 async fn events_loop<R: ContainerRuntime>(
     runtime: Arc<R>,
     node: &str,
+    forward: mpsc::Sender<ContainerEvent>,
     wake: Arc<Notify>,
     mut stop: Stop,
 ) -> Result<(), AgentError> {
@@ -245,7 +262,10 @@ async fn events_loop<R: ContainerRuntime>(
             match next {
                 Some(Ok(ev)) => {
                     tracing::debug!(action = %ev.action, instance = ?ev.instance, "container event");
-                    wake.notify_one();
+                    // A full queue only loses the exit hint; the wake still brings a pass.
+                    if forward.try_send(ev).is_err() {
+                        wake.notify_one();
+                    }
                 }
                 Some(Err(e)) => break e.to_string(),
                 None => break "stream ended".to_string(),

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EventMessage, HostConfig,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerStateStatusEnum, ContainerSummary, ContainerSummaryStateEnum,
+    EventMessage, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
@@ -70,16 +70,6 @@ impl DockerRuntime {
         }
         Ok(&self.docker)
     }
-
-    async fn exit_code(&self, id: &str) -> Result<Option<i64>, RuntimeError> {
-        let inspect = self
-            .engine()
-            .await?
-            .inspect_container(id, None)
-            .await
-            .map_err(|e| classify("inspect a container", e))?;
-        Ok(inspect.state.and_then(|s| s.exit_code))
-    }
 }
 
 impl ContainerRuntime for DockerRuntime {
@@ -106,8 +96,8 @@ impl ContainerRuntime for DockerRuntime {
                 continue;
             }
             if matches!(info.status, ContainerStatus::Exited | ContainerStatus::Dead) {
-                match self.exit_code(&info.id).await {
-                    Ok(code) => info.exit_code = code,
+                match self.state(&info.id).await {
+                    Ok((_, code)) => info.exit_code = code,
                     // Removed between the list and the inspect.
                     Err(RuntimeError::NotFound(_)) => continue,
                     Err(e) => return Err(e),
@@ -116,6 +106,27 @@ impl ContainerRuntime for DockerRuntime {
             out.push(info);
         }
         Ok(out)
+    }
+
+    async fn state(&self, id: &str) -> Result<(ContainerStatus, Option<i64>), RuntimeError> {
+        let inspect = self
+            .engine()
+            .await?
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| classify("inspect a container", e))?;
+        let state = inspect.state.unwrap_or_default();
+        let status = match state.status {
+            Some(ContainerStateStatusEnum::CREATED) => ContainerStatus::Created,
+            Some(ContainerStateStatusEnum::RUNNING) => ContainerStatus::Running,
+            Some(ContainerStateStatusEnum::PAUSED) => ContainerStatus::Paused,
+            Some(ContainerStateStatusEnum::RESTARTING) => ContainerStatus::Restarting,
+            Some(ContainerStateStatusEnum::EXITED) => ContainerStatus::Exited,
+            Some(ContainerStateStatusEnum::REMOVING) => ContainerStatus::Removing,
+            Some(ContainerStateStatusEnum::DEAD) => ContainerStatus::Dead,
+            _ => ContainerStatus::Unknown,
+        };
+        Ok((status, state.exit_code))
     }
 
     async fn ensure_image(&self, image: &str, pull: bool) -> Result<(), RuntimeError> {

@@ -21,6 +21,11 @@ pub struct FakeEngine {
     pub images: HashSet<String>,
     /// When set, every call fails as if the engine were down.
     pub down: bool,
+    /// Containers the list still shows running although they exited (the engine's list lags
+    /// its events by a moment).
+    pub list_lags: HashSet<String>,
+    /// When set, every start fails with this engine message.
+    pub fail_starts: Option<String>,
     /// Ids removed so far, in order.
     pub removed: Vec<String>,
     /// Creates attempted, including refused ones.
@@ -68,8 +73,24 @@ impl ContainerRuntime for FakeRuntime {
         Ok(e.containers
             .values()
             .filter(|c| c.node() == Some(node))
-            .cloned()
+            .map(|c| {
+                let mut c = c.clone();
+                if e.list_lags.contains(&c.id) {
+                    c.status = ContainerStatus::Running;
+                    c.exit_code = None;
+                }
+                c
+            })
             .collect())
+    }
+
+    async fn state(&self, id: &str) -> Result<(ContainerStatus, Option<i64>), RuntimeError> {
+        let e = self.check_up()?;
+        let c = e
+            .containers
+            .get(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.into()))?;
+        Ok((c.status, c.exit_code))
     }
 
     async fn ensure_image(&self, image: &str, _pull: bool) -> Result<(), RuntimeError> {
@@ -107,6 +128,13 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
         let mut e = self.check_up()?;
+        if let Some(message) = &e.fail_starts {
+            return Err(RuntimeError::Engine {
+                action: "start a container",
+                status: 500,
+                message: message.clone(),
+            });
+        }
         e.next_port += 1;
         let port = 40000 + e.next_port;
         let c = e

@@ -120,14 +120,18 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// Starts probing `targets` by `check`. Grace counts from now; `wake` is notified whenever
-    /// the verdict changes.
+    /// Starts probing `targets` by `check`, at once and then every interval. Grace counts from
+    /// now (the agent sees the container running) and lasts at least one interval; `wake` is
+    /// notified whenever the verdict changes.
     pub fn spawn(container: &str, check: HealthCheck, targets: Targets, wake: Arc<Notify>) -> Self {
         let (tx, verdict) = watch::channel(HealthVerdict::Pending);
         let task = tokio::spawn(async move {
             let started = Instant::now();
-            let grace = Duration::from_millis(check.grace_ms);
             let interval = Duration::from_millis(check.interval_ms.max(10));
+            // The first probe runs at once, usually before the app listens. Failing it would
+            // get a sound instance replaced with `grace_ms = 0`, so grace lasts at least one
+            // interval; a pass still counts at once.
+            let grace = Duration::from_millis(check.grace_ms).max(interval);
             let limit = Duration::from_millis(check.timeout_ms.max(1));
             loop {
                 let at = Instant::now();

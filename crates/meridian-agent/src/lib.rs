@@ -12,6 +12,8 @@
 //! Architecture Invariant: desired state (the newest assignments generation) and observed
 //! state (containers, health) stay apart; reports are derived from the observed side only.
 
+#![warn(missing_docs)]
+
 pub mod agent;
 pub mod config;
 mod control;

@@ -49,7 +49,11 @@ pub fn report(assignment: &Assignment, seen: Observed<'_>, advertise_host: &str)
         return r;
     };
     match c.status {
-        ContainerStatus::Created => {}
+        ContainerStatus::Created => {
+            if let Some(CreateFailure::Other(detail)) = seen.failure {
+                r.detail = Some(detail.clone());
+            }
+        }
         ContainerStatus::Running | ContainerStatus::Restarting => {
             r.address = c.host_port.map(|p| format!("{advertise_host}:{p}"));
             (r.state, r.detail) = match (&assignment.health, seen.health) {

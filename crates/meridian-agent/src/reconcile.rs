@@ -17,7 +17,7 @@ use crate::health::{HealthVerdict, Monitor, Targets};
 use crate::observe::{self, CreateFailure, Observed};
 use crate::plan::plan;
 use crate::runtime::{
-    ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, RuntimeError,
+    ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, RuntimeError,
 };
 
 /// Least time between two create attempts for an instance whose create failed.
@@ -43,6 +43,8 @@ pub struct Reconciler<R: ContainerRuntime> {
     removing: HashMap<String, JoinHandle<()>>,
     failures: HashMap<String, (CreateFailure, Instant)>,
     monitors: HashMap<String, Monitor>,
+    /// Containers an event said exited, to be checked against the engine's own record.
+    exited: HashSet<String>,
 }
 
 impl<R: ContainerRuntime> Reconciler<R> {
@@ -57,6 +59,16 @@ impl<R: ContainerRuntime> Reconciler<R> {
             removing: HashMap::new(),
             failures: HashMap::new(),
             monitors: HashMap::new(),
+            exited: HashSet::new(),
+        }
+    }
+
+    /// Takes note of an engine event. An exit (`die`) reaches the event stream a moment
+    /// before the engine's container list shows it; the next pass asks the engine about that
+    /// container directly instead of trusting the list.
+    pub fn note_event(&mut self, event: &ContainerEvent) {
+        if event.action == "die" || event.action == "oom" {
+            self.exited.insert(event.container.clone());
         }
     }
 
@@ -65,16 +77,33 @@ impl<R: ContainerRuntime> Reconciler<R> {
     pub async fn pass(&mut self, desired: &Assignments) -> Result<InstanceReports, RuntimeError> {
         self.reap().await;
         let node = self.config.node.clone();
-        let observed = self.runtime.list(&node).await?;
+        let mut observed = self.runtime.list(&node).await?;
+        for c in observed.iter_mut() {
+            if c.status == ContainerStatus::Running && self.exited.contains(&c.id) {
+                match self.runtime.state(&c.id).await {
+                    Ok((status, exit_code)) => (c.status, c.exit_code) = (status, exit_code),
+                    Err(e) => tracing::debug!(container = %c.name, error = %e, "cannot inspect"),
+                }
+            }
+        }
+        self.exited.clear();
         let in_flight: HashSet<String> = self.creating.keys().cloned().collect();
         let p = plan(&node, &desired.instances, &observed, &in_flight);
 
         for c in p.remove {
             self.spawn_remove(c);
         }
-        for id in &p.start {
-            if let Err(e) = self.runtime.start(id).await {
-                tracing::warn!(container = %id, error = %e, "cannot start a created container");
+        for (instance, c) in &p.keep {
+            if c.status != ContainerStatus::Created {
+                self.failures.remove(instance);
+            } else if p.start.contains(&c.id) {
+                match self.runtime.start(&c.id).await {
+                    // The next pass sees it running.
+                    Ok(()) => self.wake.notify_one(),
+                    Err(e) => {
+                        self.record_failure(instance.clone(), CreateFailure::Other(e.to_string()))
+                    }
+                }
             }
         }
         for a in p.create {
@@ -143,21 +172,24 @@ impl<R: ContainerRuntime> Reconciler<R> {
                 Err(e) => Some(CreateFailure::Other(format!("create task failed: {e}"))),
             };
             match failure {
-                Some(f) => {
-                    // Said once per kind of failure, not on every retry.
-                    if self.failures.get(&id).is_some_and(|(old, _)| *old == f) {
-                        tracing::debug!(instance = %id, failure = ?f, "still cannot run instance");
-                    } else {
-                        tracing::warn!(instance = %id, failure = ?f, "cannot run instance");
-                    }
-                    self.failures.insert(id, (f, Instant::now()));
-                }
+                Some(f) => self.record_failure(id, f),
                 None => {
                     self.failures.remove(&id);
                 }
             }
         }
         self.removing.retain(|_, t| !t.is_finished());
+    }
+
+    /// Keeps the last failure of an instance for its report; logged once per kind, not on
+    /// every retry.
+    fn record_failure(&mut self, id: String, f: CreateFailure) {
+        if self.failures.get(&id).is_some_and(|(old, _)| *old == f) {
+            tracing::debug!(instance = %id, failure = ?f, "still cannot run instance");
+        } else {
+            tracing::warn!(instance = %id, failure = ?f, "cannot run instance");
+        }
+        self.failures.insert(id, (f, Instant::now()));
     }
 
     fn spawn_create(&mut self, a: Assignment) {

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use crate::fake::{assignment, container, FakeRuntime};
 use crate::reconcile::{Reconciler, ReconcilerConfig, CREATE_RETRY};
-use crate::runtime::{ContainerStatus, RuntimeError};
+use crate::runtime::{ContainerEvent, ContainerStatus, RuntimeError};
 
 const IMAGE: &str = "meridian-hello:latest";
 
@@ -209,4 +209,55 @@ async fn a_name_taken_by_a_lost_create_is_not_an_error() {
     let r = converge(&mut rec, &desired).await;
     assert_eq!(r.instances[0].state, InstanceState::Healthy);
     assert_eq!(rt.engine().containers.len(), 1);
+}
+
+#[tokio::test]
+async fn an_exit_event_beats_a_lagging_list() {
+    let rt = FakeRuntime::with_images(&[IMAGE]);
+    let mut c = container("w1", "a", 1, ContainerStatus::Exited);
+    c.exit_code = Some(137);
+    rt.insert(c.clone());
+    rt.engine().list_lags.insert(c.id.clone());
+    let mut rec = reconciler(&rt);
+    let desired = assignments(1, vec![assignment("a", 1)]);
+    let r = rec.pass(&desired).await.unwrap();
+    assert_eq!(
+        r.instances[0].state,
+        InstanceState::Healthy,
+        "the list still says running"
+    );
+    rec.note_event(&ContainerEvent {
+        action: "die".into(),
+        container: c.id.clone(),
+        instance: Some("a".into()),
+    });
+    let r = rec.pass(&desired).await.unwrap();
+    assert_eq!(r.instances[0].state, InstanceState::Exited);
+    assert_eq!(r.instances[0].exit_code, Some(137));
+    assert_eq!(
+        rt.engine().creates,
+        0,
+        "an exited instance is not restarted"
+    );
+}
+
+#[tokio::test]
+async fn a_container_that_will_not_start_is_starting_with_the_reason() {
+    let rt = FakeRuntime::with_images(&[IMAGE]);
+    rt.engine().fail_starts = Some("port is already allocated".into());
+    let mut rec = reconciler(&rt);
+    let desired = assignments(1, vec![assignment("a", 1)]);
+    let r = converge(&mut rec, &desired).await;
+    assert_eq!(r.instances[0].state, InstanceState::Starting);
+    let detail = r.instances[0].detail.clone().unwrap_or_default();
+    assert!(detail.contains("port is already allocated"), "{detail}");
+    assert_eq!(
+        rt.engine().creates,
+        1,
+        "the container is kept, only its start retried"
+    );
+    rt.engine().fail_starts = None;
+    let r = converge(&mut rec, &desired).await;
+    assert_eq!(r.instances[0].state, InstanceState::Healthy);
+    assert_eq!(r.instances[0].detail, None);
 }

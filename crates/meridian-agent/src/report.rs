@@ -39,7 +39,7 @@ pub async fn run_reports(
                     Ok(()) => {
                         tracing::debug!(
                             generation = r.generation,
-                            instances = r.instances.len(),
+                            states = ?r.instances.iter().map(|i| (&i.id, i.state)).collect::<Vec<_>>(),
                             "reported"
                         );
                         last_sent = Some(r);

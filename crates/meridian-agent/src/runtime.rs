@@ -185,6 +185,14 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         node: &str,
     ) -> impl Future<Output = Result<Vec<ContainerInfo>, RuntimeError>> + Send;
 
+    /// One container's lifecycle state and exit code from the engine's own record. Unlike
+    /// [`ContainerRuntime::list`], which may lag an exit by a moment, this is up to date when
+    /// the exit event arrives.
+    fn state(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<(ContainerStatus, Option<i64>), RuntimeError>> + Send;
+
     /// Makes sure `image` is on the engine, pulling it when `pull` is set;
     /// [`RuntimeError::ImageMissing`] when it is not and cannot be.
     fn ensure_image(

@@ -31,7 +31,9 @@ fn config(node: &str, cp: &FakeControlPlane) -> AgentConfig {
     c.report_interval = Duration::from_secs(2);
     c.watch_wait = Duration::from_secs(2);
     c.stop_timeout = Duration::from_secs(1);
-    // The default 5 s resync stays, so quick reactions below must come from Docker events.
+    // No periodic resync to speak of: everything below must be noticed through Docker events,
+    // health verdicts and the ends of creates and removals.
+    c.resync_interval = Duration::from_secs(3600);
     c
 }
 
@@ -102,6 +104,7 @@ async fn assignments_become_containers_and_reports() {
             checked("sick-1", "meridian-hello:unhealthy"),
             assignment("crash-1", IMAGE, &[("HELLO_EXIT", "3")]),
             assignment("ghost-1", "meridian-nope:missing", &[]),
+            assignment("plain-1", IMAGE, &[]),
         ],
     );
     let web = cp
@@ -129,26 +132,26 @@ async fn assignments_become_containers_and_reports() {
         in_state(r, "ghost-1", InstanceState::ImageMissing)
     })
     .await;
+    cp.wait_for(&node, limit, "plain-1 healthy", |r| {
+        in_state(r, "plain-1", InstanceState::Healthy)
+    })
+    .await;
     assert_eq!(
         containers_of(&node).len(),
-        3,
+        4,
         "no container for the missing image"
     );
 
-    // A container dying is noticed through events, well before the 5 s resync.
-    let web_container = format!("meridian-{node}-web-1");
+    // A container without a health check dying: only its Docker events can tell.
     let killed = std::process::Command::new("docker")
-        .args(["kill", &web_container])
+        .args(["kill", &format!("meridian-{node}-plain-1")])
         .output()
         .expect("docker kill runs");
     assert!(killed.status.success());
     let exited = cp
-        .wait_for(
-            &node,
-            Duration::from_millis(2500),
-            "web-1 exited soon after the kill",
-            |r| in_state(r, "web-1", InstanceState::Exited),
-        )
+        .wait_for(&node, limit, "plain-1 exited after the kill", |r| {
+            in_state(r, "plain-1", InstanceState::Exited)
+        })
         .await;
     assert_eq!(exited.exit_code, Some(137));
 
@@ -183,7 +186,11 @@ async fn assignments_become_containers_and_reports() {
     let (_, body) = http_get_soon(&web2.address.unwrap(), "/", Duration::from_secs(5)).await;
     assert!(body.contains("version 2"), "{body}");
     let after = containers_of(&node);
-    assert_eq!(after.len(), 3, "sick-1, crash-1 and web-2; web-1 removed");
+    assert_eq!(
+        after.len(),
+        3,
+        "sick-1, crash-1 and web-2; web-1 and plain-1 removed"
+    );
     let survivors = before.iter().filter(|id| after.contains(id)).count();
     assert_eq!(
         survivors, 2,
@@ -228,7 +235,6 @@ async fn an_engine_restart_is_survived() {
     let mut engine = EngineProxy::new(&dir.join("docker.sock"));
     let mut c = config(&node, &cp);
     c.docker_host = engine.url();
-    c.resync_interval = Duration::from_secs(1);
     let limit = Duration::from_secs(20);
 
     // The agent starts before the engine's socket exists, and waits for it.
@@ -246,7 +252,7 @@ async fn an_engine_restart_is_survived() {
     engine.down();
     let generation = cp.assign(
         &node,
-        vec![checked("web-1", IMAGE), checked("web-2", IMAGE)],
+        vec![checked("web-1", IMAGE), assignment("web-2", IMAGE, &[])],
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!agent.task.is_finished(), "the agent survives the outage");
@@ -263,8 +269,7 @@ async fn an_engine_restart_is_survived() {
     .await;
     assert_eq!(containers_of(&node).len(), 2);
 
-    // Events flow again: a kill is noticed long before the (1 s) resync would matter... and
-    // in any case it is noticed.
+    // Events flow again: web-2 has no health check, so only its events tell of the kill.
     let killed = std::process::Command::new("docker")
         .args(["kill", &format!("meridian-{node}-web-2")])
         .output()

@@ -96,8 +96,18 @@ async fn exit_codes_and_events_are_observed() {
     let node = unique_node("exit");
     let _cleanup = Cleanup(vec![node.clone()]);
     let rt = docker();
-    // The subscription is made on the first poll; a die comes late enough to be seen.
-    let mut events = rt.events(&node);
+    // The subscription is made on the first poll: poll from a task of its own, and give it a
+    // moment to reach the engine before anything happens.
+    let mut stream = rt.events(&node);
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let forward = tokio::spawn(async move {
+        while let Some(ev) = stream.next().await {
+            if tx.send(ev).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let spec =
         ContainerSpec::for_assignment(&node, &assignment("i1", IMAGE, &[("HELLO_EXIT", "3")]));
     let id = rt.create(&spec).await.expect("created");
@@ -106,7 +116,7 @@ async fn exit_codes_and_events_are_observed() {
     let mut actions = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !actions.contains(&"die".to_string()) {
-        let ev = tokio::time::timeout_at(deadline, events.next())
+        let ev = tokio::time::timeout_at(deadline, events.recv())
             .await
             .expect("a die event within 10 s")
             .expect("stream open")
@@ -116,6 +126,7 @@ async fn exit_codes_and_events_are_observed() {
         actions.push(ev.action);
     }
 
+    assert!(actions.contains(&"start".to_string()), "{actions:?}");
     // The engine's list catches up with a die event a moment later.
     let seen_die = tokio::time::Instant::now();
     let listed = loop {
@@ -137,6 +148,7 @@ async fn exit_codes_and_events_are_observed() {
     assert_eq!(listed[0].host_port, None);
     rt.remove(&id).await.expect("removed");
     assert!(containers_of(&node).is_empty());
+    forward.abort();
 }
 
 #[tokio::test]

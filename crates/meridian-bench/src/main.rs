@@ -1,9 +1,15 @@
 //! `meridian-bench`: a closed-loop load generator for Meridian's replicated writes, with an
 //! etcd mode that drives etcd the same way (HTTP/JSON, one fresh key per request) so the two
 //! can be compared side by side. `deploy/bench/control-plane.sh` runs both.
+//!
+//! Two worker benchmarks as well: `placements` (instances placed and committed through Raft per
+//! second, on simulated nodes) and `deploy-latency` (API accept to a container answering HTTP,
+//! beside a bare `docker run`). `deploy/bench/workers.sh` runs them.
 
+mod deploy_latency;
 mod load;
 mod percentile;
+mod placements;
 mod report;
 mod target;
 mod workload;
@@ -42,6 +48,64 @@ enum Command {
     EtcdPut {
         #[command(flatten)]
         load: LoadArgs,
+    },
+    /// Placements committed through Raft per second, on simulated nodes (no containers run).
+    Placements {
+        /// Any server's URL.
+        #[arg(long)]
+        url: String,
+        /// Admin token.
+        #[arg(long, env = "MERIDIAN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Region of the simulated nodes (created if missing).
+        #[arg(long, default_value = "eu-fra")]
+        region: String,
+        /// Country of the region, if it is created.
+        #[arg(long, default_value = "DE")]
+        country: String,
+        /// Simulated nodes to register.
+        #[arg(long, default_value_t = 100)]
+        nodes: u32,
+        /// Apps to create.
+        #[arg(long, default_value_t = 20)]
+        apps: u32,
+        /// Replicas per app.
+        #[arg(long, default_value_t = 1000)]
+        replicas: u32,
+        /// Seconds before giving up.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// Print one JSON line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// API accept to the container answering HTTP, beside a bare `docker run` (needs a
+    /// region with a running `meridian agent` on the local Docker engine).
+    DeployLatency {
+        /// Any server's URL.
+        #[arg(long)]
+        url: String,
+        /// Admin (or deployer) token.
+        #[arg(long, env = "MERIDIAN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Image both kinds start.
+        #[arg(long, default_value = "meridian-hello:latest")]
+        image: String,
+        /// Port the image listens on.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Measured runs of each kind.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+        /// Unmeasured runs of each kind first.
+        #[arg(long, default_value_t = 1)]
+        warmup: u32,
+        /// Seconds one step may take before the run fails.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+        /// Print one JSON line instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a side-by-side table from a file of `--json` lines.
     Table {
@@ -93,6 +157,62 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::EtcdPut { load } => bench(Workload::EtcdPut { run: run_id() }, load).await,
+        Command::Placements {
+            url,
+            token,
+            region,
+            country,
+            nodes,
+            apps,
+            replicas,
+            timeout,
+            json,
+        } => {
+            let outcome = placements::run(placements::Params {
+                url,
+                token,
+                region,
+                country,
+                nodes,
+                apps,
+                replicas,
+                timeout: Duration::from_secs(timeout),
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string(&outcome)?);
+            } else {
+                print!("{}", outcome.text());
+            }
+            Ok(())
+        }
+        Command::DeployLatency {
+            url,
+            token,
+            image,
+            port,
+            runs,
+            warmup,
+            timeout,
+            json,
+        } => {
+            let outcome = deploy_latency::run(deploy_latency::Params {
+                url,
+                token,
+                image,
+                port,
+                runs,
+                warmup,
+                timeout: Duration::from_secs(timeout),
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string(&outcome)?);
+            } else {
+                print!("{}", outcome.text());
+            }
+            Ok(())
+        }
         Command::Table { file } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;

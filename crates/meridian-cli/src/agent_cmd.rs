@@ -154,10 +154,15 @@ fn describe(c: &AgentConfig) -> String {
         .iter()
         .map(|(k, v)| format!("{k:?} = {v:?}"))
         .collect();
+    let labels = if labels.is_empty() {
+        "{}".to_string()
+    } else {
+        format!("{{ {} }}", labels.join(", "))
+    };
     format!(
         "name = {:?}\nregion = {:?}\nservers = {:?}\ndocker_host = {:?}\ncpu_millis = {}\n\
          memory_mb = {}\nadvertise_host = {:?}\nheartbeat_ms = {}\npull_images = {}\n\
-         labels = {{ {} }}\n",
+         labels = {}\n",
         c.name,
         c.region,
         c.servers,
@@ -167,6 +172,6 @@ fn describe(c: &AgentConfig) -> String {
         c.advertise_host,
         c.heartbeat.as_millis(),
         c.pull_images,
-        labels.join(", ")
+        labels
     )
 }

@@ -258,3 +258,120 @@ fn smoke_against_a_real_server() {
     };
     assert!(status.success(), "server exited with {status}");
 }
+
+fn token_file(home: &Path, text: &str) -> PathBuf {
+    let path = home.join("agent-token");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn agent_settings_stack_env_then_flags() {
+    let home = tempfile::tempdir().unwrap();
+    let token = token_file(home.path(), "secret\n");
+    let (code, stdout, stderr) = run(meridian(home.path())
+        .args([
+            "agent",
+            "--print-config",
+            "--name",
+            "w1",
+            "--region",
+            "eu-fra",
+        ])
+        .arg("--token-file")
+        .arg(&token)
+        .args(["--label", "disk=ssd", "--cpu-millis", "1500"])
+        .env("MERIDIAN_AGENT_SERVER", "http://a:7001,http://b:7001")
+        .env("MERIDIAN_AGENT_CPU_MILLIS", "900")
+        .env("MERIDIAN_AGENT_HEARTBEAT_MS", "500")
+        .env("MERIDIAN_AGENT_REGISTRY", "true"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("secret"), "the token is never printed");
+    let config: toml::Table = toml::from_str(&stdout).unwrap();
+    assert_eq!(config["name"].as_str(), Some("w1"));
+    assert_eq!(
+        config["cpu_millis"].as_integer(),
+        Some(1500),
+        "flag beats env"
+    );
+    assert_eq!(config["heartbeat_ms"].as_integer(), Some(500));
+    assert_eq!(config["pull_images"].as_bool(), Some(true));
+    assert_eq!(config["advertise_host"].as_str(), Some("127.0.0.1"));
+    let servers: Vec<_> = config["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    assert_eq!(servers, ["http://a:7001", "http://b:7001"]);
+    assert_eq!(config["labels"]["disk"].as_str(), Some("ssd"));
+}
+
+#[test]
+fn agent_token_file_must_exist_and_hold_a_token() {
+    let home = tempfile::tempdir().unwrap();
+    let base = [
+        "agent",
+        "--name",
+        "w1",
+        "--region",
+        "eu",
+        "--server",
+        "http://a:1",
+    ];
+    let missing = home.path().join("nope");
+    let (code, _, stderr) = run(meridian(home.path())
+        .args(base)
+        .arg("--token-file")
+        .arg(&missing));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("cannot read the token file"), "{stderr}");
+    assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+    let empty = token_file(home.path(), "  \n");
+    let (code, _, stderr) = run(meridian(home.path())
+        .args(base)
+        .arg("--token-file")
+        .arg(&empty));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("is empty"), "{stderr}");
+}
+
+#[test]
+fn agent_bad_settings_are_named() {
+    let home = tempfile::tempdir().unwrap();
+    let token = token_file(home.path(), "t");
+    let cases: [(&[&str], &str); 4] = [
+        (&["--name", "W_1", "--server", "http://a:1"], "name"),
+        (&["--name", "w1", "--server", "a:1"], "server"),
+        (
+            &[
+                "--name",
+                "w1",
+                "--server",
+                "http://a:1",
+                "--heartbeat-ms",
+                "5",
+            ],
+            "--heartbeat-ms",
+        ),
+        (
+            &[
+                "--name",
+                "w1",
+                "--server",
+                "http://a:1",
+                "--label",
+                "novalue",
+            ],
+            "--label",
+        ),
+    ];
+    for (args, named) in cases {
+        let (code, _, stderr) = run(meridian(home.path())
+            .args(["agent", "--region", "eu", "--token-file"])
+            .arg(&token)
+            .args(args));
+        assert_ne!(code, 0, "{args:?}");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
+}

@@ -20,7 +20,8 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Builds the `meridian-hello` images with `deploy/images/hello-image.sh` unless they exist.
+/// Builds the `meridian-hello` images with `deploy/images/hello-image.sh` unless they exist
+/// (or always, with `MERIDIAN_HELLO_REBUILD=1`, after changing the app).
 pub fn ensure_hello_images() {
     static BUILT: Mutex<bool> = Mutex::new(false);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
@@ -33,10 +34,12 @@ pub fn ensure_hello_images() {
             .output()
             .is_ok_and(|o| o.status.success())
     });
-    if !present {
+    let rebuild = std::env::var("MERIDIAN_HELLO_REBUILD").is_ok_and(|v| v == "1");
+    if !present || rebuild {
         let script = repo_root().join("deploy/images/hello-image.sh");
         let status = Command::new("bash")
             .arg(&script)
+            .args(rebuild.then_some("--force"))
             .current_dir(repo_root())
             .status()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
