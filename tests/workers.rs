@@ -227,3 +227,120 @@ async fn rolling_deploy_replaces_one_at_a_time_and_halts_on_failure() {
     }
     assert_eq!(admin.app("shop").await.unwrap().image, "meridian-hello:v2");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_pushes_deploys_drains_and_explains() {
+    for n in ["cli-fra", "cli-ams"] {
+        remove_containers(n);
+    }
+    let c = cluster().await;
+    let admin = c.client(0);
+    let token = c.agent_token_file().await;
+    let _fra = c.start_agent("cli-fra", "eu-fra", &token);
+    let _ams = c.start_agent("cli-ams", "eu-ams", &token);
+    let (code, _, err) = c.cli(&[
+        "apps",
+        "create",
+        "tool",
+        "--image",
+        "meridian-hello:latest",
+        "--port",
+        "8080",
+        "--replicas",
+        "2",
+        "--residency",
+        "EU",
+        "--health-http",
+        "/health",
+        "--health-interval",
+        "300ms",
+        "--health-timeout",
+        "200ms",
+        "--health-grace",
+        "1s",
+        "--memory-mb",
+        "32",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    eventually("2 healthy instances", Duration::from_secs(60), || async {
+        healthy(&admin, "tool").await.len() == 2
+    })
+    .await;
+
+    let (code, out, err) = c.cli(&["nodes", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("cli-fra") && out.contains("cli-ams") && out.contains("ready"),
+        "{out}"
+    );
+    let (code, out, _) = c.cli(&["apps", "instances", "tool"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.matches("healthy").count(), 2, "{out}");
+    let (code, out, _) = c.cli(&["apps", "plan", "tool"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("residency EU") && out.contains("yes"), "{out}");
+
+    // An image the engine does not have: pushed to the control plane, fetched by the agents.
+    let image = format!("meridian-pushed-{}:1", std::process::id());
+    let docker = |args: &[&str]| {
+        std::process::Command::new("docker")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("docker")
+            .success()
+    };
+    assert!(docker(&["tag", "meridian-hello:v2", &image]));
+    let (code, out, err) = c.cli(&["images", "push", &image]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Pushed") && out.contains("sha256:"), "{out}");
+    assert!(docker(&["rmi", &image]));
+    let (code, _, err) = c.cli(&["deploy", "tool", "--image", &image]);
+    let _ = docker(&["rmi", "-f", &image]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("is live everywhere") || err.contains("Deploying"),
+        "{err}"
+    );
+    for (_, address, release) in healthy(&admin, "tool").await {
+        assert_eq!(release, 2);
+        let body = get(&address).await.expect("pushed image answers");
+        assert!(body.contains("version 2"), "{body}");
+    }
+
+    // A failing release: the CLI says it halted and exits 1.
+    let (code, _, err) = c.cli(&["deploy", "tool", "--image", "meridian-hello:unhealthy"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("halted") && err.contains("previous release keeps serving"),
+        "{err}"
+    );
+
+    // Drain: both instances end on cli-ams, each old one stopped after its replacement.
+    let (code, out, err) = c.cli(&["nodes", "drain", "cli-fra"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Draining node cli-fra"), "{out}");
+    eventually(
+        "instances moved off cli-fra",
+        Duration::from_secs(60),
+        || async {
+            let h = healthy(&admin, "tool").await;
+            h.len() == 2 && h.iter().all(|(n, _, _)| n == "cli-ams")
+        },
+    )
+    .await;
+
+    // Bad input: named, with the HTTP status, exit code 1, no panic.
+    let (code, _, err) = c.cli(&["deploy", "nope", "--image", "x:1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("HTTP 404"), "{err}");
+    let (code, _, err) = c.cli(&["deploy", "tool", "--image", "bad image!"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("HTTP 422"), "{err}");
+    let (code, _, err) = c.cli(&["images", "push", "Bad!"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not an image reference"), "{err}");
+    let (code, _, err) = c.cli(&["deploy", "tool", "--image", "x:1", "--wait", "soon"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--wait"), "{err}");
+}

@@ -186,3 +186,22 @@ where
     }
     panic!("timed out after {timeout:?} waiting for: {what}");
 }
+
+impl Cluster {
+    /// Runs the `meridian` CLI against server 0 with the admin token; answers the exit code,
+    /// stdout and stderr.
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(meridian_bin())
+            .args(args)
+            .env("MERIDIAN_ADDR", self.url(0))
+            .env("MERIDIAN_TOKEN", self.admin.clone().unwrap_or_default())
+            .env("MERIDIAN_CONFIG_DIR", self.dir.path().join("cli-config"))
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run meridian");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!stderr.contains("panicked"), "meridian panicked: {stderr}");
+        (out.status.code().unwrap_or(-1), stdout, stderr)
+    }
+}

@@ -22,6 +22,7 @@ use crate::config::AgentConfig;
 use crate::control::{Backoff, ControlPlane};
 use crate::docker::DockerRuntime;
 use crate::error::AgentError;
+use crate::images::ImageSource;
 use crate::reconcile::{Reconciler, ReconcilerConfig};
 use crate::runtime::{ContainerEvent, ContainerRuntime, RuntimeError};
 use crate::stop::Stop;
@@ -77,7 +78,11 @@ pub async fn run_with<R: ContainerRuntime>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     config.validate()?;
-    let cp = ControlPlane::new(&config.name, &config.servers, &config.token);
+    let cp = Arc::new(ControlPlane::new(
+        &config.name,
+        &config.servers,
+        &config.token,
+    ));
     let body = RegisterNode {
         protocol: AGENT_PROTOCOL,
         region: config.region.clone(),
@@ -101,6 +106,16 @@ pub async fn run_with<R: ContainerRuntime>(
         advertise_host = %config.advertise_host,
         "starting meridian agent"
     );
+
+    // Images the engine lacks (and cannot pull) come from the control plane.
+    let images: Arc<dyn ImageSource> = cp.clone();
+    let rec_config = ReconcilerConfig {
+        node: config.name.clone(),
+        advertise_host: config.advertise_host.clone(),
+        pull_images: config.pull_images,
+    };
+    let reconciler =
+        Reconciler::new(runtime.clone(), rec_config, wake.clone()).with_image_source(images);
 
     let loops = async {
         tokio::try_join!(
@@ -128,7 +143,7 @@ pub async fn run_with<R: ContainerRuntime>(
                 stop.clone()
             ),
             reconcile_loop(
-                runtime.clone(),
+                reconciler,
                 &config,
                 desired_rx,
                 &reports_tx,
@@ -168,7 +183,7 @@ pub async fn run_with<R: ContainerRuntime>(
 /// `resync_interval`; never before the first assignments arrived, so a restarted agent
 /// removes nothing it does not know to be unassigned.
 async fn reconcile_loop<R: ContainerRuntime>(
-    runtime: Arc<R>,
+    mut rec: Reconciler<R>,
     config: &AgentConfig,
     mut desired: watch::Receiver<Option<Arc<Assignments>>>,
     reports: &watch::Sender<Option<InstanceReports>>,
@@ -176,12 +191,6 @@ async fn reconcile_loop<R: ContainerRuntime>(
     wake: Arc<Notify>,
     mut stop: Stop,
 ) -> Result<(), AgentError> {
-    let rec_config = ReconcilerConfig {
-        node: config.name.clone(),
-        advertise_host: config.advertise_host.clone(),
-        pull_images: config.pull_images,
-    };
-    let mut rec = Reconciler::new(runtime, rec_config, wake.clone());
     let mut resync = tokio::time::interval(config.resync_interval);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // While the engine is down, passes are retried on a backoff of their own, so the agent

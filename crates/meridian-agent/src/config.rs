@@ -37,8 +37,9 @@ pub struct AgentConfig {
     pub labels: BTreeMap<String, String>,
     /// Time between heartbeats.
     pub heartbeat: Duration,
-    /// Pull missing images from a registry (`--registry`); without it a missing image is
-    /// reported as `image_missing` at once.
+    /// Pull missing images from a registry (`--registry`). Without it, or when the pull fails,
+    /// a missing image is fetched from the control plane (`meridian images push`); one it does
+    /// not have either is reported as `image_missing`.
     pub pull_images: bool,
     /// Time between full resyncs with the engine, besides reacting to its events.
     pub resync_interval: Duration,

@@ -5,9 +5,17 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use meridian_api::agent::{Assignments, HeartbeatAck, InstanceReports, RegisterNode};
 use meridian_api::nodes::NodeView;
 use meridian_api::{Client, ClientError};
+
+use crate::images::ImageSource;
+use crate::runtime::ImageTar;
+
+/// How long a server may take to start sending an image.
+const FETCH_ANSWER: Duration = Duration::from_secs(60);
 
 /// The control plane as one node's agent sees it.
 #[derive(Debug)]
@@ -44,23 +52,30 @@ impl ControlPlane {
     /// tasks share the rotation; only the first to see server `i` fail moves it.
     fn judge<T>(&self, i: usize, result: Result<T, ClientError>) -> Result<T, ClientError> {
         if let Err(e) = &result {
-            if should_fail_over(e) && self.clients.len() > 1 {
-                let next = (i + 1) % self.clients.len();
-                if self
-                    .current
-                    .compare_exchange(i, next, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    tracing::info!(
-                        failed = self.clients[i].base(),
-                        next = self.clients[next].base(),
-                        error = %e,
-                        "switching control-plane server"
-                    );
-                }
+            if should_fail_over(e) {
+                self.fail_over(i, e);
             }
         }
         result
+    }
+
+    /// Moves on from server `i`, unless another task did already.
+    fn fail_over(&self, i: usize, error: &dyn std::fmt::Display) {
+        if self.clients.len() > 1 {
+            let next = (i + 1) % self.clients.len();
+            if self
+                .current
+                .compare_exchange(i, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                tracing::info!(
+                    failed = self.clients[i].base(),
+                    next = self.clients[next].base(),
+                    error = %error,
+                    "switching control-plane server"
+                );
+            }
+        }
     }
 
     /// `PUT /v1/agent/nodes/{name}`.
@@ -90,6 +105,49 @@ impl ControlPlane {
     pub async fn report(&self, body: &InstanceReports) -> Result<(), ClientError> {
         let (i, c) = self.pick();
         self.judge(i, c.report_instances(&self.node, body).await)
+    }
+
+    /// `GET /v1/agent/images?name=IMAGE`, asking each server in turn from the current one
+    /// until one sends the image. `Ok(None)` when none has it and at least one said so; the
+    /// failures otherwise.
+    pub async fn fetch_image(&self, image: &str) -> Result<Option<ImageTar>, String> {
+        let (first, _) = self.pick();
+        let n = self.clients.len();
+        let mut said_missing = false;
+        let mut failures = Vec::new();
+        for k in 0..n {
+            let i = (first + k) % n;
+            let c = &self.clients[i];
+            match tokio::time::timeout(FETCH_ANSWER, c.fetch_image(image)).await {
+                Ok(Ok(Some(response))) => {
+                    let tar = response.bytes_stream().map_err(std::io::Error::other);
+                    return Ok(Some(tar.boxed()));
+                }
+                Ok(Ok(None)) => said_missing = true,
+                Ok(Err(e)) => {
+                    failures.push(format!("{}: {e}", c.base()));
+                    let _ = self.judge::<()>(i, Err(e));
+                }
+                Err(_) => {
+                    let why = format!("no answer within {FETCH_ANSWER:?}");
+                    self.fail_over(i, &why);
+                    failures.push(format!("{}: {why}", c.base()));
+                }
+            }
+        }
+        if said_missing {
+            if !failures.is_empty() {
+                tracing::debug!(%image, ?failures, "image not found on the servers that answered");
+            }
+            return Ok(None);
+        }
+        Err(failures.join("; "))
+    }
+}
+
+impl ImageSource for ControlPlane {
+    fn fetch<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Option<ImageTar>, String>> {
+        self.fetch_image(image).boxed()
     }
 }
 

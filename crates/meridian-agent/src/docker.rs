@@ -11,15 +11,16 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    ImportImageOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::runtime::{
-    ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, RuntimeError,
-    LABEL_INSTANCE, LABEL_NODE,
+    ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, ImageTar,
+    RuntimeError, LABEL_INSTANCE, LABEL_NODE,
 };
 
 /// A Docker engine. Cheap to share; every call opens its own connection, so an engine restart
@@ -164,6 +165,38 @@ impl ContainerRuntime for DockerRuntime {
             }),
             Err(e) => Err(unavailable(&e)),
         }
+    }
+
+    async fn load_image(&self, tar: ImageTar) -> Result<(), RuntimeError> {
+        let engine = self.engine().await?;
+        let options = ImportImageOptionsBuilder::new().quiet(true).build();
+        // `POST /images/load`: the engine reads the archive as it arrives and answers with a
+        // JSON stream, "Loaded image: ..." lines or an error.
+        let mut answer = engine.import_image_stream(options, tar, None);
+        while let Some(item) = answer.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(line) = info.stream.as_deref().map(str::trim) {
+                        if !line.is_empty() {
+                            tracing::debug!(%line, "docker load");
+                        }
+                    }
+                }
+                Err(BollardError::DockerStreamError { error }) => {
+                    return Err(RuntimeError::LoadFailed(error))
+                }
+                Err(BollardError::DockerResponseServerError {
+                    status_code,
+                    message,
+                }) => {
+                    return Err(RuntimeError::LoadFailed(format!(
+                        "{message} (HTTP {status_code})"
+                    )))
+                }
+                Err(e) => return Err(unavailable(&e)),
+            }
+        }
+        Ok(())
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {

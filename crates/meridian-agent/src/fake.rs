@@ -2,14 +2,18 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
+use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use meridian_api::agent::Assignment;
 
+use crate::images::ImageSource;
 use crate::runtime::{
     container_name, ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec,
-    ContainerStatus, RuntimeError, LABEL_APP, LABEL_INSTANCE, LABEL_NODE, LABEL_RELEASE,
+    ContainerStatus, ImageTar, RuntimeError, LABEL_APP, LABEL_INSTANCE, LABEL_NODE, LABEL_RELEASE,
 };
 
 /// What the fake engine holds, shared so a test can look and meddle.
@@ -19,6 +23,14 @@ pub struct FakeEngine {
     pub containers: BTreeMap<String, ContainerInfo>,
     /// Images present.
     pub images: HashSet<String>,
+    /// Images a pull finds.
+    pub registry: HashSet<String>,
+    /// Pulls that found their image.
+    pub pulls: usize,
+    /// Loads attempted. A fake archive is the names of the images it holds, one a line.
+    pub loads: usize,
+    /// When set, every load fails with this engine message.
+    pub fail_loads: Option<String>,
     /// When set, every call fails as if the engine were down.
     pub down: bool,
     /// Containers the list still shows running although they exited (the engine's list lags
@@ -93,16 +105,37 @@ impl ContainerRuntime for FakeRuntime {
         Ok((c.status, c.exit_code))
     }
 
-    async fn ensure_image(&self, image: &str, _pull: bool) -> Result<(), RuntimeError> {
-        let e = self.check_up()?;
+    async fn ensure_image(&self, image: &str, pull: bool) -> Result<(), RuntimeError> {
+        let mut e = self.check_up()?;
         if e.images.contains(image) {
+            Ok(())
+        } else if pull && e.registry.contains(image) {
+            e.pulls += 1;
+            e.images.insert(image.into());
             Ok(())
         } else {
             Err(RuntimeError::ImageMissing {
                 image: image.into(),
-                detail: "not in the fake engine".into(),
+                detail: if pull {
+                    "pull failed: not in the fake registry".into()
+                } else {
+                    "not in the fake engine".into()
+                },
             })
         }
+    }
+
+    async fn load_image(&self, tar: ImageTar) -> Result<(), RuntimeError> {
+        self.check_up()?.loads += 1;
+        let chunks: Result<Vec<Bytes>, _> = tar.try_collect().await;
+        let chunks = chunks.map_err(|e| RuntimeError::Unavailable(format!("upload cut: {e}")))?;
+        let mut e = self.check_up()?;
+        if let Some(message) = &e.fail_loads {
+            return Err(RuntimeError::LoadFailed(message.clone()));
+        }
+        let text = String::from_utf8_lossy(&chunks.concat()).to_string();
+        e.images.extend(text.lines().map(str::to_string));
+        Ok(())
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
@@ -194,5 +227,71 @@ pub fn container(
         exit_code: None,
         host_port: Some(32768),
         ip: None,
+    }
+}
+
+/// An [`ImageSource`] holding fake archives (see [`FakeEngine::loads`]). Each fetch takes a
+/// moment, so that concurrent creates overlap.
+#[derive(Debug, Default)]
+pub struct FakeImages {
+    state: Mutex<FakeImagesState>,
+}
+
+/// What a [`FakeImages`] holds and was asked.
+#[derive(Debug, Default)]
+pub struct FakeImagesState {
+    /// Images it has.
+    pub images: HashSet<String>,
+    /// Fetches asked for, in order, including those of images it lacks.
+    pub fetches: Vec<String>,
+    /// When set, fetches fail with this.
+    pub down: Option<String>,
+    /// When set, transfers break off after their first chunk.
+    pub break_transfers: bool,
+}
+
+impl FakeImages {
+    /// A source holding `images`.
+    pub fn with_images(images: &[&str]) -> Arc<Self> {
+        let source = Self::default();
+        source.state().images = images.iter().map(|s| s.to_string()).collect();
+        Arc::new(source)
+    }
+
+    /// Its state.
+    pub fn state(&self) -> MutexGuard<'_, FakeImagesState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ImageSource for FakeImages {
+    fn fetch<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Option<ImageTar>, String>> {
+        async move {
+            let (has, down, breaks) = {
+                let mut s = self.state();
+                s.fetches.push(image.to_string());
+                (s.images.contains(image), s.down.clone(), s.break_transfers)
+            };
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Some(why) = down {
+                return Err(why);
+            }
+            if !has {
+                return Ok(None);
+            }
+            let name = Bytes::from(format!("{image}\n"));
+            let (head, tail) = (name.slice(..1), name.slice(1..));
+            let tail = if breaks {
+                Err(std::io::Error::other("connection reset"))
+            } else {
+                Ok(tail)
+            };
+            let chunks = futures::stream::iter([Ok(head), tail]).then(|chunk| async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                chunk
+            });
+            Ok(Some(chunks.boxed()))
+        }
+        .boxed()
     }
 }

@@ -2,7 +2,8 @@
 //! its assignments, runs them as Docker containers and reports what it observes.
 //!
 //! Entry points: [`run`] (Docker at `config.docker_host`) and [`run_with`] (any
-//! [`ContainerRuntime`]). The pure parts — [`plan::plan`], [`plan::accepts`],
+//! [`ContainerRuntime`]). Images the engine lacks are pulled (`--registry`) or fetched from the
+//! control plane ([`images`]). The pure parts — [`plan::plan`], [`plan::accepts`],
 //! [`observe::report`], [`health::HealthVerdict`] — hold the decisions; the rest carries them
 //! out.
 //!
@@ -20,6 +21,7 @@ mod control;
 pub mod docker;
 pub mod error;
 pub mod health;
+pub mod images;
 mod node;
 pub mod observe;
 pub mod plan;
@@ -41,5 +43,5 @@ pub use error::AgentError;
 pub use reconcile::{Reconciler, ReconcilerConfig};
 pub use runtime::{
     container_name, ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec,
-    ContainerStatus, RuntimeError,
+    ContainerStatus, ImageTar, RuntimeError,
 };

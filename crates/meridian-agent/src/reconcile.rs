@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::health::{HealthVerdict, Monitor, Targets};
+use crate::images::{ImageSource, Images};
 use crate::observe::{self, CreateFailure, Observed};
 use crate::plan::plan;
 use crate::runtime::{
@@ -30,7 +31,8 @@ pub struct ReconcilerConfig {
     pub node: String,
     /// Host written into instance addresses and used as the fallback probe target.
     pub advertise_host: String,
-    /// Pull missing images.
+    /// Pull missing images (before fetching them from the control plane, when the reconciler
+    /// has an image source).
     pub pull_images: bool,
 }
 
@@ -39,6 +41,7 @@ pub struct Reconciler<R: ContainerRuntime> {
     runtime: Arc<R>,
     config: ReconcilerConfig,
     wake: Arc<Notify>,
+    images: Arc<Images>,
     creating: HashMap<String, JoinHandle<Result<(), RuntimeError>>>,
     removing: HashMap<String, JoinHandle<()>>,
     failures: HashMap<String, (CreateFailure, Instant)>,
@@ -49,18 +52,26 @@ pub struct Reconciler<R: ContainerRuntime> {
 
 impl<R: ContainerRuntime> Reconciler<R> {
     /// A reconciler over `runtime`. `wake` is notified whenever a pass would see something new
-    /// (a create or removal ended, a health verdict changed).
+    /// (a create or removal ended, a health verdict changed). Missing images are pulled (if
+    /// `config.pull_images`) or reported missing; see [`Reconciler::with_image_source`].
     pub fn new(runtime: Arc<R>, config: ReconcilerConfig, wake: Arc<Notify>) -> Self {
         Self {
             runtime,
             config,
             wake,
+            images: Arc::new(Images::engine_only()),
             creating: HashMap::new(),
             removing: HashMap::new(),
             failures: HashMap::new(),
             monitors: HashMap::new(),
             exited: HashSet::new(),
         }
+    }
+
+    /// Fetches images the engine lacks and cannot pull from `source` (the control plane).
+    pub fn with_image_source(mut self, source: Arc<dyn ImageSource>) -> Self {
+        self.images = Arc::new(Images::with_source(source));
+        self
     }
 
     /// Takes note of an engine event. An exit (`die`) reaches the event stream a moment
@@ -195,6 +206,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
     fn spawn_create(&mut self, a: Assignment) {
         let runtime = self.runtime.clone();
         let wake = self.wake.clone();
+        let images = self.images.clone();
         let spec = ContainerSpec::for_assignment(&self.config.node, &a);
         let pull = self.config.pull_images;
         if self.failures.contains_key(&a.id) {
@@ -205,7 +217,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
         }
         let task = tokio::spawn(async move {
             let result = async {
-                runtime.ensure_image(&spec.image, pull).await?;
+                images.ensure(runtime.as_ref(), &spec.image, pull).await?;
                 let id = runtime.create(&spec).await?;
                 runtime.start(&id).await
             }

@@ -1,5 +1,6 @@
 //! The [`Reconciler`] against the in-memory fake engine: adoption after a restart, removal of
-//! its own unassigned containers only, image trouble, an engine that is down.
+//! its own unassigned containers only, image trouble, images fetched from the control plane, an
+//! engine that is down.
 
 use std::sync::Arc;
 
@@ -7,7 +8,8 @@ use meridian_api::agent::{Assignment, Assignments, InstanceReports};
 use meridian_core::InstanceState;
 use tokio::sync::Notify;
 
-use crate::fake::{assignment, container, FakeRuntime};
+use crate::fake::{assignment, container, FakeImages, FakeRuntime};
+use crate::images::ImageSource;
 use crate::reconcile::{Reconciler, ReconcilerConfig, CREATE_RETRY};
 use crate::runtime::{ContainerEvent, ContainerStatus, RuntimeError};
 
@@ -20,6 +22,21 @@ fn reconciler(rt: &FakeRuntime) -> Reconciler<FakeRuntime> {
         pull_images: false,
     };
     Reconciler::new(Arc::new(rt.clone()), config, Arc::new(Notify::new()))
+}
+
+/// A reconciler that fetches missing images from `source`, pulling first when `pull` is set.
+fn fetching_reconciler(
+    rt: &FakeRuntime,
+    source: &Arc<FakeImages>,
+    pull: bool,
+) -> Reconciler<FakeRuntime> {
+    let config = ReconcilerConfig {
+        node: "w1".into(),
+        advertise_host: "10.1.2.3".into(),
+        pull_images: pull,
+    };
+    let source: Arc<dyn ImageSource> = source.clone();
+    Reconciler::new(Arc::new(rt.clone()), config, Arc::new(Notify::new())).with_image_source(source)
 }
 
 fn assignments(generation: u64, instances: Vec<Assignment>) -> Assignments {
@@ -260,4 +277,139 @@ async fn a_container_that_will_not_start_is_starting_with_the_reason() {
     let r = converge(&mut rec, &desired).await;
     assert_eq!(r.instances[0].state, InstanceState::Healthy);
     assert_eq!(r.instances[0].detail, None);
+}
+
+fn detail(r: &InstanceReports) -> String {
+    r.instances[0].detail.clone().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_missing_image_is_fetched_once_for_all_its_instances() {
+    let rt = FakeRuntime::with_images(&[]);
+    let source = FakeImages::with_images(&[IMAGE]);
+    let mut rec = fetching_reconciler(&rt, &source, false);
+    let desired = assignments(1, vec![assignment("a", 1), assignment("b", 1)]);
+    let r = converge(&mut rec, &desired).await;
+    assert_eq!(
+        states(&r),
+        [
+            ("a".to_string(), InstanceState::Healthy),
+            ("b".to_string(), InstanceState::Healthy)
+        ]
+    );
+    assert_eq!(source.state().fetches, [IMAGE], "one fetch for both");
+    let engine = rt.engine();
+    assert_eq!(engine.loads, 1);
+    assert!(engine.images.contains(IMAGE));
+    assert_eq!(engine.creates, 2);
+}
+
+#[tokio::test]
+async fn an_image_the_control_plane_lacks_is_image_missing() {
+    let rt = FakeRuntime::with_images(&[]);
+    let source = FakeImages::with_images(&["other:1"]);
+    let mut rec = fetching_reconciler(&rt, &source, false);
+    let r = converge(&mut rec, &assignments(1, vec![assignment("a", 1)])).await;
+    assert_eq!(r.instances[0].state, InstanceState::ImageMissing);
+    assert_eq!(
+        detail(&r),
+        "not on the engine, not pushed to the control plane (meridian images push \
+         meridian-hello:latest), and pulling is off"
+    );
+    assert_eq!(rt.engine().loads, 0);
+    assert_eq!(rt.engine().creates, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_load_is_retried_on_a_backoff() {
+    let rt = FakeRuntime::with_images(&[]);
+    rt.engine().fail_loads = Some("no space left on device".into());
+    let source = FakeImages::with_images(&[IMAGE]);
+    let mut rec = fetching_reconciler(&rt, &source, false);
+    let desired = assignments(1, vec![assignment("a", 1)]);
+    let r = converge(&mut rec, &desired).await;
+    assert_eq!(r.instances[0].state, InstanceState::ImageMissing);
+    let first = detail(&r);
+    assert!(first.contains("no space left on device"), "{first}");
+    assert!(first.contains("from the control plane failed"), "{first}");
+    assert_eq!(source.state().fetches.len(), 1);
+    // Not again at once...
+    let r = converge(&mut rec, &desired).await;
+    assert_eq!(r.instances[0].state, InstanceState::ImageMissing);
+    assert_eq!(source.state().fetches.len(), 1);
+    // ...but after the first backoff (as long as the create retry)...
+    tokio::time::sleep(CREATE_RETRY).await;
+    converge(&mut rec, &desired).await;
+    assert_eq!(source.state().fetches.len(), 2);
+    assert_eq!(rt.engine().loads, 2);
+    // ...then after a doubled one: a create retry in between ends with the last failure.
+    tokio::time::sleep(CREATE_RETRY).await;
+    let r = converge(&mut rec, &desired).await;
+    assert_eq!(source.state().fetches.len(), 2, "still backing off");
+    assert_eq!(r.instances[0].state, InstanceState::ImageMissing);
+    assert_eq!(detail(&r), first);
+    rt.engine().fail_loads = None;
+    tokio::time::sleep(CREATE_RETRY).await;
+    let r = converge(&mut rec, &desired).await;
+    assert_eq!(source.state().fetches.len(), 3);
+    assert_eq!(r.instances[0].state, InstanceState::Healthy);
+}
+
+#[tokio::test]
+async fn a_broken_transfer_or_unreachable_control_plane_is_image_missing_with_the_reason() {
+    let rt = FakeRuntime::with_images(&[]);
+    let source = FakeImages::with_images(&[IMAGE]);
+    source.state().break_transfers = true;
+    let mut rec = fetching_reconciler(&rt, &source, false);
+    let r = converge(&mut rec, &assignments(1, vec![assignment("a", 1)])).await;
+    assert_eq!(r.instances[0].state, InstanceState::ImageMissing);
+    let d = detail(&r);
+    assert!(
+        d.contains("the transfer broke off after 1 bytes: connection reset"),
+        "{d}"
+    );
+    assert!(!rt.engine().images.contains(IMAGE));
+
+    let rt = FakeRuntime::with_images(&[]);
+    let source = FakeImages::with_images(&[IMAGE]);
+    source.state().down = Some("cannot reach http://cp:7001".into());
+    let mut rec = fetching_reconciler(&rt, &source, false);
+    let r = converge(&mut rec, &assignments(1, vec![assignment("a", 1)])).await;
+    assert_eq!(r.instances[0].state, InstanceState::ImageMissing);
+    let d = detail(&r);
+    assert!(d.contains("cannot reach http://cp:7001"), "{d}");
+    assert_eq!(rt.engine().loads, 0);
+}
+
+#[tokio::test]
+async fn with_a_registry_the_pull_comes_first_and_the_control_plane_is_the_fallback() {
+    // The pull works: nothing is fetched.
+    let rt = FakeRuntime::with_images(&[]);
+    rt.engine().registry.insert(IMAGE.into());
+    let source = FakeImages::with_images(&[IMAGE]);
+    let mut rec = fetching_reconciler(&rt, &source, true);
+    let r = converge(&mut rec, &assignments(1, vec![assignment("a", 1)])).await;
+    assert_eq!(r.instances[0].state, InstanceState::Healthy);
+    assert_eq!(rt.engine().pulls, 1);
+    assert!(source.state().fetches.is_empty());
+
+    // The pull fails: the control plane has it.
+    let rt = FakeRuntime::with_images(&[]);
+    let mut rec = fetching_reconciler(&rt, &source, true);
+    let r = converge(&mut rec, &assignments(1, vec![assignment("a", 1)])).await;
+    assert_eq!(r.instances[0].state, InstanceState::Healthy);
+    assert_eq!(source.state().fetches, [IMAGE]);
+    assert_eq!(rt.engine().loads, 1);
+
+    // Neither has it: both reasons are told.
+    let rt = FakeRuntime::with_images(&[]);
+    let source = FakeImages::with_images(&[]);
+    let mut rec = fetching_reconciler(&rt, &source, true);
+    let r = converge(&mut rec, &assignments(1, vec![assignment("a", 1)])).await;
+    assert_eq!(r.instances[0].state, InstanceState::ImageMissing);
+    assert_eq!(
+        detail(&r),
+        "pull failed: not in the fake registry; not pushed to the control plane either \
+         (meridian images push meridian-hello:latest)"
+    );
 }

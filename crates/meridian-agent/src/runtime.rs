@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use meridian_api::agent::Assignment;
 
@@ -25,6 +26,9 @@ pub const LABEL_INSTANCE: &str = "meridian.instance";
 pub fn container_name(node: &str, instance: &str) -> String {
     format!("meridian-{node}-{instance}")
 }
+
+/// An image archive as `docker save` writes it, arriving in chunks.
+pub type ImageTar = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
 /// A container to create for one assignment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +162,9 @@ pub enum RuntimeError {
     /// A container with that name exists already.
     #[error("container name taken: {0}")]
     Conflict(String),
+    /// The engine would not load an image archive.
+    #[error("docker could not load the image: {0}")]
+    LoadFailed(String),
     /// The engine address is not one the runtime can use.
     #[error("unusable docker address: {0}")]
     BadAddress(String),
@@ -200,6 +207,11 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         image: &str,
         pull: bool,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Loads the images in `tar` (as `docker save` wrote it) into the engine, reading it as it
+    /// arrives. [`RuntimeError::LoadFailed`] when the engine refuses it; when `tar` yields an
+    /// error the load fails too, as whatever the engine makes of the cut-off upload.
+    fn load_image(&self, tar: ImageTar) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Creates (does not start) a container and returns its id;
     /// [`RuntimeError::Conflict`] when the name is taken.

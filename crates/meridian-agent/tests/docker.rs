@@ -181,3 +181,11 @@ async fn limits_and_environment_reach_the_container() {
     }
     rt.remove(&id).await.expect("removed");
 }
+
+#[tokio::test]
+async fn an_archive_the_engine_cannot_read_is_load_failed() {
+    let rt = docker();
+    let garbage = futures::stream::iter([Ok(bytes::Bytes::from_static(b"not a tar archive"))]);
+    let err = rt.load_image(garbage.boxed()).await.unwrap_err();
+    assert!(matches!(err, RuntimeError::LoadFailed(_)), "{err:?}");
+}

@@ -8,6 +8,7 @@ use crate::agent::{Assignments, HeartbeatAck, InstanceReports, RegisterNode};
 use crate::apps::{AppBody, AppPatch, AppView};
 use crate::cluster::ClusterStatus;
 use crate::error::ErrorBody;
+use crate::images::{BlobStored, ImageView, RegisterImage};
 use crate::nodes::{AuditEntry, DeployBody, InstanceView, NodeView, PlanView, ReleaseView};
 use crate::regions::{RegionBody, RegionPatch};
 use crate::tokens::{BootstrapResponse, CreateToken, TokenCreated, TokenInfo};
@@ -111,42 +112,8 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|source| ClientError::Transport {
-            url: url.clone(),
-            source,
-        })?;
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
-        if !status.is_success() {
-            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(b) => ClientError::Api {
-                    status: status.as_u16(),
-                    code: b.error.code,
-                    message: b.error.message,
-                },
-                Err(_) => ClientError::Decode {
-                    url,
-                    status: status.as_u16(),
-                    detail: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-                },
-            });
-        }
-        let bytes = if status == StatusCode::NO_CONTENT || bytes.is_empty() {
-            bytes::Bytes::from_static(b"null")
-        } else {
-            bytes
-        };
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-            url,
-            status: status.as_u16(),
-            detail: e.to_string(),
-        })
+        let resp = send(&url, req).await?;
+        read_answer(url, resp).await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -336,4 +303,96 @@ impl Client {
         )
         .await
     }
+
+    /// `GET /v1/agent/images?name=IMAGE`: the image as `docker save` wrote it, streamed. `Ok(None)` when the control plane has no such image (404).
+    pub async fn fetch_image(&self, name: &str) -> Result<Option<reqwest::Response>, ClientError> {
+        let url = format!("{}/v1/agent/images", self.base);
+        // Hundreds of megabytes may take a while; the caller watches for a stalled transfer.
+        let mut req = self
+            .http
+            .get(&url)
+            .query(&[("name", name)])
+            .timeout(std::time::Duration::from_secs(30 * 60));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = send(&url, req).await?;
+        match resp.status() {
+            s if s.is_success() => Ok(Some(resp)),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => read_answer::<()>(url, resp).await.map(|()| None),
+        }
+    }
+
+    /// `POST /v1/images/blobs`: streams a `docker save` tar to this server.
+    pub async fn upload_image_blob(&self, tar: reqwest::Body) -> Result<BlobStored, ClientError> {
+        let url = format!("{}/v1/images/blobs", self.base);
+        let mut req = self
+            .http
+            .post(&url)
+            .header("content-type", "application/x-tar")
+            .timeout(std::time::Duration::from_secs(3600))
+            .body(tar);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = send(&url, req).await?;
+        read_answer(url, resp).await
+    }
+
+    /// `POST /v1/images`: names a stored blob.
+    pub async fn register_image(&self, body: &RegisterImage) -> Result<ImageView, ClientError> {
+        self.call(Method::POST, "/v1/images", Some(body)).await
+    }
+
+    /// `GET /v1/images`.
+    pub async fn images(&self) -> Result<Vec<ImageView>, ClientError> {
+        self.get("/v1/images").await
+    }
+}
+
+async fn send(url: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+    req.send().await.map_err(|source| ClientError::Transport {
+        url: url.to_string(),
+        source,
+    })
+}
+
+/// Reads an answer: the JSON of a success (`null` for an empty one), or the error body.
+async fn read_answer<T: DeserializeOwned>(
+    url: String,
+    resp: reqwest::Response,
+) -> Result<T, ClientError> {
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        })?;
+    if !status.is_success() {
+        return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(b) => ClientError::Api {
+                status: status.as_u16(),
+                code: b.error.code,
+                message: b.error.message,
+            },
+            Err(_) => ClientError::Decode {
+                url,
+                status: status.as_u16(),
+                detail: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            },
+        });
+    }
+    let bytes = if status == StatusCode::NO_CONTENT || bytes.is_empty() {
+        bytes::Bytes::from_static(b"null")
+    } else {
+        bytes
+    };
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+        url,
+        status: status.as_u16(),
+        detail: e.to_string(),
+    })
 }

@@ -9,6 +9,7 @@ pub mod apps;
 pub mod client;
 pub mod cluster;
 pub mod error;
+pub mod images;
 pub mod nodes;
 pub mod regions;
 pub mod tokens;

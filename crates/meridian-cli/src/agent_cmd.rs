@@ -88,7 +88,8 @@ pub struct AgentArgs {
     )]
     heartbeat_ms: u64,
 
-    /// Pull images missing on the engine from their registry (else: reported image_missing).
+    /// Pull missing images from their registry first (else, or when the pull fails, they are
+    /// fetched from the control plane: `meridian images push`).
     #[arg(long, env = "MERIDIAN_AGENT_REGISTRY", value_parser = BoolishValueParser::new())]
     registry: bool,
 

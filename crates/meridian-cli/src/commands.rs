@@ -3,6 +3,7 @@
 pub mod apps;
 pub mod cluster;
 pub mod deploy;
+pub mod images;
 pub mod login;
 pub mod nodes;
 pub mod placement;
@@ -31,6 +32,9 @@ pub enum ClientCommand {
     /// Worker nodes: list, show, drain.
     #[command(subcommand)]
     Nodes(nodes::NodesCommand),
+    /// Images for clusters without a registry: push, list.
+    #[command(subcommand)]
+    Images(images::ImagesCommand),
     /// API tokens: create, list, revoke.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
@@ -45,5 +49,6 @@ pub async fn run(command: ClientCommand, client: &Client, out: &Output) -> anyho
         ClientCommand::Tokens(c) => tokens::run(c, client, out).await,
         ClientCommand::Deploy(a) => deploy::run(a, client, out).await,
         ClientCommand::Nodes(c) => nodes::run(c, client, out).await,
+        ClientCommand::Images(c) => images::run(c, client, out).await,
     }
 }

@@ -55,6 +55,7 @@ impl Role {
             (Role::Deployer | Role::Viewer, Action::Read) => true,
             (Role::Deployer, Action::WriteApp(app)) => apps.is_none_or(|a| a.contains(app)),
             (Role::Deployer, Action::CreateApp) => apps.is_none(),
+            (Role::Deployer, Action::PushImage) => true,
             (Role::Agent, Action::AgentEndpoint) => true,
             (Role::Router, Action::RouterEndpoint) => true,
             _ => false,
@@ -83,6 +84,8 @@ pub enum Action {
     ManageTokens,
     /// Change cluster membership.
     ManageCluster,
+    /// Upload images to the control plane (any deployer: images are not tied to one app).
+    PushImage,
     /// The endpoints worker agents use.
     AgentEndpoint,
     /// The endpoints edge routers use.
@@ -121,6 +124,9 @@ mod tests {
             }
         }
         assert!(Role::Agent.allows(None, &Action::AgentEndpoint));
+        assert!(Role::Deployer.allows(Some(&[n("web")]), &Action::PushImage));
+        assert!(!Role::Viewer.allows(None, &Action::PushImage));
+        assert!(!Role::Agent.allows(None, &Action::PushImage));
         assert!(!Role::Router.allows(None, &Action::AgentEndpoint));
         assert!(Role::Router.allows(None, &Action::RouterEndpoint));
     }

@@ -32,6 +32,8 @@ pub struct Inner {
     pub leader_since: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// How long a node may stay silent before it is marked down.
     pub node_grace: std::time::Duration,
+    /// Image blobs pushed to this server.
+    pub images: crate::image_store::ImageStore,
 }
 
 /// How long a write may wait for commit before the client is told the outcome is unknown.

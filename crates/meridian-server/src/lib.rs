@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod ctx;
 pub mod error;
+pub mod image_store;
 pub mod json;
 pub mod leader;
 pub mod membership;
@@ -54,6 +55,9 @@ pub enum ServerError {
     #[error("http server: {0}")]
     Serve(#[source] std::io::Error),
 }
+
+/// Largest image blob accepted: 16 GiB.
+pub const MAX_IMAGE_BYTES: u64 = 16 << 30;
 
 /// Shortest cluster secret accepted.
 pub const MIN_SECRET_LEN: usize = 16;
@@ -108,6 +112,7 @@ pub async fn run(
         heartbeats: Default::default(),
         leader_since: Default::default(),
         node_grace: Duration::from_millis(config.node_grace_ms),
+        images: image_store::ImageStore::new(config.data_dir.join("images"), MAX_IMAGE_BYTES),
     }));
     let app = router::build(ctx.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

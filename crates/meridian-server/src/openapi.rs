@@ -58,6 +58,10 @@ impl Modify for BearerAuth {
         routes::agent::heartbeat,
         routes::agent::assignments,
         routes::agent::report,
+        routes::images::upload,
+        routes::images::register,
+        routes::images::list,
+        routes::images::fetch,
     ),
     modifiers(&BearerAuth)
 )]

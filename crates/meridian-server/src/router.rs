@@ -8,7 +8,9 @@ use axum::{middleware, Router};
 
 use crate::ctx::Ctx;
 use crate::error::ApiError;
-use crate::routes::{agent, apps, audit, cluster, health, nodes, raft, regions, releases, tokens};
+use crate::routes::{
+    agent, apps, audit, cluster, health, images, nodes, raft, regions, releases, tokens,
+};
 use crate::{leader, metrics, openapi};
 
 /// Raft RPCs carry log batches and snapshot chunks: allow far more than the public API.
@@ -45,6 +47,7 @@ pub fn build(ctx: Ctx) -> Router {
         .route("/v1/nodes/{name}", get(nodes::get))
         .route("/v1/nodes/{name}/drain", post(nodes::drain))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/images", post(images::register).get(images::list))
         .route("/v1/agent/nodes/{name}", put(agent::register))
         .route("/v1/agent/nodes/{name}/heartbeat", post(agent::heartbeat))
         .route(
@@ -57,6 +60,12 @@ pub fn build(ctx: Ctx) -> Router {
             ctx.clone(),
             leader::route_to_leader,
         ));
+    // Image blobs stream to and from this server's own disk.
+    let blobs = Router::new()
+        .route("/v1/images/blobs", post(images::upload))
+        .route("/v1/agent/images", get(images::fetch))
+        .route(images::INTERNAL_BLOB_PATH, get(images::internal_blob))
+        .layer(DefaultBodyLimit::disable());
     // Answered by this server itself.
     let local = Router::new()
         .route("/v1/health", get(health::health))
@@ -70,6 +79,7 @@ pub fn build(ctx: Ctx) -> Router {
     Router::new()
         .merge(public)
         .merge(local)
+        .merge(blobs)
         .merge(internal)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

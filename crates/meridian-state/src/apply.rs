@@ -228,6 +228,13 @@ async fn apply_one(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandRes
             at,
         } => apply_workers::deploy(c, app, image, *deadline_s, *at).await,
         Command::Schedule { round, at } => apply_workers::schedule(c, round, *at).await,
+        Command::RegisterImage {
+            name,
+            digest,
+            size,
+            holder,
+            at,
+        } => apply_workers::register_image(c, name, digest, *size, *holder, *at).await,
     }
 }
 

@@ -9,7 +9,7 @@ use sqlx::SqliteConnection;
 use crate::command::{AppRecord, Applied, CommandResult, Refusal};
 use crate::rows::{self, i, to_json};
 use crate::worker_records::{
-    AuditRecord, NodeRecord, Observed, ReleaseConfig, ReleaseRecord, Schedule,
+    AuditRecord, ImageRecord, NodeRecord, Observed, ReleaseConfig, ReleaseRecord, Schedule,
 };
 use crate::worker_rows::{self, Which};
 
@@ -234,6 +234,32 @@ async fn bump_generations(
     Ok(())
 }
 
+/// Stopped instances kept per app, newest first, for `apps instances --all` and debugging.
+const KEEP_STOPPED: i64 = 100;
+
+/// Forgets all but the newest stopped instances of apps that have more than that.
+async fn prune_stopped(c: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    let crowded: Vec<String> = sqlx::query_scalar(
+        "SELECT app FROM instances WHERE desired = 'stop' GROUP BY app HAVING COUNT(*) > ?",
+    )
+    .bind(KEEP_STOPPED)
+    .fetch_all(&mut *c)
+    .await?;
+    for app in crowded {
+        sqlx::query(
+            "DELETE FROM instances WHERE app = ? AND desired = 'stop' AND id NOT IN \
+             (SELECT id FROM instances WHERE app = ? AND desired = 'stop' \
+              ORDER BY updated_at DESC, id LIMIT ?)",
+        )
+        .bind(&app)
+        .bind(&app)
+        .bind(KEEP_STOPPED)
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Rows per multi-row statement: well under SQLite's limit of 32,766 bound values.
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -328,6 +354,9 @@ pub(crate) async fn schedule(
     }
     let touched: BTreeSet<&str> = touched.iter().map(String::as_str).collect();
     bump_generations(c, &touched).await?;
+    if !round.stop.is_empty() {
+        prune_stopped(c).await?;
+    }
     for r in &round.releases {
         update_release(c, &r.app, r.number, r.status, r.reason.as_deref(), at).await?;
     }
@@ -490,4 +519,41 @@ async fn insert_audit(c: &mut SqliteConnection, rows: &[AuditRecord]) -> Result<
     });
     insert.build().execute(&mut *c).await?;
     Ok(())
+}
+
+/// `Command::RegisterImage`.
+pub(crate) async fn register_image(
+    c: &mut SqliteConnection,
+    name: &str,
+    digest: &str,
+    size: u64,
+    holder: u64,
+    at: u64,
+) -> Result<CommandResult, sqlx::Error> {
+    let old = worker_rows::image(c, name).await?;
+    let mut holders = match old {
+        Some(o) if o.digest == digest => o.holders,
+        _ => Vec::new(),
+    };
+    if !holders.contains(&holder) {
+        holders.push(holder);
+    }
+    let rec = ImageRecord {
+        name: name.to_string(),
+        digest: digest.to_string(),
+        size,
+        holders,
+        pushed_at: at,
+    };
+    sqlx::query(
+        "INSERT OR REPLACE INTO images (name, digest, size, holders, pushed_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&rec.name)
+    .bind(&rec.digest)
+    .bind(i(rec.size))
+    .bind(to_json(&rec.holders))
+    .bind(i(rec.pushed_at))
+    .execute(&mut *c)
+    .await?;
+    Ok(Ok(Applied::Image(rec)))
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use meridian_core::{AppSpec, Name, NodeStatus, Region, Role};
 use serde::{Deserialize, Serialize};
 
-use crate::worker_records::{NodeRecord, Observed, ReleaseRecord, Schedule};
+use crate::worker_records::{ImageRecord, NodeRecord, Observed, ReleaseRecord, Schedule};
 
 /// A change to the replicated state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +132,20 @@ pub enum Command {
         /// Unix seconds.
         at: u64,
     },
+    /// Records that server `holder` stores the blob `digest` for image `name` (pushed without
+    /// a registry). The same digest again adds a holder; another digest replaces the image.
+    RegisterImage {
+        /// Image reference.
+        name: String,
+        /// `sha256:<hex>` of the `docker save` tar.
+        digest: String,
+        /// Bytes.
+        size: u64,
+        /// The server holding the blob.
+        holder: u64,
+        /// Unix seconds.
+        at: u64,
+    },
     /// Several independent commands in one log entry, applied in order; each gets its own
     /// result and a refusal of one does not affect the others. Made by the proposer so that
     /// concurrent writes share one log append and one fsync. Never nested.
@@ -216,6 +230,8 @@ pub enum Applied {
     Node(NodeRecord),
     /// The release as stored.
     Release(ReleaseRecord),
+    /// The image as stored.
+    Image(ImageRecord),
     /// One result per command of a `Command::Batch`, in order.
     Batch(Vec<CommandResult>),
 }

@@ -34,6 +34,6 @@ pub use proposer::{ProposeError, Proposer};
 pub use reader::StateReader;
 pub use types::{MemberNode, NodeId, Raft, TypeConfig};
 pub use worker_records::{
-    AuditRecord, Desired, InstanceRecord, NodeRecord, Observed, ReleaseConfig, ReleaseRecord,
-    ReleaseUpdate, Schedule,
+    AuditRecord, Desired, ImageRecord, InstanceRecord, NodeRecord, Observed, ReleaseConfig,
+    ReleaseRecord, ReleaseUpdate, Schedule,
 };

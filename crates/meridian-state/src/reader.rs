@@ -7,7 +7,7 @@ use sqlx::SqlitePool;
 use crate::auth_cache::{AuthCache, AuthView};
 use crate::command::{AppRecord, RegionRecord, TokenRecord};
 use crate::rows;
-use crate::worker_records::{AuditRecord, InstanceRecord, NodeRecord, ReleaseRecord};
+use crate::worker_records::{AuditRecord, ImageRecord, InstanceRecord, NodeRecord, ReleaseRecord};
 use crate::worker_rows::{self, Which};
 use meridian_core::schedule::Unplaced;
 use meridian_core::JurisdictionCatalog;
@@ -89,6 +89,16 @@ impl StateReader {
     /// Per node: instances wanted running, and the CPU and memory they take.
     pub async fn node_usage(&self) -> Result<Vec<(String, u32, u32, u32)>, sqlx::Error> {
         worker_rows::node_usage(&mut *self.pool.acquire().await?).await
+    }
+
+    /// One pushed image.
+    pub async fn image(&self, name: &str) -> Result<Option<ImageRecord>, sqlx::Error> {
+        worker_rows::image(&mut *self.pool.acquire().await?, name).await
+    }
+
+    /// Every pushed image.
+    pub async fn images(&self) -> Result<Vec<ImageRecord>, sqlx::Error> {
+        worker_rows::images(&mut *self.pool.acquire().await?).await
     }
 
     /// What could not be placed, per app.

@@ -251,3 +251,18 @@ impl Schedule {
             && self.audit.is_empty()
     }
 }
+
+/// An image pushed to the control plane, as the state keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// Image reference.
+    pub name: String,
+    /// `sha256:<hex>` of the tar.
+    pub digest: String,
+    /// Bytes.
+    pub size: u64,
+    /// Servers holding the blob.
+    pub holders: Vec<u64>,
+    /// Unix seconds.
+    pub pushed_at: u64,
+}

@@ -6,7 +6,9 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
 use crate::rows::{corrupt, i, json, name, small, u};
-use crate::worker_records::{AuditRecord, Desired, InstanceRecord, NodeRecord, ReleaseRecord};
+use crate::worker_records::{
+    AuditRecord, Desired, ImageRecord, InstanceRecord, NodeRecord, ReleaseRecord,
+};
 
 fn node_row(r: &SqliteRow) -> Result<NodeRecord, sqlx::Error> {
     let status: String = r.try_get("status")?;
@@ -235,4 +237,34 @@ pub async fn node_usage(
             ))
         })
         .collect()
+}
+
+fn image_row(r: &SqliteRow) -> Result<ImageRecord, sqlx::Error> {
+    Ok(ImageRecord {
+        name: r.try_get("name")?,
+        digest: r.try_get("digest")?,
+        size: u(r.try_get("size")?),
+        holders: json("image holders", r.try_get("holders")?)?,
+        pushed_at: u(r.try_get("pushed_at")?),
+    })
+}
+
+/// One pushed image by reference.
+pub async fn image(
+    c: &mut SqliteConnection,
+    name: &str,
+) -> Result<Option<ImageRecord>, sqlx::Error> {
+    let row = sqlx::query("SELECT * FROM images WHERE name = ?")
+        .bind(name)
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(image_row).transpose()
+}
+
+/// Every pushed image, by name.
+pub async fn images(c: &mut SqliteConnection) -> Result<Vec<ImageRecord>, sqlx::Error> {
+    let rows = sqlx::query("SELECT * FROM images ORDER BY name")
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(image_row).collect()
 }

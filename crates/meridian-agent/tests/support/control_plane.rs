@@ -1,10 +1,13 @@
-//! A fake control plane on `127.0.0.1:0` serving the four agent endpoints, with knobs for
-//! tests: assign instances, forget a node, read what agents reported.
+//! A fake control plane on `127.0.0.1:0` serving the four agent endpoints and image fetches,
+//! with knobs for tests: assign instances, forget a node, read what agents reported, serve an
+//! image archive.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -35,6 +38,10 @@ struct NodeState {
 struct Shared {
     token: String,
     nodes: Mutex<HashMap<String, NodeState>>,
+    /// Image archives (`docker save` output) by image name.
+    images: Mutex<HashMap<String, PathBuf>>,
+    /// Fetches answered with an archive, by image name.
+    image_fetches: Mutex<HashMap<String, usize>>,
     /// Bumped on every change, to wake watches and test waiters.
     changes: watch::Sender<u64>,
 }
@@ -184,6 +191,58 @@ async fn instances(
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// `GET /v1/agent/images?name=IMAGE`: the archive, read from its file as it is sent.
+async fn image(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if !authorized(&s, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "bad token");
+    }
+    let name = q.get("name").cloned().unwrap_or_default();
+    let path = s
+        .images
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&name)
+        .cloned();
+    let Some(path) = path else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no image {name}"),
+        );
+    };
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &e.to_string(),
+            )
+        }
+    };
+    *s.image_fetches
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(name)
+        .or_default() += 1;
+    let chunks = futures::stream::try_unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0; 64 * 1024];
+        let n = file.read(&mut buf).await?;
+        buf.truncate(n);
+        Ok::<_, std::io::Error>((n > 0).then(|| (Bytes::from(buf), file)))
+    });
+    (
+        [("content-type", "application/x-tar")],
+        Body::from_stream(chunks),
+    )
+        .into_response()
+}
+
 impl FakeControlPlane {
     /// Starts one on a free loopback port, accepting `token`.
     pub async fn start(token: &str) -> Self {
@@ -191,6 +250,8 @@ impl FakeControlPlane {
         let shared = Arc::new(Shared {
             token: token.into(),
             nodes: Mutex::new(HashMap::new()),
+            images: Mutex::new(HashMap::new()),
+            image_fetches: Mutex::new(HashMap::new()),
             changes,
         });
         let app = Router::new()
@@ -198,6 +259,7 @@ impl FakeControlPlane {
             .route("/v1/agent/nodes/{name}/heartbeat", post(heartbeat))
             .route("/v1/agent/nodes/{name}/assignments", get(assignments))
             .route("/v1/agent/nodes/{name}/instances", put(instances))
+            .route("/v1/agent/images", get(image))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -214,6 +276,26 @@ impl FakeControlPlane {
             n.instances = instances;
             n.generation
         })
+    }
+
+    /// Serves the archive at `path` (as `docker save` wrote it) as image `name`.
+    pub fn serve_image(&self, name: &str, path: &std::path::Path) {
+        self.shared
+            .images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), path.to_path_buf());
+    }
+
+    /// How often image `name` was sent.
+    pub fn image_fetches(&self, name: &str) -> usize {
+        self.shared
+            .image_fetches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Forgets `node`: its heartbeats answer 404 until it registers again.

@@ -5,6 +5,7 @@ pub mod apps;
 pub mod audit;
 pub mod cluster;
 pub mod health;
+pub mod images;
 pub mod nodes;
 pub mod raft;
 pub mod regions;

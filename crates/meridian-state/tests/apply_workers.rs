@@ -1,0 +1,232 @@
+//! The worker commands on a real SQLite file: a scheduling round outside an app's policy is
+//! refused whole and changes nothing; generations move; reports only land on their own node;
+//! a halted release gives the app back the serving release's config.
+
+use std::collections::BTreeMap;
+
+use meridian_core::{
+    AppSpec, CountryCode, InstanceState, Jurisdiction, Name, NodeStatus, Region, ReleaseStatus,
+};
+use meridian_state::apply::apply;
+use meridian_state::worker_records::{NewInstance, StopInstance};
+use meridian_state::{
+    db, Applied, Command, CommandResult, Observed, Refusal, ReleaseUpdate, Schedule, StateReader,
+};
+use sqlx::SqlitePool;
+
+async fn state() -> (tempfile::TempDir, SqlitePool, StateReader) {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = db::open_state(&dir.path().join("state.db"), 1)
+        .await
+        .unwrap();
+    let reader = StateReader::new(pool.clone(), std::sync::Arc::new(Default::default()));
+    (dir, pool, reader)
+}
+
+async fn run(pool: &SqlitePool, cmd: Command) -> CommandResult {
+    let mut tx = pool.begin().await.unwrap();
+    let out = apply(&mut tx, &cmd).await.unwrap();
+    tx.commit().await.unwrap();
+    out
+}
+
+fn n(s: &str) -> Name {
+    Name::parse(s).unwrap()
+}
+
+fn register(name: &str, region: &str) -> Command {
+    Command::RegisterNode {
+        name: n(name),
+        region: n(region),
+        cpu_millis: 1000,
+        memory_mb: 1024,
+        labels: BTreeMap::new(),
+        advertise_host: "127.0.0.1".into(),
+        at: 1,
+    }
+}
+
+fn place(id: &str, node: &str, release: u64) -> NewInstance {
+    NewInstance {
+        id: id.into(),
+        app: n("web"),
+        release,
+        node: n(node),
+    }
+}
+
+async fn setup(pool: &SqlitePool) {
+    for (name, cc) in [("eu-fra", "DE"), ("us-iad", "US")] {
+        let region = Region {
+            name: n(name),
+            country: CountryCode::parse(cc).unwrap(),
+            latitude: 0.0,
+            longitude: 0.0,
+        };
+        run(pool, Command::CreateRegion { region, at: 1 })
+            .await
+            .unwrap();
+    }
+    let refused = run(pool, register("x-1", "nowhere")).await;
+    assert!(
+        matches!(refused, Err(Refusal::Invalid { .. })),
+        "{refused:?}"
+    );
+    run(pool, register("fra-1", "eu-fra")).await.unwrap();
+    run(pool, register("iad-1", "us-iad")).await.unwrap();
+    let spec = AppSpec {
+        name: n("web"),
+        image: "web:1".into(),
+        replicas: 1,
+        port: 80,
+        residency: vec![Jurisdiction::parse("EU").unwrap()],
+        regions: None,
+        env: Default::default(),
+        health: None,
+        cpu_millis: 100,
+        memory_mb: 128,
+    };
+    run(pool, Command::CreateApp { spec, at: 1 }).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_round_outside_policy_is_refused_whole() {
+    let (_dir, pool, reader) = state().await;
+    setup(&pool).await;
+    let round = Schedule {
+        place: vec![place("a", "fra-1", 1), place("b", "iad-1", 1)],
+        ..Default::default()
+    };
+    let refused = run(&pool, Command::Schedule { round, at: 2 }).await;
+    assert!(
+        matches!(&refused, Err(Refusal::Conflict { message }) if message.contains("outside its policy")),
+        "{refused:?}"
+    );
+    assert!(reader.running_instances().await.unwrap().is_empty());
+    assert_eq!(reader.node("fra-1").await.unwrap().unwrap().generation, 0);
+
+    // A release that does not exist, or a node that is not ready, is refused too.
+    let round = Schedule {
+        place: vec![place("a", "fra-1", 7)],
+        ..Default::default()
+    };
+    assert!(run(&pool, Command::Schedule { round, at: 2 })
+        .await
+        .is_err());
+    let down = Command::SetNodeStatus {
+        name: n("fra-1"),
+        status: NodeStatus::Down,
+        at: 2,
+    };
+    run(&pool, down).await.unwrap();
+    let round = Schedule {
+        place: vec![place("a", "fra-1", 1)],
+        ..Default::default()
+    };
+    assert!(run(
+        &pool,
+        Command::Schedule {
+            round: round.clone(),
+            at: 2
+        }
+    )
+    .await
+    .is_err());
+
+    // Back up (a new registration), the same round lands and bumps the generation.
+    run(&pool, register("fra-1", "eu-fra")).await.unwrap();
+    run(&pool, Command::Schedule { round, at: 3 })
+        .await
+        .unwrap();
+    let fra = reader.node("fra-1").await.unwrap().unwrap();
+    assert_eq!((fra.status, fra.generation), (NodeStatus::Ready, 1));
+
+    // Reports land only from the instance's own node.
+    let report = |node: &str| Command::ReportInstances {
+        node: n(node),
+        reports: vec![Observed {
+            id: "a".into(),
+            state: InstanceState::Healthy,
+            exit_code: None,
+            address: Some("127.0.0.1:1".into()),
+            detail: None,
+        }],
+        at: 4,
+    };
+    run(&pool, report("iad-1")).await.unwrap();
+    assert_eq!(
+        reader.running_instances().await.unwrap()[0].state,
+        InstanceState::Starting
+    );
+    run(&pool, report("fra-1")).await.unwrap();
+    assert_eq!(
+        reader.running_instances().await.unwrap()[0].state,
+        InstanceState::Healthy
+    );
+
+    // Stopping bumps the generation again.
+    let round = Schedule {
+        stop: vec![StopInstance {
+            id: "a".into(),
+            reason: "scaled down".into(),
+        }],
+        ..Default::default()
+    };
+    run(&pool, Command::Schedule { round, at: 5 })
+        .await
+        .unwrap();
+    assert!(reader.running_instances().await.unwrap().is_empty());
+    assert_eq!(reader.node("fra-1").await.unwrap().unwrap().generation, 2);
+}
+
+#[tokio::test]
+async fn a_halted_release_gives_the_app_back_its_serving_config() {
+    let (_dir, pool, reader) = state().await;
+    setup(&pool).await;
+    let deploy = Command::Deploy {
+        app: n("web"),
+        image: "web:2".into(),
+        deadline_s: 60,
+        at: 2,
+    };
+    let Ok(Applied::Release(r)) = run(&pool, deploy).await else {
+        panic!("deploy refused");
+    };
+    assert_eq!((r.number, r.status), (2, ReleaseStatus::Rolling));
+    assert_eq!(
+        reader.app("web").await.unwrap().unwrap().spec.image,
+        "web:2"
+    );
+    let round = Schedule {
+        releases: vec![ReleaseUpdate {
+            app: n("web"),
+            number: 2,
+            status: ReleaseStatus::Halted,
+            reason: Some("failed".into()),
+        }],
+        ..Default::default()
+    };
+    run(&pool, Command::Schedule { round, at: 3 })
+        .await
+        .unwrap();
+    assert_eq!(
+        reader.app("web").await.unwrap().unwrap().spec.image,
+        "web:1"
+    );
+    let releases = reader.releases(Some("web")).await.unwrap();
+    let statuses: Vec<_> = releases.iter().map(|r| (r.number, r.status)).collect();
+    assert_eq!(
+        statuses,
+        vec![(2, ReleaseStatus::Halted), (1, ReleaseStatus::Active)]
+    );
+    let missing = Command::Deploy {
+        app: n("nope"),
+        image: "x:1".into(),
+        deadline_s: 60,
+        at: 4,
+    };
+    assert!(matches!(
+        run(&pool, missing).await,
+        Err(Refusal::NotFound { .. })
+    ));
+}

@@ -1,0 +1,149 @@
+//! Images without a registry: a blob uploaded to one server, named through another, fetched by
+//! an agent token from a third that holds no copy (it relays from the holder).
+
+use meridian_api::images::RegisterImage;
+use meridian_api::tokens::CreateToken;
+use meridian_api::Client;
+use meridian_tests::workers::hello_images;
+use meridian_tests::{http, Cluster};
+use sha2::{Digest, Sha256};
+
+fn saved_hello() -> Vec<u8> {
+    hello_images();
+    let out = std::process::Command::new("docker")
+        .args(["save", "meridian-hello:latest"])
+        .output()
+        .expect("docker save");
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn digest(bytes: &[u8]) -> String {
+    let hex: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushed_image_is_fetched_through_any_server() {
+    let mut c = Cluster::start(3).await;
+    c.bootstrap().await;
+    let tar = saved_hello();
+    let stored = c
+        .client(1)
+        .upload_image_blob(tar.clone().into())
+        .await
+        .expect("upload");
+    assert_eq!(stored.digest, digest(&tar));
+    assert_eq!((stored.size, stored.server), (tar.len() as u64, 2));
+    let image = c
+        .client(2)
+        .register_image(&RegisterImage {
+            name: "shop/web:1.0".into(),
+            digest: stored.digest.clone(),
+            server: stored.server,
+        })
+        .await
+        .expect("register");
+    assert_eq!(image.holders, vec![2]);
+    let listed = c.client(0).images().await.unwrap();
+    assert_eq!(listed.len(), 1);
+
+    let agent_token = c
+        .client(0)
+        .create_token(&CreateToken {
+            role: "agent".into(),
+            ttl_seconds: None,
+            apps: None,
+        })
+        .await
+        .unwrap()
+        .token;
+    for i in [0, 2, 1] {
+        let agent = Client::new(&c.url(i), Some(agent_token.clone()));
+        let resp = agent
+            .fetch_image("shop/web:1.0")
+            .await
+            .expect("fetch")
+            .expect("found");
+        let body = resp.bytes().await.unwrap();
+        assert_eq!(digest(&body), stored.digest, "through server {}", i + 1);
+    }
+    let agent = Client::new(&c.url(0), Some(agent_token.clone()));
+    assert!(agent.fetch_image("shop/none:1").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_image_input_gets_clear_errors() {
+    let mut c = Cluster::start(1).await;
+    let admin = c.bootstrap().await;
+    let client = c.client(0);
+    let status = |e: meridian_api::ClientError| e.status();
+    // Empty upload.
+    assert_eq!(
+        status(
+            client
+                .upload_image_blob(Vec::new().into())
+                .await
+                .unwrap_err()
+        ),
+        Some(400)
+    );
+    // A digest nobody holds, a malformed digest, a malformed name.
+    let zero = format!("sha256:{}", "0".repeat(64));
+    for (name, digest, field) in [
+        ("web:1", zero.as_str(), "server"),
+        ("web:1", "sha256:xyz", "digest"),
+        ("Bad Name!", zero.as_str(), "name"),
+    ] {
+        let resp = http()
+            .post(format!("{}/v1/images", c.url(0)))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"name": name, "digest": digest, "server": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 422, "{name} {digest}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["field"], field, "{body}");
+    }
+    // Viewers cannot push; agents fetch only with their own token; ?name is required.
+    let viewer = client
+        .create_token(&CreateToken {
+            role: "viewer".into(),
+            ttl_seconds: None,
+            apps: None,
+        })
+        .await
+        .unwrap()
+        .token;
+    let as_viewer = Client::new(&c.url(0), Some(viewer));
+    assert_eq!(
+        status(
+            as_viewer
+                .upload_image_blob(vec![1, 2, 3].into())
+                .await
+                .unwrap_err()
+        ),
+        Some(403)
+    );
+    assert_eq!(
+        status(as_viewer.fetch_image("web:1").await.unwrap_err()),
+        Some(403)
+    );
+    let resp = http()
+        .get(format!("{}/v1/agent/images", c.url(0)))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = http()
+        .get(format!("{}/v1/internal/images/{zero}", c.url(0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}
