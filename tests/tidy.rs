@@ -63,6 +63,18 @@ const LADDER: &[(&str, &[&str])] = &[
             "meridian-cli",
         ],
     ),
+    // The test harness's latency relay stands apart: it knows nothing of Meridian.
+    (
+        "meridian-relay",
+        &[
+            "meridian-core",
+            "meridian-api",
+            "meridian-state",
+            "meridian-server",
+            "meridian-agent",
+            "meridian-cli",
+        ],
+    ),
 ];
 
 #[test]

@@ -113,6 +113,7 @@ pub async fn run_with<R: ContainerRuntime>(
         node: config.name.clone(),
         advertise_host: config.advertise_host.clone(),
         pull_images: config.pull_images,
+        network: config.network.clone(),
     };
     let reconciler =
         Reconciler::new(runtime.clone(), rec_config, wake.clone()).with_image_source(images);

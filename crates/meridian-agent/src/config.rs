@@ -49,6 +49,9 @@ pub struct AgentConfig {
     pub watch_wait: Duration,
     /// How long a container may take to stop before it is killed.
     pub stop_timeout: Duration,
+    /// Docker network instance containers join (`--network`); the engine's default bridge
+    /// when `None`. With it, the agent reaches instances by their address on that network.
+    pub network: Option<String>,
 }
 
 impl AgentConfig {
@@ -72,6 +75,7 @@ impl AgentConfig {
             report_interval: Duration::from_secs(15),
             watch_wait: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(5),
+            network: None,
         }
     }
 

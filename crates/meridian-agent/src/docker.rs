@@ -215,6 +215,7 @@ impl ContainerRuntime for DockerRuntime {
                 port_bindings: Some(HashMap::from([(port_key, Some(vec![binding]))])),
                 nano_cpus: (spec.nano_cpus > 0).then_some(spec.nano_cpus),
                 memory: (spec.memory_bytes > 0).then_some(spec.memory_bytes),
+                network_mode: spec.network.clone(),
                 // A crashed instance stays down and is reported `exited`; the control plane
                 // decides whether to replace it.
                 restart_policy: Some(RestartPolicy {

@@ -34,6 +34,8 @@ pub struct ReconcilerConfig {
     /// Pull missing images (before fetching them from the control plane, when the reconciler
     /// has an image source).
     pub pull_images: bool,
+    /// Docker network instance containers join, if not the default bridge.
+    pub network: Option<String>,
 }
 
 /// Keeps one node's containers matching its assignments.
@@ -207,7 +209,8 @@ impl<R: ContainerRuntime> Reconciler<R> {
         let runtime = self.runtime.clone();
         let wake = self.wake.clone();
         let images = self.images.clone();
-        let spec = ContainerSpec::for_assignment(&self.config.node, &a);
+        let mut spec = ContainerSpec::for_assignment(&self.config.node, &a);
+        spec.network = self.config.network.clone();
         let pull = self.config.pull_images;
         if self.failures.contains_key(&a.id) {
             tracing::debug!(instance = %a.id, "retrying the create");

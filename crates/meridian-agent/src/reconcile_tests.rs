@@ -20,6 +20,7 @@ fn reconciler(rt: &FakeRuntime) -> Reconciler<FakeRuntime> {
         node: "w1".into(),
         advertise_host: "10.1.2.3".into(),
         pull_images: false,
+        network: None,
     };
     Reconciler::new(Arc::new(rt.clone()), config, Arc::new(Notify::new()))
 }
@@ -34,6 +35,7 @@ fn fetching_reconciler(
         node: "w1".into(),
         advertise_host: "10.1.2.3".into(),
         pull_images: pull,
+        network: None,
     };
     let source: Arc<dyn ImageSource> = source.clone();
     Reconciler::new(Arc::new(rt.clone()), config, Arc::new(Notify::new())).with_image_source(source)

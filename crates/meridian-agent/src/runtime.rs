@@ -47,6 +47,8 @@ pub struct ContainerSpec {
     pub nano_cpus: i64,
     /// Memory limit in bytes (0: none).
     pub memory_bytes: i64,
+    /// Docker network to join instead of the default bridge.
+    pub network: Option<String>,
 }
 
 impl ContainerSpec {
@@ -73,6 +75,7 @@ impl ContainerSpec {
             port: a.port,
             nano_cpus: i64::from(a.cpu_millis) * 1_000_000,
             memory_bytes: i64::from(a.memory_mb) * 1024 * 1024,
+            network: None,
         }
     }
 }

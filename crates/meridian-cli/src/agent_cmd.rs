@@ -93,6 +93,10 @@ pub struct AgentArgs {
     #[arg(long, env = "MERIDIAN_AGENT_REGISTRY", value_parser = BoolishValueParser::new())]
     registry: bool,
 
+    /// Docker network instance containers join (default: the engine's bridge).
+    #[arg(long, env = "MERIDIAN_AGENT_NETWORK", value_name = "NETWORK")]
+    network: Option<String>,
+
     /// Print the resolved settings (without the token) and exit without starting.
     #[arg(long)]
     print_config: bool,
@@ -121,6 +125,7 @@ impl AgentArgs {
         c.labels = self.labels.iter().cloned().collect();
         c.heartbeat = Duration::from_millis(self.heartbeat_ms);
         c.pull_images = self.registry;
+        c.network = self.network.clone();
         c.validate()?;
         Ok(c)
     }
