@@ -67,17 +67,24 @@ pub fn load(path: &Path) -> anyhow::Result<Option<Credentials>> {
     Ok(Some(creds))
 }
 
-/// Saves credentials readable by the owner only (mode 0600). Written to a fresh file and
-/// renamed over the old one, so a crash never leaves half a file and an old, looser mode
-/// never carries over.
+/// Saves credentials readable by the owner only (mode 0600), with [`write_private`].
 pub fn save(path: &Path, creds: &Credentials) -> anyhow::Result<()> {
+    let text = toml::to_string(creds).context("cannot encode credentials")?;
+    write_private(path, &text)
+}
+
+/// Writes `text` to `path` readable by the owner only (mode 0600), creating its directory
+/// (0700). Written to a fresh file and renamed over the old one, so a crash never leaves half
+/// a file and an old, looser mode never carries over.
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     create_private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let text = toml::to_string(creds).context("cannot encode credentials")?;
-    let tmp = path.with_extension("toml.tmp");
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
     let write = || -> std::io::Result<()> {
         match fs::remove_file(&tmp) {
             Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
@@ -91,8 +98,9 @@ pub fn save(path: &Path, creds: &Credentials) -> anyhow::Result<()> {
     write().with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Creates `dir` and any missing parents; new ones are readable by the owner only (0700).
 #[cfg(unix)]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new()
         .recursive(true)
@@ -100,8 +108,9 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
+/// Creates `dir` and any missing parents.
 #[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     fs::create_dir_all(dir)
 }
 

@@ -13,12 +13,15 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. The filter comes from `RUST_LOG`, else `info`; bad
-/// directives in `RUST_LOG` are skipped rather than fatal, so a typo never stops a server.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
-        .from_env_lossy();
+/// Installs the global subscriber. The filter comes from `RUST_LOG`, else `info` (`quiet`:
+/// `info` but openraft's own lines only from `warn`, so `meridian dev`'s banner stays visible);
+/// bad directives in `RUST_LOG` are skipped rather than fatal, so a typo never stops a server.
+pub fn init(format: LogFormat, quiet: bool) {
+    let builder = EnvFilter::builder().with_default_directive(LevelFilter::INFO.into());
+    let filter = match std::env::var("RUST_LOG") {
+        Err(_) if quiet => builder.parse_lossy("info,openraft=warn"),
+        _ => builder.from_env_lossy(),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -8,6 +8,7 @@ mod agent_cmd;
 mod commands;
 mod connection;
 mod credentials;
+mod dev_cmd;
 mod error_report;
 mod logging;
 mod output;
@@ -61,6 +62,8 @@ enum Command {
     Server(Box<server_cmd::ServerArgs>),
     /// Run a worker agent: register a node and run its assigned instances on Docker.
     Agent(Box<agent_cmd::AgentArgs>),
+    /// Run a one-server control plane and a local agent in one process, to try Meridian.
+    Dev(Box<dev_cmd::DevArgs>),
     /// Check a token against a server and save it, or bootstrap a new cluster's admin token.
     Login(commands::login::LoginArgs),
     #[command(flatten)]
@@ -69,7 +72,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.global.log_format);
+    let quiet = matches!(cli.command, Command::Dev(_));
+    logging::init(cli.global.log_format, quiet);
     let mut builder = match cli.command {
         Command::Agent(_) => agent_cmd::runtime_builder(),
         _ => tokio::runtime::Builder::new_multi_thread(),
@@ -95,6 +99,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server_cmd::run(*args).await,
         Command::Agent(args) => agent_cmd::run(*args).await,
+        Command::Dev(args) => dev_cmd::run(*args).await,
         Command::Login(args) => commands::login::run(args, &cli.global.target, &out).await,
         Command::Client(command) => {
             let conn = Connection::open(&cli.global.target)?;
