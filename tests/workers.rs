@@ -1,6 +1,7 @@
 //! Agents on the real Docker engine: residency through agent loss, and rolling deploys that
 //! halt on a failing release. Needs a Docker engine; builds the `meridian-hello` images
-//! offline when they are missing.
+//! offline when they are missing. Node names carry a `wt-` prefix so they never meet the
+//! agents of a local cluster running on the same engine.
 
 use std::time::Duration;
 
@@ -55,15 +56,15 @@ async fn get(address: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn eu_app_runs_only_on_eu_nodes_and_survives_agent_loss() {
-    for n in ["fra-1", "ams-1", "iad-1"] {
+    for n in ["wt-fra-1", "wt-ams-1", "wt-iad-1"] {
         remove_containers(n);
     }
     let c = cluster().await;
     let admin = c.client(0);
     let token = c.agent_token_file().await;
-    let mut fra = c.start_agent("fra-1", "eu-fra", &token);
-    let mut ams = c.start_agent("ams-1", "eu-ams", &token);
-    let iad = c.start_agent("iad-1", "us-iad", &token);
+    let mut fra = c.start_agent("wt-fra-1", "eu-fra", &token);
+    let mut ams = c.start_agent("wt-ams-1", "eu-ams", &token);
+    let iad = c.start_agent("wt-iad-1", "us-iad", &token);
     eventually("three nodes ready", Duration::from_secs(30), || async {
         admin
             .nodes()
@@ -80,27 +81,27 @@ async fn eu_app_runs_only_on_eu_nodes_and_survives_agent_loss() {
     println!("3 instances healthy {took:?} after the app was created");
     let running = healthy(&admin, "web").await;
     for (node, address, _) in &running {
-        assert_ne!(node, "iad-1", "placed in the US: {running:?}");
+        assert_ne!(node, "wt-iad-1", "placed in the US: {running:?}");
         let body = get(address)
             .await
             .unwrap_or_else(|| panic!("{address} does not answer"));
         assert!(body.contains("hello from web"), "{body}");
     }
     assert_eq!(
-        containers_of("fra-1").len() + containers_of("ams-1").len(),
+        containers_of("wt-fra-1").len() + containers_of("wt-ams-1").len(),
         3
     );
-    assert!(containers_of("iad-1").is_empty());
+    assert!(containers_of("wt-iad-1").is_empty());
 
     // SIGKILL fra-1's agent and kill its containers: its instances come back on ams-1.
     fra.kill();
-    remove_containers("fra-1");
+    remove_containers("wt-fra-1");
     let took = eventually(
         "instances healthy on ams-1 only",
         Duration::from_millis(GRACE_MS + 15_000),
         || async {
             let h = healthy(&admin, "web").await;
-            h.len() == 3 && h.iter().all(|(n, _, _)| n == "ams-1")
+            h.len() == 3 && h.iter().all(|(n, _, _)| n == "wt-ams-1")
         },
     )
     .await;
@@ -111,7 +112,7 @@ async fn eu_app_runs_only_on_eu_nodes_and_survives_agent_loss() {
 
     // Lose the last EU node too: the app is refused with its reason, nothing runs in the US.
     ams.kill();
-    remove_containers("ams-1");
+    remove_containers("wt-ams-1");
     eventually(
         "refusal recorded",
         Duration::from_millis(GRACE_MS + 15_000),
@@ -128,12 +129,15 @@ async fn eu_app_runs_only_on_eu_nodes_and_survives_agent_loss() {
     let app = admin.app("web").await.unwrap();
     println!("last EU node lost: {:?}", app.unplaced);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(containers_of("iad-1").is_empty(), "something runs on iad-1");
+    assert!(
+        containers_of("wt-iad-1").is_empty(),
+        "something runs on iad-1"
+    );
     let audit = admin.audit(Some("web")).await.unwrap();
     let placed: Vec<_> = audit.iter().filter(|a| a.kind == "placed").collect();
     assert!(placed.len() >= 4, "{audit:#?}");
     for a in &audit {
-        assert_ne!(a.node.as_deref(), Some("iad-1"), "{a:?}");
+        assert_ne!(a.node.as_deref(), Some("wt-iad-1"), "{a:?}");
         assert_ne!(a.country.as_deref(), Some("US"), "{a:?}");
     }
     assert!(audit.iter().any(|a| a.kind == "refused"), "{audit:#?}");

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use meridian_api::Client;
 use serde_json::Value;
 
+pub mod compose;
 pub mod workers;
 
 /// The `meridian` binary, built once per test process (a no-op when it is up to date).

@@ -1,0 +1,166 @@
+//! The local multi-region cluster (`docker-compose.yml`, driven by `deploy/local-cluster`) as
+//! the end-to-end suite sees it: containers to kill, pause and cut off, and an API to check.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use meridian_api::Client;
+
+use crate::workers::repo_root;
+
+/// Ports of the three servers on the host, by node id.
+pub const SERVER_PORTS: [u16; 3] = [7001, 7002, 7003];
+
+/// The cluster, brought up by this process or found running.
+pub struct ComposeCluster {
+    /// The admin token.
+    pub token: String,
+    /// Whether this process started it (and so stops it when dropped).
+    pub started_here: bool,
+}
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().expect("run a command");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `docker ARGS`, answering success and output.
+pub fn docker(args: &[&str]) -> (bool, String) {
+    run(Command::new("docker").args(args))
+}
+
+impl ComposeCluster {
+    /// Reuses a healthy local cluster, or runs `deploy/local-cluster up`.
+    pub async fn up() -> ComposeCluster {
+        let token_file = repo_root().join(".meridian/admin.token");
+        let healthy = |token: &str| {
+            let token = token.to_string();
+            async move {
+                Client::new("http://127.0.0.1:7001", Some(token))
+                    .nodes()
+                    .await
+                    .is_ok_and(|n| n.iter().filter(|n| n.status == "ready").count() >= 3)
+            }
+        };
+        if let Ok(token) = std::fs::read_to_string(&token_file) {
+            if healthy(token.trim()).await {
+                println!("reusing the running local cluster");
+                return ComposeCluster {
+                    token: token.trim().to_string(),
+                    started_here: false,
+                };
+            }
+        }
+        // Without the admin token, data left by an earlier cluster cannot be used: start clean.
+        if !token_file.exists() {
+            local_cluster("clean");
+        }
+        assert!(local_cluster("up"), "deploy/local-cluster up failed");
+        let token = std::fs::read_to_string(&token_file).expect("admin token");
+        ComposeCluster {
+            token: token.trim().to_string(),
+            started_here: true,
+        }
+    }
+
+    /// A client for server `id` (1-3).
+    pub fn client(&self, id: u64) -> Client {
+        let port = SERVER_PORTS[(id - 1) as usize];
+        Client::new(
+            &format!("http://127.0.0.1:{port}"),
+            Some(self.token.clone()),
+        )
+    }
+
+    /// The container id of a compose service (`server-1`, `agent-fra-1`, ...).
+    pub fn container(&self, service: &str) -> String {
+        let (_, out) = docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            "label=com.docker.compose.project=meridian",
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ]);
+        out.split_whitespace()
+            .next()
+            .unwrap_or_else(|| panic!("no container for service {service}"))
+            .to_string()
+    }
+
+    /// The leader's node id, as any answering server reports it.
+    pub async fn leader(&self) -> Option<u64> {
+        for id in 1..=3 {
+            if let Ok(s) = self.client(id).cluster().await {
+                if let Some(l) = s.leader {
+                    return Some(l);
+                }
+            }
+        }
+        None
+    }
+
+    /// Waits until all three servers answer and agree on a leader with 3 voters.
+    pub async fn wait_healthy(&self, timeout: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            let mut leaders = Vec::new();
+            for id in 1..=3 {
+                if let Ok(s) = self.client(id).cluster().await {
+                    if s.members.iter().filter(|m| m.voter).count() == 3 {
+                        leaders.extend(s.leader);
+                    }
+                }
+            }
+            if leaders.len() == 3 && leaders.windows(2).all(|w| w[0] == w[1]) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("the cluster did not become healthy within {timeout:?}");
+    }
+
+    /// Waits until the three agents' nodes are ready.
+    pub async fn wait_nodes_ready(&self, timeout: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(l) = self.leader().await {
+                let ready = self.client(l).nodes().await.map_or(0, |n| {
+                    n.iter()
+                        .filter(|n| {
+                            n.status == "ready"
+                                && ["fra-1", "ams-1", "iad-1"].contains(&n.name.as_str())
+                        })
+                        .count()
+                });
+                if ready == 3 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("the three agents were not ready within {timeout:?}");
+    }
+}
+
+fn local_cluster(verb: &str) -> bool {
+    Command::new(repo_root().join("deploy/local-cluster"))
+        .arg(verb)
+        .stdin(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Drop for ComposeCluster {
+    /// A cluster this suite started is removed with its data (`MERIDIAN_E2E_KEEP=1` keeps it).
+    fn drop(&mut self) {
+        if self.started_here && std::env::var_os("MERIDIAN_E2E_KEEP").is_none() {
+            local_cluster("clean");
+        }
+    }
+}
