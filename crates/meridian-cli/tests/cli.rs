@@ -375,3 +375,34 @@ fn agent_bad_settings_are_named() {
         assert!(stderr.contains(named), "{args:?}: {stderr}");
     }
 }
+
+/// The example configurations under deploy/examples are accepted as they are.
+#[test]
+fn example_configs_are_accepted() {
+    let home = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples");
+    let (code, stdout, stderr) = run(meridian(home.path())
+        .args(["server", "--print-config", "--config"])
+        .arg(examples.join("server.toml")));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("node_grace_ms = 10000"), "{stdout}");
+
+    let token = token_file(home.path(), "a-token\n");
+    let env = std::fs::read_to_string(examples.join("agent.env")).unwrap();
+    let mut cmd = meridian(home.path());
+    cmd.args(["agent", "--print-config"]);
+    for line in env
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
+        let (k, v) = line.split_once('=').expect("KEY=VALUE");
+        cmd.env(k, v);
+    }
+    cmd.env("MERIDIAN_AGENT_TOKEN_FILE", &token);
+    let (code, stdout, stderr) = run(&mut cmd);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("fra-1") && stdout.contains("rack"),
+        "{stdout}"
+    );
+}
