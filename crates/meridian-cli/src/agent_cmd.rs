@@ -1,6 +1,8 @@
-//! `meridian agent`: gathers the agent's settings from flags and `MERIDIAN_AGENT_*` variables,
-//! then runs it until SIGTERM or Ctrl-C.
+//! `meridian agent`: gathers the agent's settings from a TOML file (`--config`), then
+//! `MERIDIAN_AGENT_*` variables, then flags (each layer over the one before), and runs it until
+//! SIGTERM or Ctrl-C.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,34 +14,38 @@ use meridian_agent::AgentConfig;
 
 use crate::output::write_stdout;
 
-/// Settings for `meridian agent`. Each flag can also come from its `MERIDIAN_AGENT_*` variable.
+/// Settings for `meridian agent`. Each flag can also come from its `MERIDIAN_AGENT_*` variable
+/// or, under both, from the `--config` file (same names, `servers` a list, `labels` a table).
 #[derive(Args)]
 pub struct AgentArgs {
+    /// TOML file with any of the settings below.
+    #[arg(long, env = "MERIDIAN_AGENT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
     /// Node name: a DNS label, unique in the cluster; part of every container name.
     #[arg(long, env = "MERIDIAN_AGENT_NAME", value_name = "NAME")]
-    name: String,
+    name: Option<String>,
 
     /// Region the node is in (it must exist on the control plane).
     #[arg(long, env = "MERIDIAN_AGENT_REGION", value_name = "REGION")]
-    region: String,
+    region: Option<String>,
 
     /// Control-plane URLs (comma-separated or repeated); the next one is used when one fails.
     #[arg(
         long = "server",
         env = "MERIDIAN_AGENT_SERVER",
         value_delimiter = ',',
-        value_name = "URL",
-        required = true
+        value_name = "URL"
     )]
     servers: Vec<String>,
 
     /// File holding the agent's API token.
     #[arg(long, env = "MERIDIAN_AGENT_TOKEN_FILE", value_name = "FILE")]
-    token_file: PathBuf,
+    token_file: Option<PathBuf>,
 
-    /// Docker engine address (unix:///path, tcp://host:port).
-    #[arg(long, env = "MERIDIAN_AGENT_DOCKER", value_name = "URL", default_value = DEFAULT_DOCKER_HOST)]
-    docker: String,
+    /// Docker engine address (unix:///path, tcp://host:port) [default: unix:///var/run/docker.sock].
+    #[arg(long, env = "MERIDIAN_AGENT_DOCKER", value_name = "URL")]
+    docker: Option<String>,
 
     /// CPU offered to instances, in thousandths of a core [default: cores x 1000].
     #[arg(
@@ -59,14 +65,9 @@ pub struct AgentArgs {
     )]
     memory_mb: Option<u32>,
 
-    /// Host or address where published instance ports are reachable.
-    #[arg(
-        long,
-        env = "MERIDIAN_AGENT_ADVERTISE_HOST",
-        value_name = "HOST",
-        default_value = DEFAULT_ADVERTISE_HOST
-    )]
-    advertise_host: String,
+    /// Host or address where published instance ports are reachable [default: 127.0.0.1].
+    #[arg(long, env = "MERIDIAN_AGENT_ADVERTISE_HOST", value_name = "HOST")]
+    advertise_host: Option<String>,
 
     /// A node label KEY=VALUE (repeat the flag; comma-separated in the variable).
     #[arg(
@@ -78,20 +79,25 @@ pub struct AgentArgs {
     )]
     labels: Vec<(String, String)>,
 
-    /// Milliseconds between heartbeats.
+    /// Milliseconds between heartbeats [default: 2000].
     #[arg(
         long,
         env = "MERIDIAN_AGENT_HEARTBEAT_MS",
         value_name = "MS",
-        default_value_t = 2000,
         value_parser = clap::value_parser!(u64).range(100..=60_000)
     )]
-    heartbeat_ms: u64,
+    heartbeat_ms: Option<u64>,
 
     /// Pull missing images from their registry first (else, or when the pull fails, they are
     /// fetched from the control plane: `meridian images push`).
-    #[arg(long, env = "MERIDIAN_AGENT_REGISTRY", value_parser = BoolishValueParser::new())]
-    registry: bool,
+    #[arg(
+        long,
+        env = "MERIDIAN_AGENT_REGISTRY",
+        value_parser = BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    registry: Option<bool>,
 
     /// Docker network instance containers join (default: the engine's bridge).
     #[arg(long, env = "MERIDIAN_AGENT_NETWORK", value_name = "NETWORK")]
@@ -109,23 +115,101 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// The `--config` file: any subset of the settings.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentFile {
+    name: Option<String>,
+    region: Option<String>,
+    servers: Option<Vec<String>>,
+    token_file: Option<PathBuf>,
+    docker: Option<String>,
+    cpu_millis: Option<u32>,
+    memory_mb: Option<u32>,
+    advertise_host: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    heartbeat_ms: Option<u64>,
+    registry: Option<bool>,
+    network: Option<String>,
+}
+
 impl AgentArgs {
-    /// The finished config; reads the token file.
+    /// The finished config; reads the file and the token file.
     fn resolve(&self) -> anyhow::Result<AgentConfig> {
-        let token = meridian_agent::read_token_file(&self.token_file)?;
-        let mut c = AgentConfig::new(&self.name, &self.region, self.servers.clone(), &token);
-        c.docker_host = self.docker.clone();
-        if let Some(cpu) = self.cpu_millis {
+        let file: AgentFile = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?
+            }
+            None => AgentFile::default(),
+        };
+        let missing = |what: &str, flag: &str, env: &str, key: &str| {
+            anyhow::anyhow!("missing agent setting: {what} (flag {flag}, env {env}, or `{key}` in the --config file)")
+        };
+        let name = self
+            .name
+            .clone()
+            .or(file.name)
+            .ok_or_else(|| missing("node name", "--name", "MERIDIAN_AGENT_NAME", "name"))?;
+        let region = self
+            .region
+            .clone()
+            .or(file.region)
+            .ok_or_else(|| missing("region", "--region", "MERIDIAN_AGENT_REGION", "region"))?;
+        let servers = if self.servers.is_empty() {
+            file.servers.unwrap_or_default()
+        } else {
+            self.servers.clone()
+        };
+        if servers.is_empty() {
+            return Err(missing(
+                "server URLs",
+                "--server",
+                "MERIDIAN_AGENT_SERVER",
+                "servers",
+            ));
+        }
+        let token_file = self.token_file.clone().or(file.token_file).ok_or_else(|| {
+            missing(
+                "token file",
+                "--token-file",
+                "MERIDIAN_AGENT_TOKEN_FILE",
+                "token_file",
+            )
+        })?;
+        let heartbeat_ms = self.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(2000);
+        if !(100..=60_000).contains(&heartbeat_ms) {
+            anyhow::bail!(
+                "--heartbeat-ms / heartbeat_ms {heartbeat_ms} is out of range (100 to 60000)"
+            );
+        }
+        let token = meridian_agent::read_token_file(&token_file)?;
+        let mut c = AgentConfig::new(&name, &region, servers, &token);
+        c.docker_host = self
+            .docker
+            .clone()
+            .or(file.docker)
+            .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_string());
+        if let Some(cpu) = self.cpu_millis.or(file.cpu_millis) {
             c.cpu_millis = cpu;
         }
-        if let Some(mem) = self.memory_mb {
+        if let Some(mem) = self.memory_mb.or(file.memory_mb) {
             c.memory_mb = mem;
         }
-        c.advertise_host = self.advertise_host.clone();
-        c.labels = self.labels.iter().cloned().collect();
-        c.heartbeat = Duration::from_millis(self.heartbeat_ms);
-        c.pull_images = self.registry;
-        c.network = self.network.clone();
+        c.advertise_host = self
+            .advertise_host
+            .clone()
+            .or(file.advertise_host)
+            .unwrap_or_else(|| DEFAULT_ADVERTISE_HOST.to_string());
+        c.labels = if self.labels.is_empty() {
+            file.labels.unwrap_or_default()
+        } else {
+            self.labels.iter().cloned().collect()
+        };
+        c.heartbeat = Duration::from_millis(heartbeat_ms);
+        c.pull_images = self.registry.or(file.registry).unwrap_or(false);
+        c.network = self.network.clone().or(file.network);
         c.validate()?;
         Ok(c)
     }
