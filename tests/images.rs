@@ -2,7 +2,6 @@
 //! an agent token from a third that holds no copy (it relays from the holder).
 
 use meridian_api::images::RegisterImage;
-use meridian_api::tokens::CreateToken;
 use meridian_api::Client;
 use meridian_tests::workers::hello_images;
 use meridian_tests::{http, Cluster};
@@ -51,16 +50,7 @@ async fn pushed_image_is_fetched_through_any_server() {
     let listed = c.client(0).images().await.unwrap();
     assert_eq!(listed.len(), 1);
 
-    let agent_token = c
-        .client(0)
-        .create_token(&CreateToken {
-            role: "agent".into(),
-            ttl_seconds: None,
-            apps: None,
-        })
-        .await
-        .unwrap()
-        .token;
+    let agent_token = c.token("agent").await;
     for i in [0, 2, 1] {
         let agent = Client::new(&c.url(i), Some(agent_token.clone()));
         let resp = agent
@@ -110,15 +100,7 @@ async fn bad_image_input_gets_clear_errors() {
         assert_eq!(body["error"]["field"], field, "{body}");
     }
     // Viewers cannot push; agents fetch only with their own token; ?name is required.
-    let viewer = client
-        .create_token(&CreateToken {
-            role: "viewer".into(),
-            ttl_seconds: None,
-            apps: None,
-        })
-        .await
-        .unwrap()
-        .token;
+    let viewer = c.token("viewer").await;
     let as_viewer = Client::new(&c.url(0), Some(viewer));
     assert_eq!(
         status(

@@ -6,10 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use meridian_api::agent::{InstanceReport, InstanceReports, RegisterNode, AGENT_PROTOCOL};
-use meridian_api::regions::RegionBody;
-use meridian_api::tokens::CreateToken;
 use meridian_api::Client;
 use meridian_core::InstanceState;
+use meridian_tests::workers::eventually;
 use meridian_tests::Cluster;
 
 const GRACE_MS: u64 = 2_000;
@@ -19,23 +18,8 @@ async fn setup() -> (Cluster, Client, Client) {
     let mut c = Cluster::start_with(1, &["--node-grace-ms", &grace]).await;
     c.bootstrap().await;
     let admin = c.client(0);
-    for (name, country) in [("eu-fra", "DE"), ("eu-ams", "NL"), ("us-iad", "US")] {
-        let body: RegionBody = serde_json::from_value(serde_json::json!({
-            "name": name, "country": country, "latitude": 50.0, "longitude": 8.0
-        }))
-        .unwrap();
-        admin.create_region(&body).await.expect("region");
-    }
-    let token = admin
-        .create_token(&CreateToken {
-            role: "agent".into(),
-            ttl_seconds: None,
-            apps: None,
-        })
-        .await
-        .expect("agent token")
-        .token;
-    let agent = Client::new(&c.url(0), Some(token));
+    c.three_regions().await;
+    let agent = Client::new(&c.url(0), Some(c.token("agent").await));
     (c, admin, agent)
 }
 
@@ -81,21 +65,6 @@ async fn report_healthy(agent: &Client, node: &str) {
         )
         .await
         .expect("report");
-}
-
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = std::time::Instant::now();
-    while start.elapsed() < timeout {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 async fn running_nodes(admin: &Client, app: &str) -> Vec<String> {

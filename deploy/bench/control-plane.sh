@@ -22,6 +22,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=deploy/bench/lib.sh
+. "$root/deploy/bench/lib.sh"
 target="${CARGO_TARGET_DIR:-$root/target}"
 read -r -a levels <<<"${BENCH_LEVELS:-1 16 64 256}"
 secs=${BENCH_SECONDS:-10}
@@ -36,19 +38,6 @@ results="$work/results.jsonl"
 touch "$results"
 pids=()
 
-say() { printf '%s\n' "$*"; }
-hr() { say "------------------------------------------------------------------------"; }
-
-stop_all() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  pids=()
-}
 cleanup() {
   stop_all
   if [ -n "${BENCH_RESULTS:-}" ]; then cp "$results" "$BENCH_RESULTS" 2>/dev/null || true; fi
@@ -58,36 +47,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A loopback port nobody listens on (and not handed out before in this run), below the
-# kernel's ephemeral range so no outgoing connection can be holding it either.
-taken=" "
-ephemeral_low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-free_port() {
-  local p lo=10000 hi=$((ephemeral_low > 12000 ? ephemeral_low : 32768))
-  for _ in $(seq 1 200); do
-    p=$((lo + RANDOM % (hi - lo)))
-    case "$taken" in *" $p "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      taken="$taken$p "
-      echo "$p"
-      return 0
-    fi
-  done
-  say "no free port found" >&2
-  return 1
-}
-
 rss_mb() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
-
-wait_until() { # wait_until TRIES DELAY COMMAND...: retry a check, bounded
-  local tries=$1 delay=$2
-  shift 2
-  for _ in $(seq 1 "$tries"); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep "$delay"
-  done
-  return 1
-}
 
 # ---------------------------------------------------------------------------------- machine
 hr

@@ -24,6 +24,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=deploy/bench/lib.sh
+. "$root/deploy/bench/lib.sh"
 target="${CARGO_TARGET_DIR:-$root/target}"
 nodes=${BENCH_NODES:-100}
 apps=${BENCH_APPS:-20}
@@ -37,19 +39,6 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/meridian-workers.XXXXXX")
 pids=()
 agent_name="bench$$"
 
-say() { printf '%s\n' "$*"; }
-hr() { say "------------------------------------------------------------------------"; }
-
-stop_all() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  pids=()
-}
 remove_containers() {
   local ids
   ids=$(docker ps -aq --filter "label=meridian.node=$agent_name" 2>/dev/null || true)
@@ -65,33 +54,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-taken=" "
-ephemeral_low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-free_port() {
-  local p lo=10000 hi=$((ephemeral_low > 12000 ? ephemeral_low : 32768))
-  for _ in $(seq 1 200); do
-    p=$((lo + RANDOM % (hi - lo)))
-    case "$taken" in *" $p "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      taken="$taken$p "
-      echo "$p"
-      return 0
-    fi
-  done
-  say "no free port found" >&2
-  return 1
-}
-
-wait_until() { # wait_until TRIES DELAY COMMAND...
-  local tries=$1 delay=$2
-  shift 2
-  for _ in $(seq 1 "$tries"); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep "$delay"
-  done
-  return 1
-}
 
 # start_servers N PREFIX: N servers (the first bootstraps), sets mports/murls/token/leader_url.
 start_servers() {

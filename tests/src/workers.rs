@@ -127,18 +127,22 @@ impl Cluster {
         }
     }
 
-    /// Writes a fresh agent token to a file and answers its path.
-    pub async fn agent_token_file(&self) -> PathBuf {
-        let token = self
-            .client(0)
+    /// A fresh token of `role` (admin, deployer, viewer, agent, router), made by the admin.
+    pub async fn token(&self, role: &str) -> String {
+        self.client(0)
             .create_token(&CreateToken {
-                role: "agent".into(),
+                role: role.into(),
                 ttl_seconds: None,
                 apps: None,
             })
             .await
-            .expect("agent token")
-            .token;
+            .unwrap_or_else(|e| panic!("{role} token: {e}"))
+            .token
+    }
+
+    /// Writes a fresh agent token to a file and answers its path.
+    pub async fn agent_token_file(&self) -> PathBuf {
+        let token = self.token("agent").await;
         let path = self.dir.path().join("agent.token");
         std::fs::write(&path, token).expect("write agent token");
         path

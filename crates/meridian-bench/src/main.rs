@@ -179,12 +179,7 @@ async fn main() -> anyhow::Result<()> {
                 timeout: Duration::from_secs(timeout),
             })
             .await?;
-            if json {
-                println!("{}", serde_json::to_string(&outcome)?);
-            } else {
-                print!("{}", outcome.text());
-            }
-            Ok(())
+            show(json, &outcome, || outcome.text())
         }
         Command::DeployLatency {
             url,
@@ -206,12 +201,7 @@ async fn main() -> anyhow::Result<()> {
                 timeout: Duration::from_secs(timeout),
             })
             .await?;
-            if json {
-                println!("{}", serde_json::to_string(&outcome)?);
-            } else {
-                print!("{}", outcome.text());
-            }
-            Ok(())
+            show(json, &outcome, || outcome.text())
         }
         Command::Table { file } => {
             let text = std::fs::read_to_string(&file)
@@ -267,6 +257,20 @@ async fn bench(workload: Workload, args: LoadArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         print!("{}", summary.text());
+    }
+    Ok(())
+}
+
+/// Prints an outcome as one JSON line, or as its text for people.
+fn show<T: serde::Serialize>(
+    json: bool,
+    outcome: &T,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(outcome)?);
+    } else {
+        print!("{}", text());
     }
     Ok(())
 }

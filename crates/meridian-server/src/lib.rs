@@ -11,6 +11,7 @@ pub mod leader;
 pub mod membership;
 pub mod metrics;
 pub mod openapi;
+pub mod query;
 pub mod reconcile;
 pub mod router;
 pub mod routes;

@@ -152,16 +152,29 @@ pub(crate) async fn release_app(
     at: u64,
 ) -> Result<Option<ReleaseRecord>, sqlx::Error> {
     let config = ReleaseConfig::of(&app.spec);
-    let name = app.spec.name.as_str();
-    let existing = worker_rows::releases(c, Some(name)).await?;
+    let existing = worker_rows::releases(c, Some(app.spec.name.as_str())).await?;
     let latest_live = existing
         .iter()
         .find(|r| matches!(r.status, ReleaseStatus::Active | ReleaseStatus::Rolling));
     if latest_live.is_some_and(|r| r.config == config) {
         return Ok(None);
     }
+    let rec = new_release(c, &app.spec.name, config, &existing, deadline_s, at).await?;
+    Ok(Some(rec))
+}
+
+/// Writes the next release of an app after `existing` (newest first): serving at once when it
+/// is the first, else rolling, superseding one still rolling out.
+async fn new_release(
+    c: &mut SqliteConnection,
+    app: &Name,
+    config: ReleaseConfig,
+    existing: &[ReleaseRecord],
+    deadline_s: u64,
+    at: u64,
+) -> Result<ReleaseRecord, sqlx::Error> {
     let rec = ReleaseRecord {
-        app: app.spec.name.clone(),
+        app: app.clone(),
         number: existing.first().map_or(1, |r| r.number + 1),
         config,
         status: if existing.is_empty() {
@@ -174,16 +187,15 @@ pub(crate) async fn release_app(
         created_at: at,
         updated_at: at,
     };
-    // A newer rolling release replaces one still rolling out.
     sqlx::query(
         "UPDATE releases SET status = 'superseded', updated_at = ? WHERE app = ? AND status = 'rolling'",
     )
     .bind(i(at))
-    .bind(name)
+    .bind(app.as_str())
     .execute(&mut *c)
     .await?;
     insert_release(c, &rec).await?;
-    Ok(Some(rec))
+    Ok(rec)
 }
 
 /// After an app is deleted: stop its instances, forget its releases and status.
@@ -277,23 +289,6 @@ pub(crate) async fn deploy(
     rec.spec.image = image.to_string();
     rec.version += 1;
     rec.updated_at = at;
-    // A deploy of what already runs still makes a release: the user asked for a rollout.
-    let config = ReleaseConfig::of(&rec.spec);
-    let existing = worker_rows::releases(c, Some(app.as_str())).await?;
-    let release = ReleaseRecord {
-        app: app.clone(),
-        number: existing.first().map_or(1, |r| r.number + 1),
-        config,
-        status: if existing.is_empty() {
-            ReleaseStatus::Active
-        } else {
-            ReleaseStatus::Rolling
-        },
-        reason: None,
-        deadline_at: at + deadline_s,
-        created_at: at,
-        updated_at: at,
-    };
     sqlx::query("UPDATE apps SET image = ?, version = ?, updated_at = ? WHERE name = ?")
         .bind(image)
         .bind(i(rec.version))
@@ -301,14 +296,10 @@ pub(crate) async fn deploy(
         .bind(app.as_str())
         .execute(&mut *c)
         .await?;
-    sqlx::query(
-        "UPDATE releases SET status = 'superseded', updated_at = ? WHERE app = ? AND status = 'rolling'",
-    )
-    .bind(i(at))
-    .bind(app.as_str())
-    .execute(&mut *c)
-    .await?;
-    insert_release(c, &release).await?;
+    // A deploy of what already runs still makes a release: the user asked for a rollout.
+    let existing = worker_rows::releases(c, Some(app.as_str())).await?;
+    let config = ReleaseConfig::of(&rec.spec);
+    let release = new_release(c, app, config, &existing, deadline_s, at).await?;
     Ok(Ok(Applied::Release(release)))
 }
 

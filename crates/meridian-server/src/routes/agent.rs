@@ -21,6 +21,7 @@ use crate::auth::Caller;
 use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
 use crate::json::ApiJson;
+use crate::query::{query_params, query_u64};
 use crate::routes::nodes::{node_name, node_view};
 
 /// Longest advertise host accepted.
@@ -151,31 +152,6 @@ pub async fn heartbeat(
         status: node.status.as_str().to_string(),
         generation: node.generation,
     }))
-}
-
-/// `a=1&b=2` into a map.
-pub fn query_params(raw: Option<String>) -> HashMap<String, String> {
-    raw.unwrap_or_default()
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// A non-negative integer query parameter, or a 400 naming it.
-pub fn query_u64(
-    params: &HashMap<String, String>,
-    key: &str,
-    default: u64,
-) -> Result<u64, ApiError> {
-    match params.get(key) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| {
-            ApiError::bad_request(format!(
-                "query parameter {key}={v:?} must be a whole number"
-            ))
-        }),
-    }
 }
 
 /// The node's assignments, once its generation is above `index` or after `wait_ms`.

@@ -8,7 +8,7 @@ use meridian_core::{Action, Name};
 use crate::auth::Caller;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
-use crate::routes::agent::{query_params, query_u64};
+use crate::query::{query_params, query_u64};
 
 /// Most entries one call returns.
 const MAX_LIMIT: u64 = 10_000;

@@ -20,7 +20,7 @@ use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
 use crate::image_store::StoreError;
 use crate::json::ApiJson;
-use crate::routes::agent::query_params;
+use crate::query::query_params;
 
 /// Where peers serve the blobs they hold.
 pub const INTERNAL_BLOB_PATH: &str = "/v1/internal/images/{digest}";
@@ -186,7 +186,7 @@ pub async fn fetch(
 ) -> Result<Response, ApiError> {
     caller.require(Action::AgentEndpoint)?;
     let params = query_params(raw);
-    let Some(name) = params.get("name").map(|n| percent_decode(n)) else {
+    let Some(name) = params.get("name").cloned() else {
         return Err(ApiError::bad_request("give the image as ?name=IMAGE"));
     };
     let image = ctx
@@ -233,32 +233,6 @@ pub async fn fetch(
     ))
 }
 
-/// `%XX` escapes and `+` decoded; anything malformed is kept as it is.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// A blob this server holds, for other servers (cluster secret required).
 pub async fn internal_blob(
     State(ctx): State<Ctx>,
@@ -277,20 +251,4 @@ pub async fn internal_blob(
         .ok_or_else(|| ApiError::not_found("no such blob"))?;
     let len = file.metadata().await.map_err(ApiError::storage)?.len();
     Ok(tar_response(len, Body::from_stream(ReaderStream::new(file))).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percent_decode;
-
-    #[test]
-    fn query_values_are_decoded() {
-        assert_eq!(percent_decode("web%3A1.4"), "web:1.4");
-        assert_eq!(
-            percent_decode("reg.example%2Fteam%2Fweb%3A2"),
-            "reg.example/team/web:2"
-        );
-        assert_eq!(percent_decode("a+b"), "a b");
-        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
-    }
 }
