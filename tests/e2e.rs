@@ -5,8 +5,9 @@
 //! app was ever placed outside the EU, and (c) the cluster recovered, and prints how long that
 //! took. The cluster is brought up with `deploy/local-cluster up`, or reused when running.
 //!
-//! `MERIDIAN_E2E_ROUNDS` (default 4) rounds of the six scenarios; `MERIDIAN_E2E_KEEP=1` leaves
-//! a cluster this suite started running.
+//! `MERIDIAN_E2E_ROUNDS` (default 4) rounds of the six scenarios; `MERIDIAN_E2E_ONLY` runs only
+//! the scenarios whose names contain one of its comma-separated words (e.g. `SIGKILL,pause`);
+//! `MERIDIAN_E2E_KEEP=1` leaves a cluster this suite started running.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +23,16 @@ const EU_REPLICAS: usize = 2;
 const GRACE: Duration = Duration::from_secs(10);
 /// Longest any recovery may take before the suite gives up.
 const GIVE_UP: Duration = Duration::from_secs(90);
+
+/// The fault scenarios, in the order each round runs them.
+const SCENARIOS: [&str; 6] = [
+    "SIGKILL leader",
+    "pause leader 20s",
+    "disconnect leader",
+    "kill+start all servers",
+    "lose an EU agent",
+    "restart all agents",
+];
 
 /// Every write the client made.
 #[derive(Default)]
@@ -371,16 +382,18 @@ async fn faults_lose_no_acknowledged_write_and_never_leave_policy() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(4);
+    let only = std::env::var("MERIDIAN_E2E_ONLY").unwrap_or_default();
+    let chosen: Vec<&str> = SCENARIOS
+        .into_iter()
+        .filter(|s| only.is_empty() || only.split(',').any(|w| s.contains(w.trim())))
+        .collect();
+    assert!(
+        !chosen.is_empty(),
+        "MERIDIAN_E2E_ONLY={only} matches none of {SCENARIOS:?}"
+    );
     let mut rows = Vec::new();
     for round in 0..rounds {
-        for scenario in [
-            "SIGKILL leader",
-            "pause leader 20s",
-            "disconnect leader",
-            "kill+start all servers",
-            "lose an EU agent",
-            "restart all agents",
-        ] {
+        for &scenario in &chosen {
             let before = suite.history.lock().unwrap().acked.len();
             let recovery = match scenario {
                 "SIGKILL leader" => suite.kill_leader().await,

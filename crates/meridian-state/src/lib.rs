@@ -13,6 +13,7 @@ pub mod auth_cache;
 pub mod command;
 pub mod db;
 pub mod error;
+pub mod leader_watch;
 pub mod log_store;
 pub mod network;
 pub mod node;
