@@ -63,6 +63,37 @@ const LADDER: &[(&str, &[&str])] = &[
             "meridian-cli",
         ],
     ),
+    // Locating clients is a pure lookup over files read once: no runtime, no network.
+    (
+        "meridian-geo",
+        &[
+            "tokio",
+            "sqlx",
+            "axum",
+            "bollard",
+            "reqwest",
+            "openraft",
+            "hyper",
+            "meridian-api",
+            "meridian-state",
+            "meridian-server",
+            "meridian-agent",
+            "meridian-cli",
+        ],
+    ),
+    // Routers work from the route table alone: no Raft, no SQL, no Docker.
+    (
+        "meridian-router",
+        &[
+            "sqlx",
+            "openraft",
+            "bollard",
+            "meridian-state",
+            "meridian-server",
+            "meridian-agent",
+            "meridian-cli",
+        ],
+    ),
     // The test harness's latency relay stands apart: it knows nothing of Meridian.
     (
         "meridian-relay",

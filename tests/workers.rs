@@ -65,13 +65,7 @@ async fn eu_app_runs_only_on_eu_nodes_and_survives_agent_loss() {
     let mut fra = c.start_agent("wt-fra-1", "eu-fra", &token);
     let mut ams = c.start_agent("wt-ams-1", "eu-ams", &token);
     let iad = c.start_agent("wt-iad-1", "us-iad", &token);
-    eventually("three nodes ready", Duration::from_secs(30), || async {
-        admin
-            .nodes()
-            .await
-            .is_ok_and(|n| n.iter().filter(|n| n.status == "ready").count() == 3)
-    })
-    .await;
+    c.wait_nodes_ready(3).await;
 
     admin.create_app(&app("web", 3)).await.expect("create app");
     let took = eventually("3 healthy instances", Duration::from_secs(60), || async {

@@ -5,8 +5,8 @@
 #   meridian-hello:v2         the same, with HELLO_VERSION=2 (shown in the / body)
 #
 # usage: deploy/images/hello-image.sh [--force] [TAG...]
-#   TAG is latest, unhealthy or v2 (default: all three). Images that already exist are
-#   skipped unless --force is given. Honours CARGO_TARGET_DIR.
+#   TAG is latest, unhealthy or v2 (default: all three). Images already built from the
+#   current source are skipped unless --force is given. Honours CARGO_TARGET_DIR.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -31,10 +31,15 @@ if [ ${#tags[@]} -eq 0 ]; then
     tags=(latest unhealthy v2)
 fi
 
+# Images carry a digest of the app's source, so a changed app is rebuilt without --force.
+source_digest="$(cd "$root" && cat crates/meridian-hello/Cargo.toml crates/meridian-hello/src/*.rs |
+    sha256sum | cut -c1-16)"
 wanted=()
 for tag in "${tags[@]}"; do
-    if [ "$force" -eq 0 ] && docker image inspect "meridian-hello:$tag" >/dev/null 2>&1; then
-        echo "meridian-hello:$tag exists (use --force to rebuild)"
+    built_from="$(docker image inspect -f '{{range .Config.Env}}{{println .}}{{end}}' \
+        "meridian-hello:$tag" 2>/dev/null | sed -n 's/^HELLO_SOURCE=//p')"
+    if [ "$force" -eq 0 ] && [ "$built_from" = "$source_digest" ]; then
+        echo "meridian-hello:$tag is up to date (use --force to rebuild)"
     else
         wanted+=("$tag")
     fi
@@ -71,7 +76,8 @@ trap 'rm -rf "$staging" "$tarball"' EXIT
 tar -C "$staging" --owner=0 --group=0 --numeric-owner -cf "$tarball" hello tmp
 
 for tag in "${wanted[@]}"; do
-    changes=(--change 'ENTRYPOINT ["/hello"]' --change 'ENV PORT=8080' --change 'EXPOSE 8080/tcp')
+    changes=(--change 'ENTRYPOINT ["/hello"]' --change 'ENV PORT=8080' --change 'EXPOSE 8080/tcp'
+        --change "ENV HELLO_SOURCE=$source_digest")
     case "$tag" in
         unhealthy) changes+=(--change 'ENV HELLO_HEALTH=fail') ;;
         v2) changes+=(--change 'ENV HELLO_VERSION=2') ;;

@@ -17,7 +17,7 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the `meridian-hello` images offline when they are missing.
+/// Builds the `meridian-hello` images offline when they are missing or older than the app.
 pub fn hello_images() {
     let status = Command::new(repo_root().join("deploy/images/hello-image.sh"))
         .stdout(Stdio::null())
@@ -61,15 +61,17 @@ impl Drop for Agent {
 
 /// Removes every container labelled with node `node`.
 pub fn remove_containers(node: &str) {
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=meridian.node={node}"),
-        ])
-        .output()
-        .expect("docker ps");
+    remove_labelled(&[("meridian.node", node)]);
+}
+
+/// Removes every container carrying all of `labels` (key, value).
+pub fn remove_labelled(labels: &[(&str, &str)]) {
+    let mut ps = Command::new("docker");
+    ps.args(["ps", "-aq"]);
+    for (k, v) in labels {
+        ps.args(["--filter", &format!("label={k}={v}")]);
+    }
+    let out = ps.output().expect("docker ps");
     let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .map(String::from)
@@ -140,6 +142,22 @@ impl Cluster {
             .token
     }
 
+    /// Waits until `n` nodes are ready.
+    pub async fn wait_nodes_ready(&self, n: usize) {
+        let admin = self.client(0);
+        eventually(
+            &format!("{n} nodes ready"),
+            Duration::from_secs(30),
+            || async {
+                admin
+                    .nodes()
+                    .await
+                    .is_ok_and(|nodes| nodes.iter().filter(|x| x.status == "ready").count() == n)
+            },
+        )
+        .await;
+    }
+
     /// Writes a fresh agent token to a file and answers its path.
     pub async fn agent_token_file(&self) -> PathBuf {
         let token = self.token("agent").await;
@@ -207,5 +225,81 @@ impl Cluster {
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(!stderr.contains("panicked"), "meridian panicked: {stderr}");
         (out.status.code().unwrap_or(-1), stdout, stderr)
+    }
+}
+
+/// One `meridian router` process.
+pub struct RouterProcess {
+    /// Its region.
+    pub region: String,
+    /// Base URL it serves apps on.
+    pub url: String,
+    /// Base URL of its `/metrics` and `/health`.
+    pub metrics_url: String,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl RouterProcess {
+    /// What it logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for RouterProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Cluster {
+    /// Writes a fresh router token to a file and answers its path.
+    pub async fn router_token_file(&self) -> PathBuf {
+        let token = self.token("router").await;
+        let path = self.dir.path().join("router.token");
+        std::fs::write(&path, token).expect("write router token");
+        path
+    }
+
+    /// Writes `text` to a file in the cluster's directory and answers its path.
+    pub fn write_file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+
+    /// Starts `meridian router` for `region` on a free loopback port, with `extra` flags.
+    pub fn start_router(&self, region: &str, token_file: &Path, extra: &[&str]) -> RouterProcess {
+        let port = crate::free_port();
+        let metrics_port = crate::free_port();
+        let log = self.dir.path().join(format!("router-{region}.log"));
+        let file = std::fs::File::create(&log).expect("router log");
+        let servers: Vec<String> = (0..self.servers.len()).map(|i| self.url(i)).collect();
+        let child = Command::new(meridian_bin())
+            .arg("router")
+            .args(["--region", region, "--name", &format!("router-{region}")])
+            .args(["--server", &servers.join(",")])
+            .arg("--token-file")
+            .arg(token_file)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone log"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn meridian router");
+        RouterProcess {
+            region: region.to_string(),
+            url: format!("http://127.0.0.1:{port}"),
+            metrics_url: format!("http://127.0.0.1:{metrics_port}"),
+            log,
+            child: Some(child),
+        }
     }
 }

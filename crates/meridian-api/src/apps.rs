@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use meridian_core::app::{parse_duration_ms, Probe};
 use meridian_core::error::Problem;
-use meridian_core::{AppSpec, HealthCheck, Jurisdiction, Name, ValidationError};
+use meridian_core::{AppSpec, DomainName, HealthCheck, Jurisdiction, Name, ValidationError};
 use serde::{Deserialize, Serialize};
 
 /// Default probe interval when a health check names none.
@@ -45,6 +45,12 @@ pub struct AppBody {
     /// Memory per instance in MiB (default 128).
     #[serde(default)]
     pub memory_mb: Option<u32>,
+    /// Jurisdictions whose clients are served only by regions inside them (`EU`, `DE`, ...).
+    #[serde(default)]
+    pub origin_bound: Vec<String>,
+    /// Custom domains the routers serve the app on, besides `<name>.<apps domain>`.
+    #[serde(default)]
+    pub domains: Vec<String>,
 }
 
 fn one() -> u32 {
@@ -103,6 +109,12 @@ pub struct AppPatch {
     /// New memory per instance.
     #[serde(default)]
     pub memory_mb: Option<u32>,
+    /// New origin-bound jurisdictions; empty to drop the rule.
+    #[serde(default)]
+    pub origin_bound: Option<Vec<String>>,
+    /// New custom domains (replaces the list); empty to detach all.
+    #[serde(default)]
+    pub domains: Option<Vec<String>>,
 }
 
 /// An app as the API shows it.
@@ -128,6 +140,12 @@ pub struct AppView {
     pub cpu_millis: u32,
     /// Memory per instance, in MiB.
     pub memory_mb: u32,
+    /// Jurisdictions whose clients are served only inside them.
+    #[serde(default)]
+    pub origin_bound: Vec<String>,
+    /// Custom domains.
+    #[serde(default)]
+    pub domains: Vec<String>,
     /// Instances the scheduler could not place, with the reason; empty when all are placed.
     #[serde(default)]
     pub unplaced: Vec<crate::nodes::UnplacedView>,
@@ -139,13 +157,24 @@ pub struct AppView {
     pub updated_at: u64,
 }
 
-fn parse_residency(items: &[String]) -> Result<Vec<Jurisdiction>, ValidationError> {
+fn parse_jurisdictions(
+    field: &str,
+    items: &[String],
+) -> Result<Vec<Jurisdiction>, ValidationError> {
     items
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            Jurisdiction::parse(s).map_err(|p| ValidationError::new(format!("residency[{i}]"), p))
+            Jurisdiction::parse(s).map_err(|p| ValidationError::new(format!("{field}[{i}]"), p))
         })
+        .collect()
+}
+
+fn parse_domains(items: &[String]) -> Result<Vec<DomainName>, ValidationError> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, s)| DomainName::parse_field(&format!("domains[{i}]"), s))
         .collect()
 }
 
@@ -219,7 +248,7 @@ impl AppBody {
             image: self.image,
             replicas: self.replicas,
             port: self.port,
-            residency: parse_residency(&self.residency)?,
+            residency: parse_jurisdictions("residency", &self.residency)?,
             regions: parse_regions(self.regions.unwrap_or_default())?,
             env: self.env,
             health: self.health.map(HealthBody::into_check).transpose()?,
@@ -229,6 +258,8 @@ impl AppBody {
             memory_mb: self
                 .memory_mb
                 .unwrap_or(meridian_core::app::DEFAULT_MEMORY_MB),
+            origin_bound: parse_jurisdictions("origin_bound", &self.origin_bound)?,
+            domains: parse_domains(&self.domains)?,
         };
         spec.validate()?;
         Ok(spec)
@@ -248,7 +279,7 @@ impl AppPatch {
             spec.port = v;
         }
         if let Some(v) = self.residency {
-            spec.residency = parse_residency(&v)?;
+            spec.residency = parse_jurisdictions("residency", &v)?;
         }
         if let Some(v) = self.regions {
             spec.regions = parse_regions(v)?;
@@ -264,6 +295,12 @@ impl AppPatch {
         }
         if let Some(v) = self.memory_mb {
             spec.memory_mb = v;
+        }
+        if let Some(v) = self.origin_bound {
+            spec.origin_bound = parse_jurisdictions("origin_bound", &v)?;
+        }
+        if let Some(v) = self.domains {
+            spec.domains = parse_domains(&v)?;
         }
         spec.validate()?;
         Ok(spec)
@@ -287,6 +324,8 @@ impl AppView {
             health: spec.health.as_ref().map(HealthBody::from),
             cpu_millis: spec.cpu_millis,
             memory_mb: spec.memory_mb,
+            origin_bound: spec.origin_bound.iter().map(ToString::to_string).collect(),
+            domains: spec.domains.iter().map(ToString::to_string).collect(),
             unplaced: Vec::new(),
             version,
             created_at,

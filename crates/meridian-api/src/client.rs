@@ -349,6 +349,59 @@ impl Client {
     pub async fn images(&self) -> Result<Vec<ImageView>, ClientError> {
         self.get("/v1/images").await
     }
+
+    /// `GET /v1/cluster/settings`.
+    pub async fn settings(&self) -> Result<crate::routing::ClusterSettings, ClientError> {
+        self.get("/v1/cluster/settings").await
+    }
+
+    /// `PATCH /v1/cluster/settings`.
+    pub async fn patch_settings(
+        &self,
+        s: &crate::routing::ClusterSettings,
+    ) -> Result<crate::routing::ClusterSettings, ClientError> {
+        self.call(Method::PATCH, "/v1/cluster/settings", Some(s))
+            .await
+    }
+
+    /// `GET /v1/route?app=A&ip=ADDR[&region=R]`: which region serves a client, and why.
+    pub async fn explain_route(
+        &self,
+        app: &str,
+        ip: &str,
+        region: Option<&str>,
+    ) -> Result<crate::routing::RouteExplanation, ClientError> {
+        let mut path = format!("/v1/route?app={}&ip={}", encode(app), encode(ip));
+        if let Some(r) = region {
+            path.push_str(&format!("&region={}", encode(r)));
+        }
+        self.get(&path).await
+    }
+
+    /// `GET /v1/router/table` once its version differs from `after`, waiting up to `wait_ms`.
+    pub async fn route_table(
+        &self,
+        after: u64,
+        wait_ms: u64,
+    ) -> Result<crate::routing::RouteTable, ClientError> {
+        self.get(&format!(
+            "/v1/router/table?after={after}&wait_ms={wait_ms}&stale=true"
+        ))
+        .await
+    }
+}
+
+/// Percent-encodes a query value.
+fn encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 async fn send(url: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod images;
 pub mod nodes;
 pub mod regions;
+pub mod routing;
 pub mod tokens;
 
 pub use client::{Client, ClientError};

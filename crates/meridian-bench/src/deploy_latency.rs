@@ -124,6 +124,8 @@ async fn meridian_once(
         health: None,
         cpu_millis: None,
         memory_mb: None,
+        origin_bound: Vec::new(),
+        domains: Vec::new(),
     };
     let sent = Instant::now();
     client

@@ -165,6 +165,8 @@ pub async fn run(p: Params) -> anyhow::Result<Outcome> {
             health: None,
             cpu_millis: Some(1),
             memory_mb: Some(6),
+            origin_bound: Vec::new(),
+            domains: Vec::new(),
         };
         creates.spawn(async move {
             admin

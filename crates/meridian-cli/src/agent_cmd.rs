@@ -13,6 +13,7 @@ use meridian_agent::config::{DEFAULT_ADVERTISE_HOST, DEFAULT_DOCKER_HOST};
 use meridian_agent::AgentConfig;
 
 use crate::output::write_stdout;
+use crate::settings_file::{missing, read_toml};
 
 /// Settings for `meridian agent`. Each flag can also come from its `MERIDIAN_AGENT_*` variable
 /// or, under both, from the `--config` file (same names, `servers` a list, `labels` a table).
@@ -136,17 +137,9 @@ struct AgentFile {
 impl AgentArgs {
     /// The finished config; reads the file and the token file.
     fn resolve(&self) -> anyhow::Result<AgentConfig> {
-        let file: AgentFile = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read config file {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?
-            }
-            None => AgentFile::default(),
-        };
-        let missing = |what: &str, flag: &str, env: &str, key: &str| {
-            anyhow::anyhow!("missing agent setting: {what} (flag {flag}, env {env}, or `{key}` in the --config file)")
-        };
+        let file: AgentFile = read_toml(self.config.as_deref())?;
+        let missing =
+            |what: &str, flag: &str, env: &str, key: &str| missing("agent", what, flag, env, key);
         let name = self
             .name
             .clone()

@@ -108,6 +108,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         max_body_bytes: meridian_server::config::default_max_body(),
         raft: Default::default(),
         node_grace_ms: meridian_server::config::default_node_grace_ms(),
+        geoip_db: None,
+        geo_map: None,
+        rtt_table: None,
     };
     if let Some(socket) = args.docker.strip_prefix("unix://") {
         if !Path::new(socket).exists() {

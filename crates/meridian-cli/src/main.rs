@@ -12,8 +12,10 @@ mod dev_cmd;
 mod error_report;
 mod logging;
 mod output;
+mod router_cmd;
 mod server_cmd;
 mod server_file;
+mod settings_file;
 mod timestamp;
 
 use std::process::ExitCode;
@@ -62,6 +64,8 @@ enum Command {
     Server(Box<server_cmd::ServerArgs>),
     /// Run a worker agent: register a node and run its assigned instances on Docker.
     Agent(Box<agent_cmd::AgentArgs>),
+    /// Run an edge router: serve each request from the nearest region the app may run in.
+    Router(Box<router_cmd::RouterArgs>),
     /// Run a one-server control plane and a local agent in one process, to try Meridian.
     Dev(Box<dev_cmd::DevArgs>),
     /// Check a token against a server and save it, or bootstrap a new cluster's admin token.
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
     logging::init(cli.global.log_format, quiet);
     let mut builder = match cli.command {
         Command::Agent(_) => agent_cmd::runtime_builder(),
+        Command::Router(ref args) => args.runtime_builder(),
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = match builder.enable_all().build() {
@@ -99,6 +104,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server_cmd::run(*args).await,
         Command::Agent(args) => agent_cmd::run(*args).await,
+        Command::Router(args) => router_cmd::run(*args).await,
         Command::Dev(args) => dev_cmd::run(*args).await,
         Command::Login(args) => commands::login::run(args, &cli.global.target, &out).await,
         Command::Client(command) => {

@@ -67,6 +67,18 @@ pub struct ServerArgs {
     #[arg(long, env = "MERIDIAN_NODE_GRACE_MS", value_name = "MS")]
     node_grace_ms: Option<u64>,
 
+    /// MaxMind-format GeoIP database (.mmdb) for explaining routing (GET /v1/route).
+    #[arg(long, env = "MERIDIAN_GEOIP_DB", value_name = "FILE")]
+    geoip_db: Option<PathBuf>,
+
+    /// CSV map `cidr,latitude,longitude,country` for explaining routing.
+    #[arg(long, env = "MERIDIAN_GEO_MAP", value_name = "FILE")]
+    geo_map: Option<PathBuf>,
+
+    /// CSV `from,to,ms` of measured round trips between regions, overriding distance.
+    #[arg(long, env = "MERIDIAN_RTT_TABLE", value_name = "FILE")]
+    rtt_table: Option<PathBuf>,
+
     /// Raft leader heartbeat in milliseconds [default: 100].
     #[arg(long, env = "MERIDIAN_RAFT_HEARTBEAT_MS", value_name = "MS")]
     raft_heartbeat_ms: Option<u64>,
@@ -108,6 +120,9 @@ impl ServerArgs {
             start: None,
             max_body_bytes: self.max_body_bytes,
             node_grace_ms: self.node_grace_ms,
+            geoip_db: self.geoip_db.clone(),
+            geo_map: self.geo_map.clone(),
+            rtt_table: self.rtt_table.clone(),
             raft: RaftFile {
                 heartbeat_ms: self.raft_heartbeat_ms,
                 election_min_ms: self.raft_election_min_ms,

@@ -42,6 +42,12 @@ pub struct ServerFile {
     pub max_body_bytes: Option<usize>,
     /// Milliseconds a worker node may miss heartbeats before it is marked down.
     pub node_grace_ms: Option<u64>,
+    /// GeoIP database for routing explanations.
+    pub geoip_db: Option<PathBuf>,
+    /// CSV geo map for routing explanations.
+    pub geo_map: Option<PathBuf>,
+    /// CSV of round trips between regions.
+    pub rtt_table: Option<PathBuf>,
     /// Raft timing and compaction.
     #[serde(default)]
     pub raft: RaftFile,
@@ -172,6 +178,9 @@ impl ServerFile {
             start,
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
             node_grace_ms: self.node_grace_ms.or(lower.node_grace_ms),
+            geoip_db: self.geoip_db.or(lower.geoip_db),
+            geo_map: self.geo_map.or(lower.geo_map),
+            rtt_table: self.rtt_table.or(lower.rtt_table),
             raft: RaftFile {
                 heartbeat_ms: self.raft.heartbeat_ms.or(lower.raft.heartbeat_ms),
                 election_min_ms: self.raft.election_min_ms.or(lower.raft.election_min_ms),
@@ -252,6 +261,9 @@ impl ServerFile {
             node_grace_ms: self
                 .node_grace_ms
                 .unwrap_or_else(meridian_server::config::default_node_grace_ms),
+            geoip_db: self.geoip_db,
+            geo_map: self.geo_map,
+            rtt_table: self.rtt_table,
             raft,
         })
     }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::country::CountryCode;
+use crate::domain::DomainName;
 use crate::error::{Problem, ValidationError};
 use crate::jurisdiction::{Jurisdiction, JurisdictionCatalog};
 use crate::name::Name;
@@ -17,6 +18,8 @@ pub const MAX_ENV: usize = 256;
 pub const MAX_ENV_VALUE: usize = 32 * 1024;
 /// Longest image reference.
 pub const MAX_IMAGE_LEN: usize = 255;
+/// Most custom domains one app may have.
+pub const MAX_DOMAINS: usize = 100;
 /// CPU per instance when an app does not say, in thousandths of a core.
 pub const DEFAULT_CPU_MILLIS: u32 = 100;
 /// Memory per instance when an app does not say, in MiB.
@@ -54,6 +57,12 @@ pub struct AppSpec {
     /// Memory reserved (and limited) per instance, in MiB.
     #[serde(default = "default_memory")]
     pub memory_mb: u32,
+    /// Jurisdictions whose clients are served only by regions inside them.
+    #[serde(default)]
+    pub origin_bound: Vec<Jurisdiction>,
+    /// Custom domains the routers serve the app on, besides `<name>.<apps domain>`.
+    #[serde(default)]
+    pub domains: Vec<DomainName>,
 }
 
 fn default_cpu() -> u32 {
@@ -100,23 +109,17 @@ impl AppSpec {
         if self.port == 0 {
             return Err(range("port", 0, 1, 65535));
         }
-        for (i, j) in self.residency.iter().enumerate() {
-            if self.residency[..i].contains(j) {
-                return Err(ValidationError::new(
-                    format!("residency[{i}]"),
-                    Problem::Duplicate(j.to_string()),
-                ));
-            }
-        }
+        no_duplicates("residency", &self.residency)?;
         if let Some(regions) = &self.regions {
-            for (i, r) in regions.iter().enumerate() {
-                if regions[..i].contains(r) {
-                    return Err(ValidationError::new(
-                        format!("regions[{i}]"),
-                        Problem::Duplicate(r.to_string()),
-                    ));
-                }
-            }
+            no_duplicates("regions", regions)?;
+        }
+        no_duplicates("origin_bound", &self.origin_bound)?;
+        no_duplicates("domains", &self.domains)?;
+        if self.domains.len() > MAX_DOMAINS {
+            return Err(ValidationError::new(
+                "domains",
+                Problem::TooMany(MAX_DOMAINS),
+            ));
         }
         validate_env(&self.env)?;
         if !(1..=MAX_CPU_MILLIS).contains(&self.cpu_millis) {
@@ -144,12 +147,17 @@ impl AppSpec {
         catalog: &JurisdictionCatalog,
         region_country: impl Fn(&Name) -> Option<CountryCode>,
     ) -> Result<(), ValidationError> {
-        for (i, j) in self.residency.iter().enumerate() {
-            if !catalog.knows(j) {
-                return Err(ValidationError::new(
-                    format!("residency[{i}]"),
-                    Problem::UnknownJurisdiction(j.to_string()),
-                ));
+        for (field, list) in [
+            ("residency", &self.residency),
+            ("origin_bound", &self.origin_bound),
+        ] {
+            for (i, j) in list.iter().enumerate() {
+                if !catalog.knows(j) {
+                    return Err(ValidationError::new(
+                        format!("{field}[{i}]"),
+                        Problem::UnknownJurisdiction(j.to_string()),
+                    ));
+                }
             }
         }
         for (i, r) in self.regions.iter().flatten().enumerate() {
@@ -173,12 +181,24 @@ impl AppSpec {
 
     /// The residency as `EU, CH`, or `anywhere` when empty.
     pub fn residency_text(&self) -> String {
-        if self.residency.is_empty() {
-            return "anywhere".to_string();
-        }
-        let parts: Vec<String> = self.residency.iter().map(ToString::to_string).collect();
-        parts.join(", ")
+        crate::jurisdiction::list_text(&self.residency)
     }
+}
+
+/// Refuses a list holding the same item twice, naming the second.
+fn no_duplicates<T: PartialEq + std::fmt::Display>(
+    field: &str,
+    items: &[T],
+) -> Result<(), ValidationError> {
+    for (i, item) in items.iter().enumerate() {
+        if items[..i].contains(item) {
+            return Err(ValidationError::new(
+                format!("{field}[{i}]"),
+                Problem::Duplicate(item.to_string()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl HealthCheck {
@@ -335,6 +355,8 @@ mod tests {
             }),
             cpu_millis: DEFAULT_CPU_MILLIS,
             memory_mb: DEFAULT_MEMORY_MB,
+            origin_bound: Vec::new(),
+            domains: Vec::new(),
         }
     }
 

@@ -16,6 +16,9 @@ pub enum Problem {
     /// Not a DNS label.
     #[error("{0:?} is not a valid name: {1}")]
     BadName(String, &'static str),
+    /// Not a host name.
+    #[error("{0:?} is not a valid domain name: {1}")]
+    BadDomain(String, &'static str),
     /// Not an assigned ISO 3166-1 alpha-2 code.
     #[error("{0:?} is not an ISO 3166-1 alpha-2 country code")]
     BadCountry(String),
@@ -44,6 +47,9 @@ pub enum Problem {
     /// Not a usable environment variable name.
     #[error("{0:?} is not a valid environment variable name")]
     BadEnvName(String),
+    /// A list longer than allowed.
+    #[error("holds more than {0} items")]
+    TooMany(usize),
     /// The same value appears twice in a list.
     #[error("{0:?} is listed twice")]
     Duplicate(String),

@@ -76,6 +76,15 @@ impl From<Jurisdiction> for String {
     }
 }
 
+/// A list of jurisdictions as `EU, CH`, or `anywhere` when empty.
+pub fn list_text(list: &[Jurisdiction]) -> String {
+    if list.is_empty() {
+        return "anywhere".to_string();
+    }
+    let parts: Vec<String> = list.iter().map(ToString::to_string).collect();
+    parts.join(", ")
+}
+
 /// Which countries each group holds: the built-in groups plus any an operator defined.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JurisdictionCatalog {
@@ -110,6 +119,14 @@ impl JurisdictionCatalog {
             }
             _ => Err(Problem::UnknownJurisdiction(name.to_string())),
         }
+    }
+
+    /// The operator-defined groups and their members (the built-in ones left out).
+    pub fn custom_groups(&self) -> impl Iterator<Item = (&str, &BTreeSet<CountryCode>)> {
+        self.groups
+            .iter()
+            .filter(|(g, _)| !Self::BUILT_IN.contains(&g.as_str()))
+            .map(|(g, m)| (g.as_str(), m))
     }
 
     /// Whether the catalog knows this jurisdiction (countries are always known).

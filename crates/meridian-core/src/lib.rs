@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod country;
+pub mod domain;
 pub mod error;
 pub mod instance;
 pub mod jurisdiction;
@@ -14,10 +15,12 @@ pub mod name;
 pub mod region;
 pub mod role;
 pub mod rollout;
+pub mod route;
 pub mod schedule;
 
 pub use app::{AppSpec, HealthCheck};
 pub use country::CountryCode;
+pub use domain::DomainName;
 pub use error::ValidationError;
 pub use instance::InstanceState;
 pub use jurisdiction::{Jurisdiction, JurisdictionCatalog};

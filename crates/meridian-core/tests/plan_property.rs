@@ -11,45 +11,11 @@ use meridian_core::schedule::{
 };
 use meridian_core::{CountryCode, Jurisdiction, JurisdictionCatalog, Name};
 
+mod support;
+use support::Rng;
+
 /// (seed, case) pairs that once failed; run before the random cases.
 const REGRESSIONS: &[(u64, u64)] = &[];
-
-/// splitmix64: small, fast and good enough to pick test cases.
-struct Rng(u64);
-
-impl Rng {
-    fn for_case(seed: u64, case: u64) -> Self {
-        let mut r = Rng(seed ^ case.wrapping_mul(0xA076_1D64_78BD_642F));
-        r.next();
-        r
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn percent(&mut self, p: usize) -> bool {
-        self.below(100) < p
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for k in (1..items.len()).rev() {
-            items.swap(k, self.below(k + 1));
-        }
-    }
-
-    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[self.below(from.len())]
-    }
-}
 
 fn name(s: &str) -> Name {
     Name::parse(s).unwrap()

@@ -3,12 +3,19 @@
 //!
 //! - `GET /` answers `hello from <app> release <release> instance <instance>[ version <v>]`.
 //! - `GET /health` answers `ok`, or 500 when `HELLO_HEALTH=fail`.
+//! - `GET /requests` answers how many requests it served, `/health` and itself left out, so a
+//!   test can tell which instances a router sent traffic to.
+//! - `GET /headers` answers the request's headers, one `name: value` per line.
 //! - `HELLO_EXIT=<code>` makes it exit with that code at once (a crashing app).
 //! - Listens on `0.0.0.0:$PORT` (default 8080), one thread per connection.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Requests served, `/health` and `/requests` left out.
+static SERVED: AtomicU64 = AtomicU64::new(0);
 
 /// Longest request head read; anything longer is answered 431.
 const MAX_HEAD: usize = 8 * 1024;
@@ -74,8 +81,9 @@ fn serve(stream: TcpStream, reply: &Reply) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
-    // Read (and ignore) the headers, up to the blank line.
+    // Read the headers, up to the blank line.
     let mut head = request_line.len();
+    let mut headers = String::new();
     loop {
         let mut line = String::new();
         let n = reader.read_line(&mut line)?;
@@ -86,12 +94,22 @@ fn serve(stream: TcpStream, reply: &Reply) -> std::io::Result<()> {
         if head > MAX_HEAD {
             return respond(stream, 431, "request head too large\n");
         }
+        headers.push_str(line.trim_end());
+        headers.push('\n');
     }
     let mut parts = request_line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
+    if !matches!(path, "/health" | "/requests") {
+        SERVED.fetch_add(1, Ordering::Relaxed);
+    }
     match (method, path) {
         ("GET", "/") => respond(stream, 200, &reply.greeting),
+        ("GET", "/requests") => {
+            let n = SERVED.load(Ordering::Relaxed);
+            respond(stream, 200, &format!("{n}\n"))
+        }
+        ("GET", "/headers") => respond(stream, 200, &headers),
         ("GET", "/health") if reply.healthy => respond(stream, 200, "ok\n"),
         ("GET", "/health") => respond(stream, 500, "failing on purpose (HELLO_HEALTH=fail)\n"),
         ("GET", _) => respond(stream, 404, "not found\n"),

@@ -39,6 +39,15 @@ pub struct ServerConfig {
     /// are replaced, in milliseconds.
     #[serde(default = "default_node_grace_ms")]
     pub node_grace_ms: u64,
+    /// MaxMind-format GeoIP database used to explain routing decisions (`GET /v1/route`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geoip_db: Option<PathBuf>,
+    /// CSV map `cidr,latitude,longitude,country` used when the GeoIP database has no answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo_map: Option<PathBuf>,
+    /// CSV of measured round trips between regions `from,to,ms`, overriding distance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_table: Option<PathBuf>,
 }
 
 /// Default node grace: 10 s.

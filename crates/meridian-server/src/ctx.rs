@@ -34,6 +34,12 @@ pub struct Inner {
     pub node_grace: std::time::Duration,
     /// Image blobs pushed to this server.
     pub images: crate::image_store::ImageStore,
+    /// Locates clients for `GET /v1/route`.
+    pub locator: meridian_geo::Locator,
+    /// Measured round trips between regions, when configured.
+    pub rtt: meridian_core::route::RttTable,
+    /// The region this server runs in, where `GET /v1/route` places unlocated clients.
+    pub region: Option<String>,
 }
 
 /// How long a write may wait for commit before the client is told the outcome is unknown.

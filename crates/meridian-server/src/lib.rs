@@ -55,6 +55,37 @@ pub enum ServerError {
     /// Serving HTTP failed.
     #[error("http server: {0}")]
     Serve(#[source] std::io::Error),
+    /// A geo source or round-trip table cannot be used.
+    #[error("{0}")]
+    Geo(String),
+}
+
+/// Loads the sources `GET /v1/route` locates clients with, and the round-trip table.
+fn load_geo(
+    config: &ServerConfig,
+) -> Result<(meridian_geo::Locator, meridian_core::route::RttTable), ServerError> {
+    let geoip = config
+        .geoip_db
+        .as_deref()
+        .map(meridian_geo::GeoIpDb::open)
+        .transpose()
+        .map_err(|e| ServerError::Geo(e.to_string()))?;
+    let map = config
+        .geo_map
+        .as_deref()
+        .map(meridian_geo::GeoMap::load)
+        .transpose()
+        .map_err(|e| ServerError::Geo(e.to_string()))?;
+    let rtt = match &config.rtt_table {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ServerError::Geo(format!("rtt table {}: {e}", path.display())))?;
+            meridian_core::route::RttTable::parse_csv(&text)
+                .map_err(|e| ServerError::Geo(format!("rtt table {}: {e}", path.display())))?
+        }
+        None => Default::default(),
+    };
+    Ok((meridian_geo::Locator::new(geoip, map), rtt))
 }
 
 /// Largest image blob accepted: 16 GiB.
@@ -86,6 +117,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let secret = read_secret(&config)?;
+    let (locator, rtt) = load_geo(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -114,6 +146,9 @@ pub async fn run(
         leader_since: Default::default(),
         node_grace: Duration::from_millis(config.node_grace_ms),
         images: image_store::ImageStore::new(config.data_dir.join("images"), MAX_IMAGE_BYTES),
+        locator,
+        rtt,
+        region: config.region.clone(),
     }));
     let app = router::build(ctx.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -62,6 +62,11 @@ impl Modify for BearerAuth {
         routes::images::register,
         routes::images::list,
         routes::images::fetch,
+        routes::routing::table,
+        routes::routing::register,
+        routes::routing::settings,
+        routes::routing::patch_settings,
+        routes::routing::explain,
     ),
     modifiers(&BearerAuth)
 )]

@@ -9,7 +9,7 @@ use axum::{middleware, Router};
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::routes::{
-    agent, apps, audit, cluster, health, images, nodes, raft, regions, releases, tokens,
+    agent, apps, audit, cluster, health, images, nodes, raft, regions, releases, routing, tokens,
 };
 use crate::{leader, metrics, openapi};
 
@@ -25,6 +25,13 @@ pub fn build(ctx: Ctx) -> Router {
         .route("/v1/tokens", post(tokens::create).get(tokens::list))
         .route("/v1/tokens/{id}", delete(tokens::revoke))
         .route("/v1/cluster", get(cluster::get))
+        .route(
+            "/v1/cluster/settings",
+            get(routing::settings).patch(routing::patch_settings),
+        )
+        .route("/v1/router/table", get(routing::table))
+        .route("/v1/router/register", post(routing::register))
+        .route("/v1/route", get(routing::explain))
         .route("/v1/cluster/join", post(cluster::join))
         .route("/v1/cluster/members/{id}", delete(cluster::remove))
         .route("/v1/regions", post(regions::create).get(regions::list))

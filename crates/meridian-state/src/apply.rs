@@ -139,8 +139,60 @@ async fn apply_one(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandRes
                 .await?;
             Ok(Ok(Applied::Done))
         }
+        Command::RegisterRouter {
+            name,
+            region,
+            url,
+            at,
+        } => {
+            if rows::region(c, region.as_str()).await?.is_none() {
+                return Ok(Err(Refusal::Invalid {
+                    field: "region".into(),
+                    message: format!("region {region} does not exist"),
+                }));
+            }
+            sqlx::query(
+                "INSERT OR REPLACE INTO routers (name, region, url, registered_at) \
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(name.as_str())
+            .bind(region.as_str())
+            .bind(url)
+            .bind(i(*at))
+            .execute(&mut *c)
+            .await?;
+            Ok(Ok(Applied::Done))
+        }
+        Command::SetAppsDomain { domain } => {
+            let inside: Vec<(String, String)> =
+                sqlx::query_as("SELECT domain, app FROM app_domains ORDER BY domain")
+                    .fetch_all(&mut *c)
+                    .await?;
+            let clash = inside.iter().find(|(d, _)| {
+                meridian_core::DomainName::parse(d).is_ok_and(|d| d.is_within(domain))
+            });
+            if let Some((d, app)) = clash {
+                return Ok(Err(Refusal::Conflict {
+                    message: format!(
+                        "app {app} has the custom domain {d}, which lies under {domain}; \
+                         detach it first"
+                    ),
+                }));
+            }
+            sqlx::query(
+                "INSERT INTO cluster_settings (key, value) VALUES ('apps_domain', ?) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(domain.as_str())
+            .execute(&mut *c)
+            .await?;
+            Ok(Ok(Applied::Done))
+        }
         Command::CreateApp { spec, at } => {
             if let Some(refusal) = check_places(c, spec).await? {
+                return Ok(Err(refusal));
+            }
+            if let Some(refusal) = check_domains(c, spec).await? {
                 return Ok(Err(refusal));
             }
             let rec = AppRecord {
@@ -170,6 +222,9 @@ async fn apply_one(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandRes
             if let Some(refusal) = check_places(c, spec).await? {
                 return Ok(Err(refusal));
             }
+            if let Some(refusal) = check_domains(c, spec).await? {
+                return Ok(Err(refusal));
+            }
             let rec = AppRecord {
                 spec: spec.clone(),
                 version: old.version + 1,
@@ -191,6 +246,7 @@ async fn apply_one(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandRes
             if done.rows_affected() == 0 {
                 return Ok(Err(Refusal::not_found("app", name)));
             }
+            set_domains(c, name, &[]).await?;
             apply_workers::forget_app(c, name, *at).await?;
             Ok(Ok(Applied::Done))
         }
@@ -277,13 +333,13 @@ async fn write_app(
     let sql = match how {
         Write::Create => {
             "INSERT INTO apps (cpu_millis, memory_mb, name, image, replicas, port, residency, \
-             regions, env, health, version, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING"
+             regions, env, health, origin_bound, domains, version, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING"
         }
         Write::Replace => {
             "INSERT OR REPLACE INTO apps (cpu_millis, memory_mb, name, image, replicas, port, \
-             residency, regions, env, health, version, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             residency, regions, env, health, origin_bound, domains, version, created_at, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         }
     };
     let done = sqlx::query(sql)
@@ -297,12 +353,73 @@ async fn write_app(
         .bind(s.regions.as_ref().map(to_json))
         .bind(to_json(&s.env))
         .bind(s.health.as_ref().map(to_json))
+        .bind(to_json(&s.origin_bound))
+        .bind(to_json(&s.domains))
         .bind(i(rec.version))
         .bind(i(rec.created_at))
         .bind(i(rec.updated_at))
         .execute(&mut *c)
         .await?;
-    Ok(done.rows_affected() == 1)
+    let written = done.rows_affected() == 1;
+    if written {
+        set_domains(c, &s.name, &s.domains).await?;
+    }
+    Ok(written)
+}
+
+/// Makes `app_domains` hold exactly `domains` for `app`.
+async fn set_domains(
+    c: &mut SqliteConnection,
+    app: &Name,
+    domains: &[meridian_core::DomainName],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM app_domains WHERE app = ?")
+        .bind(app.as_str())
+        .execute(&mut *c)
+        .await?;
+    for d in domains {
+        sqlx::query("INSERT INTO app_domains (domain, app) VALUES (?, ?)")
+            .bind(d.as_str())
+            .bind(app.as_str())
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Refuses custom domains another app holds or that lie under the apps domain (where
+/// `<app>.<apps domain>` names apps).
+async fn check_domains(
+    c: &mut SqliteConnection,
+    spec: &meridian_core::AppSpec,
+) -> Result<Option<Refusal>, sqlx::Error> {
+    if spec.domains.is_empty() {
+        return Ok(None);
+    }
+    let apps_domain = rows::apps_domain(c).await?;
+    for (i, d) in spec.domains.iter().enumerate() {
+        if d.is_within(&apps_domain) {
+            return Ok(Some(Refusal::Invalid {
+                field: format!("domains[{i}]"),
+                message: format!(
+                    "{d} lies under the apps domain {apps_domain}, where every app already has \
+                     <name>.{apps_domain}"
+                ),
+            }));
+        }
+        let holder: Option<String> =
+            sqlx::query_scalar("SELECT app FROM app_domains WHERE domain = ? AND app != ?")
+                .bind(d.as_str())
+                .bind(spec.name.as_str())
+                .fetch_optional(&mut *c)
+                .await?;
+        if let Some(holder) = holder {
+            return Ok(Some(Refusal::Conflict {
+                message: format!("domain {d} is already attached to app {holder}"),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// Refuses an app whose residency names an unknown group or whose pinned regions are missing
@@ -312,7 +429,7 @@ async fn check_places(
     spec: &meridian_core::AppSpec,
 ) -> Result<Option<Refusal>, sqlx::Error> {
     // Only read what the check needs: most apps pin no region and name built-in groups.
-    let custom_groups = spec.residency.iter().any(|j| {
+    let custom_groups = spec.residency.iter().chain(&spec.origin_bound).any(|j| {
         matches!(j, Jurisdiction::Group(g) if !JurisdictionCatalog::BUILT_IN.contains(&g.as_str()))
     });
     let catalog = if custom_groups {

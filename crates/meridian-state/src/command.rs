@@ -52,6 +52,22 @@ pub enum Command {
         /// Its name.
         name: Name,
     },
+    /// Adds or replaces an edge router.
+    RegisterRouter {
+        /// Its name.
+        name: Name,
+        /// Its region, which must exist.
+        region: Name,
+        /// Base URL other routers forward to.
+        url: String,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// Sets the domain apps are served under as `<app>.<domain>`.
+    SetAppsDomain {
+        /// The new apps domain.
+        domain: meridian_core::DomainName,
+    },
     /// Adds an app.
     CreateApp {
         /// The app.

@@ -116,6 +116,23 @@ impl StateReader {
         worker_rows::audit(&mut *self.pool.acquire().await?, app, after, limit).await
     }
 
+    /// Instances routers may send to: (id, app, node, region, address).
+    pub async fn routable_instances(
+        &self,
+    ) -> Result<Vec<(String, String, String, String, String)>, sqlx::Error> {
+        worker_rows::routable_instances(&mut *self.pool.acquire().await?).await
+    }
+
+    /// Registered routers: (name, region, url).
+    pub async fn routers(&self) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+        worker_rows::routers(&mut *self.pool.acquire().await?).await
+    }
+
+    /// The apps domain.
+    pub async fn apps_domain(&self) -> Result<meridian_core::DomainName, sqlx::Error> {
+        rows::apps_domain(&mut *self.pool.acquire().await?).await
+    }
+
     /// The jurisdiction catalog.
     pub async fn catalog(&self) -> Result<JurisdictionCatalog, sqlx::Error> {
         rows::catalog(&mut *self.pool.acquire().await?).await

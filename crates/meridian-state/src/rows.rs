@@ -3,7 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use meridian_core::{AppSpec, CountryCode, JurisdictionCatalog, Name, Region, Role};
+use meridian_core::domain::DEFAULT_APPS_DOMAIN;
+use meridian_core::{AppSpec, CountryCode, DomainName, JurisdictionCatalog, Name, Region, Role};
 use serde::de::DeserializeOwned;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
@@ -84,6 +85,8 @@ fn app_row(r: &SqliteRow) -> Result<AppRecord, sqlx::Error> {
             health: health.map(|s| json("app health", &s)).transpose()?,
             cpu_millis: small("app cpu_millis", r.try_get("cpu_millis")?)?,
             memory_mb: small("app memory_mb", r.try_get("memory_mb")?)?,
+            origin_bound: json("app origin_bound", r.try_get("origin_bound")?)?,
+            domains: json("app domains", r.try_get("domains")?)?,
         },
         version: u(r.try_get("version")?),
         created_at: u(r.try_get("created_at")?),
@@ -166,4 +169,13 @@ pub async fn setting(c: &mut SqliteConnection, key: &str) -> Result<Option<Strin
         .bind(key)
         .fetch_optional(c)
         .await
+}
+
+/// The domain apps are served under as `<app>.<domain>`: the `apps_domain` setting, or
+/// `meridian.localhost` until one is set.
+pub async fn apps_domain(c: &mut SqliteConnection) -> Result<DomainName, sqlx::Error> {
+    match setting(c, "apps_domain").await? {
+        Some(d) => DomainName::parse(&d).map_err(|e| corrupt("apps_domain", e)),
+        None => Ok(DomainName::parse(DEFAULT_APPS_DOMAIN).expect("the default is a domain")),
+    }
 }

@@ -268,3 +268,30 @@ pub async fn images(c: &mut SqliteConnection) -> Result<Vec<ImageRecord>, sqlx::
         .await?;
     rows.iter().map(image_row).collect()
 }
+
+/// Instances a router may send requests to: wanted running, healthy, with an address, on a
+/// node that is not down. Each with its node's region: (id, app, node, region, address).
+pub async fn routable_instances(
+    c: &mut SqliteConnection,
+) -> Result<Vec<(String, String, String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT i.id, i.app, i.node, n.region, i.address FROM instances i \
+         JOIN nodes n ON n.name = i.node \
+         WHERE i.desired = 'run' AND i.state = 'healthy' AND i.address IS NOT NULL \
+         AND n.status != 'down' ORDER BY i.app, i.id",
+    )
+    .fetch_all(c)
+    .await
+}
+
+/// Registered routers whose region still exists: (name, region, url).
+pub async fn routers(
+    c: &mut SqliteConnection,
+) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT r.name, r.region, r.url FROM routers r \
+         JOIN regions g ON g.name = r.region ORDER BY r.region, r.name",
+    )
+    .fetch_all(c)
+    .await
+}

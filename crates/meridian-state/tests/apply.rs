@@ -40,6 +40,8 @@ fn app(name: &str, residency: &[&str], regions: Option<&[&str]>) -> AppSpec {
         health: None,
         cpu_millis: 100,
         memory_mb: 128,
+        origin_bound: Vec::new(),
+        domains: Vec::new(),
     }
 }
 
@@ -242,4 +244,143 @@ async fn nested_batches_are_refused() {
     };
     assert!(matches!(results[0], Err(Refusal::Conflict { .. })));
     assert!(app_names(&pool).await.is_empty());
+}
+
+fn with_domains(mut spec: AppSpec, domains: &[&str]) -> AppSpec {
+    spec.domains = domains
+        .iter()
+        .map(|d| meridian_core::DomainName::parse(d).unwrap())
+        .collect();
+    spec
+}
+
+#[tokio::test]
+async fn a_custom_domain_belongs_to_one_app() {
+    let (_d, pool) = state().await;
+    let create = |spec| Command::CreateApp { spec, at: 1 };
+    run(
+        &pool,
+        create(with_domains(app("a", &[], None), &["shop.example.com"])),
+    )
+    .await
+    .unwrap();
+    let taken = run(
+        &pool,
+        create(with_domains(app("b", &[], None), &["shop.example.com"])),
+    )
+    .await;
+    assert!(
+        matches!(&taken, Err(Refusal::Conflict { message }) if message.contains("app a")),
+        "{taken:?}"
+    );
+    assert_eq!(
+        app_names(&pool).await,
+        ["a"],
+        "the refused app was not written"
+    );
+    // Under the apps domain, every app already has <name>.<apps domain>.
+    let under = run(
+        &pool,
+        create(with_domains(app("c", &[], None), &["x.meridian.localhost"])),
+    )
+    .await;
+    assert!(
+        matches!(&under, Err(Refusal::Invalid { field, .. }) if field == "domains[0]"),
+        "{under:?}"
+    );
+    // Deleting the holder frees the domain; the spec round-trips through the table.
+    run(
+        &pool,
+        Command::DeleteApp {
+            name: n("a"),
+            at: 2,
+        },
+    )
+    .await
+    .unwrap();
+    run(
+        &pool,
+        create(with_domains(app("b", &[], None), &["shop.example.com"])),
+    )
+    .await
+    .unwrap();
+    let mut c = pool.acquire().await.unwrap();
+    let b = rows::app(&mut c, "b").await.unwrap().unwrap();
+    assert_eq!(b.spec.domains[0].as_str(), "shop.example.com");
+}
+
+#[tokio::test]
+async fn the_apps_domain_cannot_swallow_a_custom_domain() {
+    let (_d, pool) = state().await;
+    let domain = |d: &str| Command::SetAppsDomain {
+        domain: meridian_core::DomainName::parse(d).unwrap(),
+    };
+    run(
+        &pool,
+        Command::CreateApp {
+            spec: with_domains(app("a", &[], None), &["www.example.com"]),
+            at: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let clash = run(&pool, domain("example.com")).await;
+    assert!(matches!(clash, Err(Refusal::Conflict { .. })), "{clash:?}");
+    run(&pool, domain("apps.example.org")).await.unwrap();
+    let mut c = pool.acquire().await.unwrap();
+    assert_eq!(
+        rows::apps_domain(&mut c).await.unwrap().as_str(),
+        "apps.example.org"
+    );
+}
+
+#[tokio::test]
+async fn origin_bound_names_known_jurisdictions_only() {
+    let (_d, pool) = state().await;
+    let mut spec = app("a", &[], None);
+    spec.origin_bound = vec![Jurisdiction::parse("NORDIC").unwrap()];
+    let out = run(&pool, Command::CreateApp { spec, at: 1 }).await;
+    assert!(
+        matches!(&out, Err(Refusal::Invalid { field, .. }) if field == "origin_bound[0]"),
+        "{out:?}"
+    );
+    let mut spec = app("a", &[], None);
+    spec.origin_bound = vec![Jurisdiction::parse("EU").unwrap()];
+    run(&pool, Command::CreateApp { spec, at: 1 })
+        .await
+        .unwrap();
+    let mut c = pool.acquire().await.unwrap();
+    let a = rows::app(&mut c, "a").await.unwrap().unwrap();
+    assert_eq!(a.spec.origin_bound, [Jurisdiction::parse("EU").unwrap()]);
+}
+
+#[tokio::test]
+async fn routers_register_in_existing_regions() {
+    let (_d, pool) = state().await;
+    let register = |region: &str| Command::RegisterRouter {
+        name: n("router-a"),
+        region: n(region),
+        url: "http://10.0.0.1:8080".into(),
+        at: 1,
+    };
+    let out = run(&pool, register("eu-fra")).await;
+    assert!(matches!(out, Err(Refusal::Invalid { .. })), "{out:?}");
+    run(
+        &pool,
+        Command::CreateRegion {
+            region: region("eu-fra", "DE"),
+            at: 1,
+        },
+    )
+    .await
+    .unwrap();
+    run(&pool, register("eu-fra")).await.unwrap();
+    run(&pool, register("eu-fra")).await.unwrap();
+    let mut c = pool.acquire().await.unwrap();
+    let routers: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT name, region, url FROM routers")
+            .fetch_all(&mut *c)
+            .await
+            .unwrap();
+    assert_eq!(routers.len(), 1, "re-registering replaces the entry");
 }

@@ -85,6 +85,8 @@ async fn setup(pool: &SqlitePool) {
         health: None,
         cpu_millis: 100,
         memory_mb: 128,
+        origin_bound: Vec::new(),
+        domains: Vec::new(),
     };
     run(pool, Command::CreateApp { spec, at: 1 }).await.unwrap();
 }

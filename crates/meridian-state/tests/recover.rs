@@ -23,6 +23,8 @@ fn create(i: u64) -> Entry<TypeConfig> {
         health: None,
         cpu_millis: 100,
         memory_mb: 128,
+        origin_bound: Vec::new(),
+        domains: Vec::new(),
     };
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), i),

@@ -64,7 +64,7 @@ pub struct CreateApp {
         conflicts_with_all = [
             "name", "image", "port", "replicas", "residency", "regions", "env",
             "health_http", "health_tcp", "health_interval", "health_timeout", "health_grace",
-            "cpu_millis", "memory_mb",
+            "cpu_millis", "memory_mb", "origin_bound", "domains",
         ]
     )]
     file: Option<PathBuf>,
@@ -93,6 +93,14 @@ pub struct CreateApp {
     /// Regions to pin the app to (repeatable, comma-separated).
     #[arg(long = "region", value_name = "REGION", value_delimiter = ',')]
     regions: Vec<String>,
+
+    /// Jurisdictions whose clients must be served inside them, e.g. EU (repeatable).
+    #[arg(long, value_name = "JURISDICTION", value_delimiter = ',')]
+    origin_bound: Vec<String>,
+
+    /// Custom domain the routers serve the app on, besides NAME.<apps domain> (repeatable).
+    #[arg(long = "domain", value_name = "HOST", value_delimiter = ',')]
+    domains: Vec<String>,
 
     /// Environment variable for every instance (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_pair)]
@@ -187,6 +195,8 @@ impl CreateApp {
             health: self.health.into_body(),
             cpu_millis: self.cpu_millis,
             memory_mb: self.memory_mb,
+            origin_bound: clean_list(self.origin_bound),
+            domains: clean_list(self.domains),
         })
     }
 }
@@ -312,6 +322,12 @@ fn render_app(app: &AppView) -> String {
             .filter(|r| !r.is_empty())
             .map_or_else(|| "not pinned".to_string(), |r| r.join(", ")),
     );
+    if !app.origin_bound.is_empty() {
+        pair("origin bound:", app.origin_bound.join(", "));
+    }
+    if !app.domains.is_empty() {
+        pair("domains:", app.domains.join(", "));
+    }
     pair("health:", describe_health(app.health.as_ref()));
     if app.env.is_empty() {
         pair("env:", "-".to_string());
@@ -428,6 +444,8 @@ mod tests {
             }),
             cpu_millis: 100,
             memory_mb: 128,
+            origin_bound: Vec::new(),
+            domains: Vec::new(),
             unplaced: Vec::new(),
             version: 3,
             created_at: 0,

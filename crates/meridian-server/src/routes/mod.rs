@@ -10,4 +10,5 @@ pub mod nodes;
 pub mod raft;
 pub mod regions;
 pub mod releases;
+pub mod routing;
 pub mod tokens;

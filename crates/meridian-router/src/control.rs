@@ -1,0 +1,223 @@
+//! The router's link to the control plane: it registers itself once, then long-polls the route
+//! table and publishes each new one. When every server is unreachable the last table stays in
+//! force, so routing goes on; nothing on the request path waits for the control plane.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_api::routing::{RegisterRouter, RouteTable};
+use meridian_core::Name;
+use tokio::sync::watch;
+
+use crate::table::RoutingTable;
+
+/// How long one long poll may wait at the server.
+const POLL_WAIT: Duration = Duration::from_secs(30);
+/// Longest pause between attempts while the control plane is unreachable.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// First pause after a failure.
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Where the control plane is and who this router is.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// Server base URLs; any of them answers.
+    pub servers: Vec<String>,
+    /// A router-role token.
+    pub token: String,
+    /// This router's name, unique in the cluster.
+    pub name: Name,
+    /// This router's region.
+    pub region: Name,
+    /// The URL other routers forward to.
+    pub advertise_url: String,
+}
+
+/// Talks to whichever server answers, moving on to the next on failure.
+#[derive(Debug, Clone)]
+pub struct Control {
+    config: ControlConfig,
+    http: reqwest::Client,
+    next: usize,
+}
+
+/// Why a call to the control plane failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No server answered.
+    #[error("{server}: {detail}")]
+    Unreachable {
+        /// The server tried.
+        server: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A server refused the request.
+    #[error("{server} answered {status}: {body}")]
+    Refused {
+        /// The server.
+        server: String,
+        /// HTTP status.
+        status: u16,
+        /// Its error body.
+        body: String,
+    },
+}
+
+impl ControlError {
+    /// Whether retrying cannot help until an operator acts (bad token, unknown region).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, ControlError::Refused { status, .. } if matches!(status, 401 | 403 | 422))
+    }
+}
+
+impl Control {
+    /// A client for `config`.
+    pub fn new(config: ControlConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(POLL_WAIT + Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self {
+            config,
+            http,
+            next: 0,
+        }
+    }
+
+    fn server(&mut self) -> String {
+        let servers = &self.config.servers;
+        let s = servers[self.next % servers.len()]
+            .trim_end_matches('/')
+            .to_string();
+        s
+    }
+
+    fn rotate(&mut self) {
+        self.next = self.next.wrapping_add(1);
+    }
+
+    async fn answer<T: serde::de::DeserializeOwned>(
+        server: &str,
+        sent: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<T, ControlError> {
+        let unreachable = |e: reqwest::Error| ControlError::Unreachable {
+            server: server.to_string(),
+            detail: e.to_string(),
+        };
+        let resp = sent.map_err(unreachable)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(ControlError::Refused {
+                server: server.to_string(),
+                status: status.as_u16(),
+                body,
+            });
+        }
+        resp.json().await.map_err(unreachable)
+    }
+
+    /// Registers this router so others can forward to it.
+    pub async fn register(&mut self) -> Result<(), ControlError> {
+        let server = self.server();
+        let body = RegisterRouter {
+            name: self.config.name.to_string(),
+            region: self.config.region.to_string(),
+            url: self.config.advertise_url.clone(),
+        };
+        let sent = self
+            .http
+            .post(format!("{server}/v1/router/register"))
+            .bearer_auth(&self.config.token)
+            .json(&body)
+            .send()
+            .await;
+        let done: Result<serde_json::Value, _> = Self::answer(&server, sent).await;
+        if done.is_err() {
+            self.rotate();
+        }
+        done.map(|_| ())
+    }
+
+    /// The route table once its version differs from `after` (or after the server's wait).
+    pub async fn table(&mut self, after: u64) -> Result<RouteTable, ControlError> {
+        let server = self.server();
+        let sent = self
+            .http
+            .get(format!("{server}/v1/router/table"))
+            .query(&[
+                ("after", after.to_string()),
+                ("wait_ms", POLL_WAIT.as_millis().to_string()),
+                ("stale", "true".to_string()),
+            ])
+            .bearer_auth(&self.config.token)
+            .send()
+            .await;
+        let table = Self::answer(&server, sent).await;
+        if table.is_err() {
+            self.rotate();
+        }
+        table
+    }
+}
+
+/// Registers, then keeps `tx` holding the newest route table until `tx` has no receivers.
+/// Failures are logged and retried with back-off; the last table stays published meanwhile.
+pub async fn run(mut control: Control, tx: watch::Sender<Arc<RoutingTable>>) {
+    let mut backoff = MIN_BACKOFF;
+    let mut registered = false;
+    let mut version = 0;
+    while !tx.is_closed() {
+        if !registered {
+            match control.register().await {
+                Ok(()) => {
+                    registered = true;
+                    tracing::info!(
+                        name = %control.config.name,
+                        region = %control.config.region,
+                        url = %control.config.advertise_url,
+                        "router registered"
+                    );
+                }
+                Err(e) => {
+                    log_failure("registering with the control plane", &e);
+                }
+            }
+        }
+        match control.table(version).await {
+            Ok(wire) => {
+                backoff = MIN_BACKOFF;
+                if wire.version != version {
+                    version = wire.version;
+                    let table = RoutingTable::from_wire(&wire);
+                    tracing::info!(
+                        version,
+                        apps = table.app_count(),
+                        regions = table.regions.len(),
+                        "route table updated"
+                    );
+                    tx.send_replace(Arc::new(table));
+                }
+                if registered {
+                    continue;
+                }
+            }
+            Err(e) => log_failure(
+                "fetching the route table (routing goes on from the last one)",
+                &e,
+            ),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn log_failure(what: &str, e: &ControlError) {
+    if e.is_permanent() {
+        tracing::error!(error = %e, "{what}");
+    } else {
+        tracing::warn!(error = %e, "{what}");
+    }
+}

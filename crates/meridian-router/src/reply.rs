@@ -1,0 +1,103 @@
+//! The router's own answers: a refusal with its reason, as JSON, or as a small HTML page for
+//! clients that prefer one.
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::body::ProxyBody;
+
+/// A request the router answers itself, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    /// Stable, for programs: `unknown_app`, `no_healthy_instance`...
+    pub(crate) code: &'static str,
+    /// For people.
+    pub(crate) message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// `{"error":{"code":..,"message":..}}`, or a page when `html`.
+    pub(crate) fn into_response(self, html: bool) -> Response<ProxyBody> {
+        let (content_type, body) = if html {
+            ("text/html; charset=utf-8", self.page())
+        } else {
+            let json = serde_json::json!({
+                "error": { "code": self.code, "message": self.message }
+            });
+            ("application/json", json.to_string())
+        };
+        let mut response = Response::new(ProxyBody::full(body));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+
+    fn page(&self) -> String {
+        let status = self.status;
+        let title = escape(status.canonical_reason().unwrap_or("Error"));
+        format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <title>{code} {title}</title></head>\n<body><h1>{code} {title}</h1>\n\
+             <p>{message}</p>\n<p><small>Meridian: {kind}</small></p></body></html>\n",
+            code = status.as_u16(),
+            message = escape(&self.message),
+            kind = escape(self.code),
+        )
+    }
+}
+
+/// Escapes text for HTML: messages quote the request's host.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn text(r: Response<ProxyBody>) -> String {
+        let bytes = r.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn json_by_default_html_on_request() {
+        let r = Refusal::new(
+            StatusCode::NOT_FOUND,
+            "unknown_app",
+            "no app is served at <x>",
+        );
+        let json = r.clone().into_response(false);
+        assert_eq!(json.status(), 404);
+        assert_eq!(json.headers()[CONTENT_TYPE], "application/json");
+        let v: serde_json::Value = serde_json::from_str(&text(json).await).unwrap();
+        assert_eq!(v["error"]["code"], "unknown_app");
+        assert_eq!(v["error"]["message"], "no app is served at <x>");
+        let page = text(r.into_response(true)).await;
+        assert!(page.contains("404 Not Found"));
+        assert!(page.contains("no app is served at &lt;x&gt;"));
+    }
+}
