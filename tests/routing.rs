@@ -154,7 +154,12 @@ async fn requests_go_to_the_nearest_region_the_app_may_be_served_from() {
     }
     hello_images();
     let grace = GRACE_MS.to_string();
-    let mut c = Cluster::start_with(1, &["--node-grace-ms", &grace]).await;
+    // The server places clients with the same map, for `GET /v1/route`.
+    let maps = tempfile::tempdir().expect("tempdir");
+    let geo_map = maps.path().join("geo.csv");
+    std::fs::write(&geo_map, GEO_MAP).expect("write geo map");
+    let geo_map = geo_map.to_str().expect("utf-8 path").to_string();
+    let mut c = Cluster::start_with(1, &["--node-grace-ms", &grace, "--geo-map", &geo_map]).await;
     c.bootstrap().await;
     c.three_regions().await;
     let admin = c.client(0);
@@ -164,10 +169,8 @@ async fn requests_go_to_the_nearest_region_the_app_may_be_served_from() {
     let _iad = c.start_agent("rt-iad-1", "us-iad", &agent_token);
     c.wait_nodes_ready(3).await;
 
-    let geo_map = c.write_file("geo.csv", GEO_MAP);
-    let geo_map = geo_map.to_str().expect("utf-8 path");
     let router_token = c.router_token_file().await;
-    let flags = ["--geo-map", geo_map, "--trusted-proxies", "127.0.0.1/32"];
+    let flags = ["--geo-map", &geo_map, "--trusted-proxies", "127.0.0.1/32"];
     let r_fra = c.start_router("eu-fra", &router_token, &flags);
     let r_ams = c.start_router("eu-ams", &router_token, &flags);
     let r_iad = c.start_router("us-iad", &router_token, &flags);
@@ -287,6 +290,33 @@ async fn requests_go_to_the_nearest_region_the_app_may_be_served_from() {
     let a = ask(NEW_YORK, &r_iad, "ob", "/").await.expect("answer");
     assert_eq!((a.status, a.region.as_str()), (200, "us-iad"), "{a:?}");
 
+    // The API explains the same decision, and so does the CLI.
+    let e = admin
+        .explain_route("ob", CAYENNE, None)
+        .await
+        .expect("explain");
+    assert_eq!(e.route, "origin-bound:EU", "{e:?}");
+    assert_eq!(e.client.located_by, "geo-map", "{e:?}");
+    assert_eq!(e.client.country, "FR", "{e:?}");
+    let iad = e
+        .candidates
+        .iter()
+        .find(|x| x.region == "us-iad")
+        .expect("us-iad");
+    assert!(
+        iad.excluded
+            .as_deref()
+            .unwrap_or_default()
+            .contains("only in EU"),
+        "{e:?}"
+    );
+    let (code, out, err) = c.cli(&["route", "ob", CAYENNE]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("origin-bound:EU") && out.contains("us-iad"),
+        "{out}"
+    );
+
     // 4. The EU app's eu-ams instance dies: requests move to eu-fra.
     remove_labelled(&[("meridian.node", "rt-ams-1"), ("meridian.app", "eu")]);
     let (a, took) = ask_until(
@@ -356,4 +386,14 @@ async fn requests_go_to_the_nearest_region_the_app_may_be_served_from() {
         .filter(|i| i.node == "rt-iad-1")
         .count();
     assert_eq!(eu_on_iad, 0, "the EU app was never placed in the US");
+
+    // 6. The control plane goes away: routers keep routing from their last table.
+    c.kill(0);
+    for _ in 0..5 {
+        let a = ask(NEW_YORK, &r_iad, "glob", "/").await.expect("answer");
+        assert_eq!((a.status, a.region.as_str()), (200, "us-iad"), "{a:?}");
+        let a = ask(CAYENNE, &r_fra, "ob", "/").await.expect("answer");
+        assert_eq!((a.status, a.route.as_str()), (503, "origin_bound"), "{a:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

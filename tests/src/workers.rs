@@ -265,13 +265,6 @@ impl Cluster {
         path
     }
 
-    /// Writes `text` to a file in the cluster's directory and answers its path.
-    pub fn write_file(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).expect("write file");
-        path
-    }
-
     /// Starts `meridian router` for `region` on a free loopback port, with `extra` flags.
     pub fn start_router(&self, region: &str, token_file: &Path, extra: &[&str]) -> RouterProcess {
         let port = crate::free_port();

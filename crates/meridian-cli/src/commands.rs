@@ -8,6 +8,7 @@ pub mod login;
 pub mod nodes;
 pub mod placement;
 pub mod regions;
+pub mod route;
 pub mod tokens;
 
 use clap::Subcommand;
@@ -35,6 +36,8 @@ pub enum ClientCommand {
     /// Images for clusters without a registry: push, list.
     #[command(subcommand)]
     Images(images::ImagesCommand),
+    /// Which region would serve a client of an app, and why (from any address).
+    Route(route::RouteArgs),
     /// API tokens: create, list, revoke.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
@@ -50,5 +53,6 @@ pub async fn run(command: ClientCommand, client: &Client, out: &Output) -> anyho
         ClientCommand::Deploy(a) => deploy::run(a, client, out).await,
         ClientCommand::Nodes(c) => nodes::run(c, client, out).await,
         ClientCommand::Images(c) => images::run(c, client, out).await,
+        ClientCommand::Route(a) => route::run(a, client, out).await,
     }
 }

@@ -73,6 +73,11 @@ pub struct RouterArgs {
     #[arg(long, env = "MERIDIAN_ROUTER_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
 
+    /// File to save the newest route table to and to start from, so a router restarted
+    /// while the control plane is unreachable keeps routing.
+    #[arg(long, env = "MERIDIAN_ROUTER_TABLE_CACHE", value_name = "FILE")]
+    table_cache: Option<PathBuf>,
+
     /// Threads serving requests [default: one per core]. 1 runs everything on one thread,
     /// which is fastest when the router shares a small machine with its apps.
     #[arg(long, env = "MERIDIAN_ROUTER_THREADS", value_name = "N",
@@ -99,6 +104,7 @@ struct RouterFile {
     trusted_proxies: Option<String>,
     rtt_table: Option<PathBuf>,
     metrics_listen: Option<SocketAddr>,
+    table_cache: Option<PathBuf>,
 }
 
 impl RouterArgs {
@@ -189,6 +195,7 @@ impl RouterArgs {
             trusted_proxies,
             rtt_table: self.rtt_table.clone().or(file.rtt_table),
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            table_cache: self.table_cache.clone().or(file.table_cache),
         })
     }
 }
@@ -232,7 +239,7 @@ fn describe(s: &RouterSettings) -> String {
     format!(
         "name = {:?}\nregion = {:?}\nservers = {:?}\nlisten = \"{}\"\nadvertise_url = {:?}\n\
          geoip_db = {:?}\ngeo_map = {:?}\nrtt_table = {:?}\ntrusted_proxies = {:?}\n\
-         metrics_listen = {:?}\n",
+         metrics_listen = {:?}\ntable_cache = {:?}\n",
         s.name.as_str(),
         s.region.as_str(),
         s.servers,
@@ -244,5 +251,6 @@ fn describe(s: &RouterSettings) -> String {
         s.trusted_proxies.to_text(),
         s.metrics_listen
             .map_or_else(|| "(none)".to_string(), |a| a.to_string()),
+        path(&s.table_cache),
     )
 }

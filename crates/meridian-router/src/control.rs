@@ -2,6 +2,7 @@
 //! table and publishes each new one. When every server is unreachable the last table stays in
 //! force, so routing goes on; nothing on the request path waits for the control plane.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -163,12 +164,53 @@ impl Control {
     }
 }
 
-/// Registers, then keeps `tx` holding the newest route table until `tx` has no receivers.
-/// Failures are logged and retried with back-off; the last table stays published meanwhile.
-pub async fn run(mut control: Control, tx: watch::Sender<Arc<RoutingTable>>) {
+/// Reads a table saved by [`save`]; `None` when there is none or it cannot be read (logged).
+pub fn load_cache(path: &Path) -> Option<RouteTable> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the saved route table");
+            return None;
+        }
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable saved route table");
+            None
+        }
+    }
+}
+
+/// Saves `table` to `path` atomically (a temporary file renamed over it).
+async fn save(path: &Path, table: &RouteTable) {
+    let Ok(bytes) = serde_json::to_vec(table) else {
+        return;
+    };
+    let tmp = path.with_extension("tmp");
+    let written = async {
+        tokio::fs::write(&tmp, &bytes).await?;
+        tokio::fs::rename(&tmp, path).await
+    };
+    if let Err(e) = written.await {
+        tracing::warn!(path = %path.display(), error = %e, "cannot save the route table");
+    }
+}
+
+/// Registers, then keeps `tx` holding the newest route table until `tx` has no receivers,
+/// starting from the table of `version` already published. Each new table is also saved to
+/// `cache` when given. Failures are logged and retried with back-off; the last table stays
+/// published meanwhile.
+pub async fn run(
+    mut control: Control,
+    tx: watch::Sender<Arc<RoutingTable>>,
+    version: u64,
+    cache: Option<PathBuf>,
+) {
     let mut backoff = MIN_BACKOFF;
     let mut registered = false;
-    let mut version = 0;
+    let mut version = version;
     while !tx.is_closed() {
         if !registered {
             match control.register().await {
@@ -199,6 +241,9 @@ pub async fn run(mut control: Control, tx: watch::Sender<Arc<RoutingTable>>) {
                         "route table updated"
                     );
                     tx.send_replace(Arc::new(table));
+                    if let Some(path) = &cache {
+                        save(path, &wire).await;
+                    }
                 }
                 if registered {
                     continue;

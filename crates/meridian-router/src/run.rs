@@ -44,6 +44,9 @@ pub struct RouterSettings {
     pub rtt_table: Option<PathBuf>,
     /// Where `/metrics` and `/health` are served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// File the newest route table is saved to, and read at start: a router restarted while
+    /// the control plane is unreachable routes from it.
+    pub table_cache: Option<PathBuf>,
 }
 
 /// Why a router could not start or stopped.
@@ -148,7 +151,22 @@ pub async fn run(
         None => None,
     };
 
-    let (tx, mut rx) = watch::channel(Arc::new(RoutingTable::default()));
+    let saved = settings
+        .table_cache
+        .as_deref()
+        .and_then(control::load_cache);
+    let version = saved.as_ref().map_or(0, |t| t.version);
+    let initial = saved
+        .as_ref()
+        .map(RoutingTable::from_wire)
+        .unwrap_or_default();
+    if saved.is_some() {
+        tracing::info!(
+            apps = initial.app_count(),
+            "routing from the saved route table until the control plane answers"
+        );
+    }
+    let (tx, mut rx) = watch::channel(Arc::new(initial));
     let control = Control::new(ControlConfig {
         servers: settings.servers.clone(),
         token: settings.token.clone(),
@@ -156,10 +174,16 @@ pub async fn run(
         region: settings.region.clone(),
         advertise_url: settings.advertise_url.clone(),
     });
-    let follower = tokio::spawn(control::run(control, tx));
-    if tokio::time::timeout(FIRST_TABLE_WAIT, rx.changed())
-        .await
-        .is_err()
+    let follower = tokio::spawn(control::run(
+        control,
+        tx,
+        version,
+        settings.table_cache.clone(),
+    ));
+    if saved.is_none()
+        && tokio::time::timeout(FIRST_TABLE_WAIT, rx.changed())
+            .await
+            .is_err()
     {
         tracing::warn!(
             "no route table from the control plane yet; serving, and answering 404 until one arrives"

@@ -11,6 +11,12 @@ use crate::output::{or_dash, Output, Table};
 pub enum ClusterCommand {
     /// Members, the leader and the Raft term.
     Status,
+    /// Cluster-wide settings; with flags, change them.
+    Settings {
+        /// Serve apps as NAME.DOMAIN (default meridian.localhost).
+        #[arg(long, value_name = "DOMAIN")]
+        apps_domain: Option<String>,
+    },
 }
 
 /// Runs a cluster subcommand.
@@ -19,6 +25,21 @@ pub async fn run(command: ClusterCommand, client: &Client, out: &Output) -> anyh
         ClusterCommand::Status => {
             let status = client.cluster().await?;
             out.show(&status, || render_status(&status))
+        }
+        ClusterCommand::Settings { apps_domain } => {
+            let settings = if apps_domain.is_some() {
+                client
+                    .patch_settings(&meridian_api::routing::ClusterSettings { apps_domain })
+                    .await?
+            } else {
+                client.settings().await?
+            };
+            out.show(&settings, || {
+                format!(
+                    "apps domain: {}\n",
+                    settings.apps_domain.as_deref().unwrap_or("-")
+                )
+            })
         }
     }
 }
