@@ -317,6 +317,26 @@ async fn requests_go_to_the_nearest_region_the_app_may_be_served_from() {
         "{out}"
     );
 
+    // A custom domain, attached with the CLI (PATCH /v1/apps/glob), is served too.
+    let (code, _, err) = c.cli(&["apps", "update", "glob", "--domain", "shop.example.com"]);
+    assert_eq!(code, 0, "{err}");
+    let shop = || async {
+        client_at(NEW_YORK)
+            .get(format!("{}/", r_fra.url))
+            .header("host", "shop.example.com")
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status() == 200)
+            .and_then(|r| r.headers().get("meridian-region").cloned())
+    };
+    eventually(
+        "shop.example.com served",
+        Duration::from_secs(20),
+        || async { shop().await.is_some_and(|r| r == "us-iad") },
+    )
+    .await;
+
     // 4. The EU app's eu-ams instance dies: requests move to eu-fra.
     remove_labelled(&[("meridian.node", "rt-ams-1"), ("meridian.app", "eu")]);
     let (a, took) = ask_until(

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use meridian_api::apps::{AppBody, AppView, HealthBody};
+use meridian_api::apps::{AppBody, AppPatch, AppView, HealthBody};
 use meridian_api::Client;
 use meridian_core::app::parse_duration_ms;
 
@@ -18,6 +18,8 @@ use crate::timestamp::format_unix;
 pub enum AppsCommand {
     /// Create an app from flags, or from an app JSON file with --file.
     Create(Box<CreateApp>),
+    /// Change an app: only the settings given change (the image changes with `deploy`).
+    Update(Box<UpdateApp>),
     /// List apps.
     List,
     /// Show one app in full.
@@ -118,6 +120,76 @@ pub struct CreateApp {
     health: HealthArgs,
 }
 
+/// `meridian apps update`.
+#[derive(Args)]
+pub struct UpdateApp {
+    /// App name.
+    name: String,
+
+    /// Instances to run.
+    #[arg(long, value_name = "N")]
+    replicas: Option<u32>,
+
+    /// Jurisdictions the app may run in (replaces the list; repeatable, comma-separated).
+    #[arg(long, value_name = "JURISDICTION", value_delimiter = ',')]
+    residency: Vec<String>,
+
+    /// Let the app run anywhere (clears the residency).
+    #[arg(long, conflicts_with = "residency")]
+    anywhere: bool,
+
+    /// Jurisdictions whose clients must be served inside them (replaces the list).
+    #[arg(long, value_name = "JURISDICTION", value_delimiter = ',')]
+    origin_bound: Vec<String>,
+
+    /// Drop the origin-bound rule.
+    #[arg(long, conflicts_with = "origin_bound")]
+    no_origin_bound: bool,
+
+    /// Custom domain (replaces the list; repeatable, comma-separated).
+    #[arg(long = "domain", value_name = "HOST", value_delimiter = ',')]
+    domains: Vec<String>,
+
+    /// Detach every custom domain.
+    #[arg(long, conflicts_with = "domains")]
+    no_domains: bool,
+
+    /// CPU per instance, in thousandths of a core.
+    #[arg(long, value_name = "MILLIS")]
+    cpu_millis: Option<u32>,
+
+    /// Memory per instance, in MiB.
+    #[arg(long, value_name = "MIB")]
+    memory_mb: Option<u32>,
+}
+
+impl UpdateApp {
+    /// The PATCH body: a list flag replaces the list, its `--no-...`/`--anywhere` clears it.
+    fn into_patch(self) -> anyhow::Result<(String, AppPatch)> {
+        let list = |given: Vec<String>, clear: bool| {
+            let given = clean_list(given);
+            if clear {
+                Some(Vec::new())
+            } else {
+                (!given.is_empty()).then_some(given)
+            }
+        };
+        let patch = AppPatch {
+            replicas: self.replicas,
+            residency: list(self.residency, self.anywhere),
+            origin_bound: list(self.origin_bound, self.no_origin_bound),
+            domains: list(self.domains, self.no_domains),
+            cpu_millis: self.cpu_millis,
+            memory_mb: self.memory_mb,
+            ..AppPatch::default()
+        };
+        if patch == AppPatch::default() {
+            bail!("nothing to change: give at least one setting (see --help)");
+        }
+        Ok((self.name, patch))
+    }
+}
+
 /// The health-check flags: a probe, and optional timings that need one.
 #[derive(Args)]
 #[command(group(clap::ArgGroup::new("probe").args(["health_http", "health_tcp"])))]
@@ -149,6 +221,11 @@ pub async fn run(command: AppsCommand, client: &Client, out: &Output) -> anyhow:
         AppsCommand::Create(args) => {
             let body = args.into_body()?;
             let app = client.create_app(&body).await?;
+            out.show(&app, || render_app(&app))
+        }
+        AppsCommand::Update(args) => {
+            let (name, patch) = args.into_patch()?;
+            let app = client.patch_app(&name, &patch).await?;
             out.show(&app, || render_app(&app))
         }
         AppsCommand::List => {
