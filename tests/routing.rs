@@ -208,12 +208,19 @@ async fn requests_go_to_the_nearest_region_the_app_may_be_served_from() {
 
     // Tables reach the routers a moment after the control plane changes, and each router
     // registers when it starts: wait until every router forwards to the US and to eu-fra.
+    // Every instance must be in every router's table too.
     for r in [&r_fra, &r_ams, &r_iad] {
-        for (client, region) in [(NEW_YORK, "us-iad"), (BERLIN, "eu-fra")] {
+        for (client, app, region) in [
+            (NEW_YORK, "glob", "us-iad"),
+            (BERLIN, "glob", "eu-fra"),
+            (NEW_YORK, "eu", "eu-ams"),
+            (CAYENNE, "ob", "eu-ams"),
+            (NEW_YORK, "ob", "us-iad"),
+        ] {
             let (a, _) = ask_until(
                 client,
                 r,
-                "glob",
+                app,
                 |a| a.status == 200 && a.region == region,
                 Duration::from_secs(20),
             )
@@ -221,7 +228,7 @@ async fn requests_go_to_the_nearest_region_the_app_may_be_served_from() {
             assert_eq!(
                 (a.status, a.region.as_str()),
                 (200, region),
-                "{} never sent {client} to {region}: {a:?}\n{}",
+                "{} never sent {client} to {region} for {app}: {a:?}\n{}",
                 r.region,
                 r.log()
             );
@@ -377,6 +384,17 @@ async fn requests_go_to_the_nearest_region_the_app_may_be_served_from() {
     );
     println!("no EU instance left: 503 after {took:?}");
     for router in [&r_iad, &r_fra, &r_ams] {
+        // Until its table shows the EU nodes down, a router may still try their dead
+        // instances (502): never anything outside the EU.
+        let (a, _) = ask_until(
+            NEW_YORK,
+            router,
+            "eu",
+            |a| a.status == 503,
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(a.status, 503, "via {}: {a:?}", router.region);
         for _ in 0..10 {
             let a = ask(NEW_YORK, router, "eu", "/").await.expect("answer");
             assert_eq!(a.status, 503, "via {}: {a:?}", router.region);

@@ -40,6 +40,9 @@ pub struct Inner {
     pub rtt: meridian_core::route::RttTable,
     /// The region this server runs in, where `GET /v1/route` places unlocated clients.
     pub region: Option<String>,
+    /// The last route table built, with the applied index it reflects.
+    pub route_table:
+        tokio::sync::Mutex<Option<(u64, std::sync::Arc<meridian_api::routing::RouteTable>)>>,
 }
 
 /// How long a write may wait for commit before the client is told the outcome is unknown.

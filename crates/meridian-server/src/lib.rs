@@ -149,6 +149,7 @@ pub async fn run(
         locator,
         rtt,
         region: config.region.clone(),
+        route_table: Default::default(),
     }));
     let app = router::build(ctx.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
