@@ -3,13 +3,14 @@
 #   1. wrk straight at a backend (nginx answering `return 200`, one worker);
 #   2. wrk through nginx as a keep-alive reverse proxy (one worker) to that backend;
 #   3. wrk through `meridian router` to that backend.
-# Each at saturation (-c50) and lightly loaded (-c4), -t1, for DURATION seconds.
+# Each at saturation (-c50) and lightly loaded (-c4), -t1, DURATION seconds per run, ROUNDS
+# rounds alternating the three paths; medians are printed.
 #
 # The router runs the real `meridian router` binary. Its route table (one app, one healthy
 # instance: the backend) is given with --table-cache, which a router reads at start; its
 # control plane is deliberately unreachable, as nothing on the request path uses it.
 #
-# usage: deploy/bench/router.sh [DURATION]   (default 10)
+# usage: deploy/bench/router.sh [DURATION [ROUNDS]]   (default 10 s, 3 rounds)
 #   MERIDIAN_ROUTER_THREADS  router threads (default 1; see BENCHMARKS.md)
 # Installs wrk and nginx-light from Debian's packages when they are missing.
 set -euo pipefail
@@ -17,6 +18,7 @@ cd "$(dirname "$0")/../.."
 . deploy/bench/lib.sh
 
 duration=${1:-10}
+rounds=${2:-3}
 threads=${MERIDIAN_ROUTER_THREADS:-1}
 target="${CARGO_TARGET_DIR:-target}"
 
@@ -123,18 +125,34 @@ to_ms() {
     printf "%.3f", n }'
 }
 
+# median of the numbers on stdin
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
 hr
-say "wrk -t1, ${duration}s each; router threads: $threads; $(nproc) cores"
-printf '%-30s %11s %9s %9s %16s\n' "path" "req/s" "p50 ms" "p99 ms" "p99 over direct"
+say "wrk -t1, ${duration}s per run, $rounds rounds alternating the three paths (the machine's"
+say "other load varies; medians over the rounds); router threads: $threads; $(nproc) cores"
 for c in 50 4; do
-  read -r d_rps d_p50 d_p99 <<<"$(run direct "$backend" "$c")"
-  read -r n_rps n_p50 n_p99 <<<"$(run nginx "$proxy" "$c")"
-  read -r r_rps r_p50 r_p99 <<<"$(run router "$router" "$c")"
-  printf '%-30s %11.0f %9.3f %9.3f %16s\n' "direct, -c$c" "$d_rps" "$d_p50" "$d_p99" "-"
-  printf '%-30s %11.0f %9.3f %9.3f %13.3f ms\n' "nginx proxy, -c$c" "$n_rps" "$n_p50" "$n_p99" \
-    "$(awk -v a="$n_p99" -v b="$d_p99" 'BEGIN {print a - b}')"
-  printf '%-30s %11.0f %9.3f %9.3f %13.3f ms\n' "meridian router, -c$c" "$r_rps" "$r_p50" "$r_p99" \
-    "$(awk -v a="$r_p99" -v b="$d_p99" 'BEGIN {print a - b}')"
-  say "  router / nginx req/s: $(awk -v a="$r_rps" -v b="$n_rps" 'BEGIN {printf "%.2fx", a / b}')"
+  : >"$work/direct" >"$work/nginx" >"$work/router"
+  for round in $(seq 1 "$rounds"); do
+    run direct "$backend" "$c" >>"$work/direct"
+    run nginx "$proxy" "$c" >>"$work/nginx"
+    run router "$router" "$c" >>"$work/router"
+    printf '  round %s, -c%s: req/s direct %.0f  nginx %.0f  router %.0f\n' "$round" "$c" \
+      "$(tail -1 "$work/direct" | cut -d' ' -f1)" "$(tail -1 "$work/nginx" | cut -d' ' -f1)" \
+      "$(tail -1 "$work/router" | cut -d' ' -f1)"
+  done
+  for path in direct nginx router; do
+    for col in 1 2 3; do
+      cut -d' ' -f"$col" "$work/$path" | median >"$work/$path.$col"
+    done
+  done
+  m() { cat "$work/$1.$2"; }
+  printf '%-30s %11s %9s %9s %16s\n' "path (median), -c$c" "req/s" "p50 ms" "p99 ms" "p99 over direct"
+  printf '%-30s %11.0f %9.3f %9.3f %16s\n' "direct" "$(m direct 1)" "$(m direct 2)" "$(m direct 3)" "-"
+  printf '%-30s %11.0f %9.3f %9.3f %13.3f ms\n' "nginx keep-alive proxy" "$(m nginx 1)" "$(m nginx 2)" \
+    "$(m nginx 3)" "$(awk -v a="$(m nginx 3)" -v b="$(m direct 3)" 'BEGIN {print a - b}')"
+  printf '%-30s %11.0f %9.3f %9.3f %13.3f ms\n' "meridian router" "$(m router 1)" "$(m router 2)" \
+    "$(m router 3)" "$(awk -v a="$(m router 3)" -v b="$(m direct 3)" 'BEGIN {print a - b}')"
+  say "  router / nginx req/s: $(awk -v a="$(m router 1)" -v b="$(m nginx 1)" 'BEGIN {printf "%.2fx", a / b}')"
 done
 hr

@@ -266,3 +266,41 @@ fn log_failure(what: &str, e: &ControlError) {
         tracing::warn!(error = %e, "{what}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_saved_table_loads_back_and_a_bad_one_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("table.json");
+        assert!(load_cache(&path).is_none(), "no file yet");
+        let table = RouteTable {
+            version: 42,
+            apps_domain: "meridian.localhost".into(),
+            ..RouteTable::default()
+        };
+        save(&path, &table).await;
+        assert_eq!(load_cache(&path), Some(table));
+        std::fs::write(&path, b"{ not json").unwrap();
+        assert!(load_cache(&path).is_none());
+    }
+
+    #[test]
+    fn bad_tokens_and_unknown_regions_are_permanent() {
+        let refused = |status| ControlError::Refused {
+            server: "http://s1".into(),
+            status,
+            body: String::new(),
+        };
+        assert!(refused(401).is_permanent());
+        assert!(refused(422).is_permanent());
+        assert!(!refused(503).is_permanent());
+        let down = ControlError::Unreachable {
+            server: "http://s1".into(),
+            detail: "refused".into(),
+        };
+        assert!(!down.is_permanent());
+    }
+}

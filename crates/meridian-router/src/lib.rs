@@ -24,6 +24,7 @@ mod headers;
 mod locate;
 mod metrics;
 mod outgoing;
+mod pool;
 mod reply;
 mod router;
 mod run;

@@ -2,7 +2,7 @@
 //! headers gone, the host pinned, and the body kept so a retry can still carry it.
 
 use http::header::{CONNECTION, HOST, UPGRADE};
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
@@ -91,21 +91,16 @@ impl Outgoing {
         }
     }
 
-    /// The request for one attempt at `authority`, over HTTP/1.1; `None` once the body is
-    /// gone. `last` hands over the headers instead of copying them, so no attempt may follow.
-    pub(crate) fn attempt(
-        &mut self,
-        authority: &Authority,
-        last: bool,
-    ) -> Option<Request<ProxyBody>> {
+    /// The request for one attempt, over HTTP/1.1 with an origin-form target; `None` once
+    /// the body is gone. `last` hands over the headers instead of copying them, so no attempt
+    /// may follow.
+    pub(crate) fn attempt(&mut self, last: bool) -> Option<Request<ProxyBody>> {
         let body = match &mut self.body {
             Source::Empty => ProxyBody::empty(),
             Source::Once(body) => ProxyBody::stream(body.take()?, None),
             Source::Rewind(slot) => slot.attempt()?,
         };
         let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(authority.clone());
         uri.path_and_query = Some(self.path.clone());
         let uri = Uri::from_parts(uri).ok()?;
         let mut req = Request::new(body);

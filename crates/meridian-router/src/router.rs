@@ -20,10 +20,10 @@ use crate::handler;
 use crate::locate::Locate;
 use crate::metrics::Metrics;
 use crate::table::RoutingTable;
-use crate::upstream::{self, HttpClient};
 use crate::upstreams::Upstreams;
 
-/// How often upstreams nobody used lately are forgotten, and after how long.
+/// How often upstreams nobody used lately are forgotten (and idle connections closed, or
+/// more often when the idle timeout is shorter), and after how long.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const PRUNE_IDLE: Duration = Duration::from_secs(600);
 
@@ -34,7 +34,6 @@ pub(crate) struct Shared {
     pub(crate) region_value: HeaderValue,
     pub(crate) table: watch::Receiver<Arc<RoutingTable>>,
     pub(crate) locate: Arc<dyn Locate>,
-    pub(crate) client: HttpClient,
     pub(crate) upstreams: Upstreams,
     pub(crate) metrics: Metrics,
     /// Connections and upgraded tunnels, awaited on shutdown.
@@ -64,7 +63,6 @@ impl Router {
             region_value,
             table,
             locate,
-            client: upstream::client(&config),
             upstreams: Upstreams::new(metrics.ejections()),
             metrics,
             tasks: TaskTracker::new(),
@@ -94,10 +92,17 @@ impl Router {
         let pruner = {
             let shared = Arc::clone(&shared);
             shared.tasks.clone().spawn(async move {
-                let mut every = tokio::time::interval(PRUNE_EVERY);
+                let idle_timeout = shared.config.idle_timeout;
+                let period = PRUNE_EVERY
+                    .min(idle_timeout / 2)
+                    .max(Duration::from_secs(1));
+                let mut every = tokio::time::interval(period);
                 loop {
                     tokio::select! {
-                        _ = every.tick() => shared.upstreams.prune(PRUNE_IDLE),
+                        _ = every.tick() => {
+                            shared.upstreams.prune(PRUNE_IDLE);
+                            shared.upstreams.close_idle(idle_timeout);
+                        }
                         () = shared.stop.cancelled() => break,
                     }
                 }

@@ -1,35 +1,19 @@
-//! Talking to upstreams: the pooled HTTP/1.1 client, one exchange with retries across a
-//! region's backends (or routers), and relaying the answer, upgrades included.
+//! Talking to upstreams: one exchange with retries across a region's backends (or routers)
+//! over pooled HTTP/1.1 connections, and relaying the answer, upgrades included.
 
 use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderValue, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
 use crate::body::ProxyBody;
-use crate::config::RouterConfig;
 use crate::headers::strip_hop_by_hop;
 use crate::outgoing::Outgoing;
+use crate::pool::{self, SendError};
 use crate::reply::Refusal;
 use crate::router::Shared;
 use crate::upstreams::InFlight;
-
-/// Keep-alive HTTP/1.1 connections to every upstream, pooled by `host:port`.
-pub(crate) type HttpClient = Client<HttpConnector, ProxyBody>;
-
-pub(crate) fn client(config: &RouterConfig) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(config.connect_timeout));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(config.idle_timeout)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector)
-}
 
 /// An upstream's answer, with the upstream still counted busy.
 pub(crate) struct Reply {
@@ -61,28 +45,39 @@ pub(crate) async fn exchange<T>(
     let mut tried: Vec<usize> = Vec::new();
     let mut failure = Failure::Unreachable;
     let mut attempts = 0u32;
-    while let Some((i, in_flight)) = shared.upstreams.pick(items, &address, &tried) {
+    let config = &shared.config;
+    while let Some((i, mut in_flight)) = shared.upstreams.pick(items, &address, &tried) {
         attempts += 1;
         let last = attempts > retries || tried.len() + 1 >= items.len();
-        let Some(req) = out.attempt(in_flight.upstream().authority(), last) else {
+        let Some(req) = out.attempt(last) else {
             break;
         };
-        let upstream = in_flight.upstream().authority().as_str();
-        match shared.client.request(req).await {
-            Ok(response) => {
+        let state = in_flight.upstream();
+        let upstream = state.authority().as_str();
+        let sent = pool::send(
+            state.idle(),
+            state.authority(),
+            req,
+            config.connect_timeout,
+            config.idle_timeout,
+        )
+        .await;
+        match sent {
+            Ok((response, conn)) => {
                 shared.upstreams.reinstate(in_flight.upstream());
+                in_flight.keep(conn);
                 return Ok(Reply {
                     response,
                     in_flight,
                 });
             }
-            Err(e) if e.is_connect() => {
+            Err(SendError::Connect(e)) => {
                 tracing::warn!(%upstream, error = ?e, "upstream refused a connection; ejected");
                 shared
                     .upstreams
                     .eject(in_flight.upstream(), shared.config.eject_for);
             }
-            Err(e) => {
+            Err(SendError::Http(e)) => {
                 tracing::warn!(%upstream, error = ?e, "upstream failed before answering");
                 failure = Failure::Broken;
                 if !out.is_idempotent() {
@@ -107,7 +102,7 @@ pub(crate) fn relay(
 ) -> Result<Response<ProxyBody>, Refusal> {
     let Reply {
         mut response,
-        in_flight,
+        mut in_flight,
     } = reply;
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         let (mut parts, body) = response.into_parts();
@@ -124,6 +119,8 @@ pub(crate) fn relay(
             "the app switched protocols without being asked to",
         ));
     };
+    // The upstream connection now belongs to the tunnel.
+    in_flight.release();
     let upstream_side = hyper::upgrade::on(&mut response);
     let (mut parts, _) = response.into_parts();
     let protocol = parts.headers.get(UPGRADE).cloned();

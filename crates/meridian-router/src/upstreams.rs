@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use http::uri::Authority;
 use prometheus_client::metrics::counter::Counter;
 
+use crate::pool::{IdleList, Sender};
+
 /// Per-upstream state.
 pub(crate) struct Upstream {
     authority: Authority,
@@ -18,26 +20,49 @@ pub(crate) struct Upstream {
     /// Milliseconds since the registry's epoch until which the upstream is skipped.
     ejected_until: AtomicU64,
     last_used: AtomicU64,
+    /// Keep-alive connections waiting for a request.
+    idle: IdleList,
 }
 
 impl Upstream {
     pub(crate) fn authority(&self) -> &Authority {
         &self.authority
     }
+
+    pub(crate) fn idle(&self) -> &IdleList {
+        &self.idle
+    }
 }
 
-/// One request counted against an upstream until dropped.
-pub(crate) struct InFlight(Arc<Upstream>);
+/// One request counted against an upstream until dropped, with the connection that carries
+/// it, which goes back to the upstream's idle list then.
+pub(crate) struct InFlight {
+    upstream: Arc<Upstream>,
+    conn: Option<Sender>,
+}
 
 impl InFlight {
     pub(crate) fn upstream(&self) -> &Upstream {
-        &self.0
+        &self.upstream
+    }
+
+    /// Hands the connection that carried the request back when the request is done.
+    pub(crate) fn keep(&mut self, conn: Sender) {
+        self.conn = Some(conn);
+    }
+
+    /// Lets the connection go instead: it now carries an upgraded protocol.
+    pub(crate) fn release(&mut self) {
+        self.conn = None;
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.outstanding.fetch_sub(1, Relaxed);
+        if let Some(conn) = self.conn.take() {
+            self.upstream.idle.put(conn);
+        }
+        self.upstream.outstanding.fetch_sub(1, Relaxed);
     }
 }
 
@@ -79,6 +104,7 @@ impl Upstreams {
                 outstanding: AtomicU32::new(0),
                 ejected_until: AtomicU64::new(0),
                 last_used: AtomicU64::new(0),
+                idle: IdleList::default(),
             })
         });
         Some(Arc::clone(state))
@@ -135,7 +161,13 @@ impl Upstreams {
         };
         state.outstanding.fetch_add(1, Relaxed);
         state.last_used.store(now, Relaxed);
-        Some((i, InFlight(state)))
+        Some((
+            i,
+            InFlight {
+                upstream: state,
+                conn: None,
+            },
+        ))
     }
 
     /// Skips `upstream` for `period` after it refused a connection.
@@ -167,6 +199,13 @@ impl Upstreams {
                 || s.ejected_until.load(Relaxed) > now
                 || now.saturating_sub(s.last_used.load(Relaxed)) < idle
         });
+    }
+
+    /// Closes keep-alive connections idle for `idle_timeout` or more.
+    pub(crate) fn close_idle(&self, idle_timeout: Duration) {
+        for state in read(&self.states).values() {
+            state.idle.close_idle(idle_timeout);
+        }
     }
 
     #[cfg(test)]
