@@ -13,7 +13,7 @@ use meridian_agent::config::{DEFAULT_ADVERTISE_HOST, DEFAULT_DOCKER_HOST};
 use meridian_agent::AgentConfig;
 
 use crate::output::write_stdout;
-use crate::settings_file::{missing, read_toml};
+use crate::settings_file::{missing, read_toml, servers};
 
 /// Settings for `meridian agent`. Each flag can also come from its `MERIDIAN_AGENT_*` variable
 /// or, under both, from the `--config` file (same names, `servers` a list, `labels` a table).
@@ -150,19 +150,12 @@ impl AgentArgs {
             .clone()
             .or(file.region)
             .ok_or_else(|| missing("region", "--region", "MERIDIAN_AGENT_REGION", "region"))?;
-        let servers = if self.servers.is_empty() {
-            file.servers.unwrap_or_default()
-        } else {
-            self.servers.clone()
-        };
-        if servers.is_empty() {
-            return Err(missing(
-                "server URLs",
-                "--server",
-                "MERIDIAN_AGENT_SERVER",
-                "servers",
-            ));
-        }
+        let servers = servers(
+            "agent",
+            "MERIDIAN_AGENT_SERVER",
+            &self.servers,
+            file.servers,
+        )?;
         let token_file = self.token_file.clone().or(file.token_file).ok_or_else(|| {
             missing(
                 "token file",

@@ -12,7 +12,7 @@ use meridian_geo::TrustedProxies;
 use meridian_router::RouterSettings;
 
 use crate::output::write_stdout;
-use crate::settings_file::{missing, read_toml};
+use crate::settings_file::{missing, read_toml, servers};
 
 /// Settings for `meridian router`. Each flag can also come from its `MERIDIAN_ROUTER_*`
 /// variable or, under both, from the `--config` file (same names in snake_case, `servers` a
@@ -119,19 +119,12 @@ impl RouterArgs {
             .or(file.region)
             .ok_or_else(|| missing("region", "--region", "MERIDIAN_ROUTER_REGION", "region"))?;
         let region = Name::parse(&region).map_err(|p| anyhow::anyhow!("--region: {p}"))?;
-        let servers = if self.servers.is_empty() {
-            file.servers.unwrap_or_default()
-        } else {
-            self.servers.clone()
-        };
-        if servers.is_empty() {
-            return Err(missing(
-                "server URLs",
-                "--server",
-                "MERIDIAN_ROUTER_SERVER",
-                "servers",
-            ));
-        }
+        let servers = servers(
+            "router",
+            "MERIDIAN_ROUTER_SERVER",
+            &self.servers,
+            file.servers,
+        )?;
         for s in &servers {
             if !(s.starts_with("http://") || s.starts_with("https://")) {
                 anyhow::bail!("--server: {s:?} is not an http:// or https:// URL");

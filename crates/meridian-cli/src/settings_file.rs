@@ -22,3 +22,22 @@ pub fn missing(who: &str, what: &str, flag: &str, env: &str, key: &str) -> anyho
         "missing {who} setting: {what} (flag {flag}, env {env}, or `{key}` in the --config file)"
     )
 }
+
+/// The control-plane URLs: the flag's (or its variable's) when given, else the file's; `env`
+/// names the variable in the error when there are none.
+pub fn servers(
+    who: &str,
+    env: &str,
+    given: &[String],
+    file: Option<Vec<String>>,
+) -> anyhow::Result<Vec<String>> {
+    let servers = if given.is_empty() {
+        file.unwrap_or_default()
+    } else {
+        given.to_vec()
+    };
+    if servers.is_empty() {
+        return Err(missing(who, "server URLs", "--server", env, "servers"));
+    }
+    Ok(servers)
+}
