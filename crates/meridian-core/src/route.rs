@@ -327,26 +327,21 @@ pub fn decide(
 
     let measure = Measure::new(app.regions, client, rtt, &healthy);
     let winner = nearest(&candidates, &measure).expect("candidates is not empty");
-    let reason = if measure.home.is_some() {
-        RouteReason::NearestByRtt
-    } else {
-        RouteReason::Nearest
-    };
-    let reason = if nearest(&allowed, &measure).map(|r| &r.name) != Some(&winner.name) {
+    let best_allowed = nearest(&allowed, &measure).expect("allowed is not empty");
+    let reason = if best_allowed.name != winner.name {
         // Only the origin-bound rule removed regions between `allowed` and `candidates`.
         let j = binding
             .iter()
-            .find(|j| {
-                let best = nearest(&allowed, &measure).expect("allowed is not empty");
-                !catalog.contains(j, best.country)
-            })
+            .find(|j| !catalog.contains(j, best_allowed.country))
             .map(|j| (*j).clone())
             .unwrap_or_else(|| Jurisdiction::Country(client.country));
         RouteReason::OriginBound(j)
     } else if nearest(&healthy, &measure).map(|r| &r.name) != Some(&winner.name) {
         RouteReason::Residency
+    } else if measure.home.is_some() {
+        RouteReason::NearestByRtt
     } else {
-        reason
+        RouteReason::Nearest
     };
     Ok(Route {
         region: winner.name.clone(),
