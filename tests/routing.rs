@@ -344,7 +344,9 @@ async fn requests_go_to_the_nearest_region_the_app_may_be_served_from() {
     )
     .await;
 
-    // 4. The EU app's eu-ams instance dies: requests move to eu-fra.
+    // 4. eu-ams loses the EU app: its agent dies (so nothing replaces the instance there) and
+    //    the instance with it. Requests move to eu-fra.
+    ams.kill();
     remove_labelled(&[("meridian.node", "rt-ams-1"), ("meridian.app", "eu")]);
     let (a, took) = ask_until(
         NEW_YORK,
@@ -355,7 +357,7 @@ async fn requests_go_to_the_nearest_region_the_app_may_be_served_from() {
     )
     .await;
     assert_eq!((a.status, a.region.as_str()), (200, "eu-fra"), "{a:?}");
-    println!("eu-ams instance lost: requests served from eu-fra after {took:?}");
+    println!("eu-ams lost: requests served from eu-fra after {took:?}");
 
     // 5. No EU instance left at all: a refusal with the reason, never the US.
     fra.kill();
