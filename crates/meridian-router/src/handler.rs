@@ -326,7 +326,7 @@ impl Exchange<'_> {
 }
 
 /// The region nearest `place` by great-circle distance (ties to the first name).
-fn nearest_region<'t>(table: &'t RoutingTable, place: &ClientPlace) -> Option<&'t Name> {
+pub(crate) fn nearest_region<'t>(table: &'t RoutingTable, place: &ClientPlace) -> Option<&'t Name> {
     table
         .regions
         .values()

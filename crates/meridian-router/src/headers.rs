@@ -90,16 +90,20 @@ pub(crate) fn request_host<B>(req: &Request<B>) -> Result<HeaderValue, BadHost> 
     };
     let value = value.ok_or(BadHost::Missing)??;
     let text = value.to_str().map_err(|_| BadHost::Malformed)?;
-    let well_formed = !text.is_empty()
-        && text.len() <= MAX_HOST
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']'));
-    if well_formed {
+    if host_well_formed(text.as_bytes()) {
         Ok(value)
     } else {
         Err(BadHost::Malformed)
     }
+}
+
+/// A host name with an optional port (or a bracketed IPv6 address), of sane length.
+pub(crate) fn host_well_formed(host: &[u8]) -> bool {
+    !host.is_empty()
+        && host.len() <= MAX_HOST
+        && host
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']'))
 }
 
 /// Whether the client would rather read an HTML page than JSON: `text/html` ranks above

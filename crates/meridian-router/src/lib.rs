@@ -21,6 +21,7 @@ pub mod control;
 mod forward;
 mod handler;
 mod headers;
+mod lane;
 mod locate;
 mod metrics;
 mod outgoing;

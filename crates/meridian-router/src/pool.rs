@@ -30,40 +30,76 @@ pub(crate) enum SendError {
     Http(hyper::Error),
 }
 
-/// One upstream's idle connections, most recently used last.
-#[derive(Default)]
-pub(crate) struct IdleList {
-    list: Mutex<Vec<(Sender, Instant)>>,
+/// A connection an idle list can keep.
+pub(crate) trait Pooled {
+    /// It can take a request now.
+    fn usable(&self) -> bool;
+    /// It has closed (or can never be used again).
+    fn closed(&self) -> bool;
 }
 
-impl IdleList {
+impl Pooled for Sender {
+    fn usable(&self) -> bool {
+        self.is_ready()
+    }
+
+    fn closed(&self) -> bool {
+        self.is_closed()
+    }
+}
+
+/// The fast lane's raw connections: usable while nothing at all arrived since the last answer
+/// (the app closing it, most often).
+impl Pooled for TcpStream {
+    fn usable(&self) -> bool {
+        crate::lane::quiet(self)
+    }
+
+    fn closed(&self) -> bool {
+        !crate::lane::quiet(self)
+    }
+}
+
+/// One upstream's idle connections, most recently used last.
+pub(crate) struct IdleList<C> {
+    list: Mutex<Vec<(C, Instant)>>,
+}
+
+impl<C> Default for IdleList<C> {
+    fn default() -> Self {
+        Self {
+            list: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<C: Pooled> IdleList<C> {
     /// The most recently used connection that can take a request now. Closed, stale or still
     /// busy ones met on the way are dropped, which closes them.
-    fn take(&self, idle_timeout: Duration) -> Option<Sender> {
+    pub(crate) fn take(&self, idle_timeout: Duration) -> Option<C> {
         let mut list = lock(&self.list);
-        while let Some((sender, since)) = list.pop() {
-            if sender.is_ready() && since.elapsed() < idle_timeout {
-                return Some(sender);
+        while let Some((conn, since)) = list.pop() {
+            if since.elapsed() < idle_timeout && conn.usable() {
+                return Some(conn);
             }
         }
         None
     }
 
-    /// Keeps `sender` for the next request, unless its connection has closed.
-    pub(crate) fn put(&self, sender: Sender) {
-        if sender.is_closed() {
+    /// Keeps `conn` for the next request, unless it has closed.
+    pub(crate) fn put(&self, conn: C) {
+        if conn.closed() {
             return;
         }
         let mut list = lock(&self.list);
         if list.len() < MAX_IDLE {
-            list.push((sender, Instant::now()));
+            list.push((conn, Instant::now()));
         }
     }
 
     /// Closes the connections idle for `idle_timeout` or more, and the closed ones.
     pub(crate) fn close_idle(&self, idle_timeout: Duration) {
-        lock(&self.list)
-            .retain(|(sender, since)| !sender.is_closed() && since.elapsed() < idle_timeout);
+        lock(&self.list).retain(|(conn, since)| !conn.closed() && since.elapsed() < idle_timeout);
     }
 }
 
@@ -72,7 +108,7 @@ impl IdleList {
 /// of it was written. Returns the connection with the answer, to go back to `idle` once the
 /// answer's body is done with.
 pub(crate) async fn send(
-    idle: &IdleList,
+    idle: &IdleList<Sender>,
     authority: &Authority,
     mut req: Request<ProxyBody>,
     connect_timeout: Duration,
@@ -97,18 +133,9 @@ pub(crate) async fn send(
 /// Opens a connection to `authority` and runs it in a task of its own, upgrades included;
 /// the task ends when the connection closes or its sender is dropped while it is idle.
 async fn connect(authority: &Authority, timeout: Duration) -> Result<Sender, SendError> {
-    let connecting = TcpStream::connect(authority.as_str());
-    let stream = match tokio::time::timeout(timeout, connecting).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return Err(SendError::Connect(e)),
-        Err(_) => {
-            let e = io::Error::new(io::ErrorKind::TimedOut, "connecting timed out");
-            return Err(SendError::Connect(e));
-        }
-    };
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "TCP_NODELAY refused");
-    }
+    let stream = connect_tcp(authority, timeout)
+        .await
+        .map_err(SendError::Connect)?;
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(SendError::Http)?;
@@ -118,6 +145,24 @@ async fn connect(authority: &Authority, timeout: Duration) -> Result<Sender, Sen
         }
     });
     Ok(sender)
+}
+
+/// A TCP connection to `authority` (`TCP_NODELAY` set), within `timeout`.
+pub(crate) async fn connect_tcp(authority: &Authority, timeout: Duration) -> io::Result<TcpStream> {
+    let connecting = TcpStream::connect(authority.as_str());
+    let stream = match tokio::time::timeout(timeout, connecting).await {
+        Ok(connected) => connected?,
+        Err(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connecting timed out",
+            ))
+        }
+    };
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY refused");
+    }
+    Ok(stream)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -167,7 +212,7 @@ mod tests {
             .unwrap()
     }
 
-    async fn exchange(idle: &IdleList, authority: &Authority, keep: Duration) {
+    async fn exchange(idle: &IdleList<Sender>, authority: &Authority, keep: Duration) {
         let (response, sender) = send(idle, authority, get(), LONG, keep).await.unwrap();
         let body = http_body_util::BodyExt::collect(response.into_body()).await;
         assert_eq!(body.unwrap().to_bytes(), "ok");
@@ -177,7 +222,7 @@ mod tests {
     #[tokio::test]
     async fn connections_are_reused_until_they_idle_too_long() {
         let (authority, accepted) = upstream().await;
-        let idle = IdleList::default();
+        let idle = IdleList::<Sender>::default();
         for _ in 0..3 {
             exchange(&idle, &authority, LONG).await;
         }
@@ -201,7 +246,14 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let authority = Authority::try_from(listener.local_addr().unwrap().to_string()).unwrap();
         drop(listener);
-        let sent = send(&IdleList::default(), &authority, get(), LONG, LONG).await;
+        let sent = send(
+            &IdleList::<Sender>::default(),
+            &authority,
+            get(),
+            LONG,
+            LONG,
+        )
+        .await;
         assert!(matches!(sent, Err(SendError::Connect(_))));
     }
 }

@@ -27,20 +27,25 @@ impl Refusal {
 
     /// `{"error":{"code":..,"message":..}}`, or a page when `html`.
     pub(crate) fn into_response(self, html: bool) -> Response<ProxyBody> {
-        let (content_type, body) = if html {
-            ("text/html; charset=utf-8", self.page())
-        } else {
-            let json = serde_json::json!({
-                "error": { "code": self.code, "message": self.message }
-            });
-            ("application/json", json.to_string())
-        };
+        let (content_type, body) = self.render(html);
         let mut response = Response::new(ProxyBody::full(body));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
+    }
+
+    /// The body's content type and text.
+    pub(crate) fn render(&self, html: bool) -> (&'static str, String) {
+        if html {
+            ("text/html; charset=utf-8", self.page())
+        } else {
+            let json = serde_json::json!({
+                "error": { "code": self.code, "message": self.message }
+            });
+            ("application/json", json.to_string())
+        }
     }
 
     fn page(&self) -> String {

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::RouterConfig;
 use crate::handler;
+use crate::lane::{self, Ended, Rewind};
 use crate::locate::Locate;
 use crate::metrics::Metrics;
 use crate::table::RoutingTable;
@@ -146,7 +147,7 @@ impl Router {
 async fn connection(
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
 ) {
     if let Err(e) = stream.set_nodelay(true) {
@@ -154,11 +155,28 @@ async fn connection(
     }
     let stop = shared.stop.clone();
     let drain = shared.config.request_timeout;
+    // The fast lane first; the general path takes over from the first request it leaves.
+    let ended = {
+        let lane = lane::serve(&shared, &mut stream, peer);
+        tokio::pin!(lane);
+        tokio::select! {
+            ended = lane.as_mut() => ended,
+            () = stop.cancelled() => match tokio::time::timeout(drain, lane.as_mut()).await {
+                Ok(ended) => ended,
+                Err(_) => return,
+            },
+        }
+    };
+    let prefix = match ended {
+        Ended::Closed => return,
+        Ended::Handoff(prefix) => prefix,
+    };
     let service = service_fn(move |req| {
         let shared = Arc::clone(&shared);
         async move { Ok::<_, Infallible>(handler::handle(shared, req, peer).await) }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let io = TokioIo::new(Rewind::new(stream, prefix));
+    let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let done = tokio::select! {
         done = conn.as_mut() => done,

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use http::uri::Authority;
 use prometheus_client::metrics::counter::Counter;
 
+use tokio::net::TcpStream;
+
 use crate::pool::{IdleList, Sender};
 
 /// Per-upstream state.
@@ -21,7 +23,9 @@ pub(crate) struct Upstream {
     ejected_until: AtomicU64,
     last_used: AtomicU64,
     /// Keep-alive connections waiting for a request.
-    idle: IdleList,
+    idle: IdleList<Sender>,
+    /// The fast lane's keep-alive connections.
+    lane_idle: IdleList<TcpStream>,
 }
 
 impl Upstream {
@@ -29,8 +33,12 @@ impl Upstream {
         &self.authority
     }
 
-    pub(crate) fn idle(&self) -> &IdleList {
+    pub(crate) fn idle(&self) -> &IdleList<Sender> {
         &self.idle
+    }
+
+    pub(crate) fn lane_idle(&self) -> &IdleList<TcpStream> {
+        &self.lane_idle
     }
 }
 
@@ -105,6 +113,7 @@ impl Upstreams {
                 ejected_until: AtomicU64::new(0),
                 last_used: AtomicU64::new(0),
                 idle: IdleList::default(),
+                lane_idle: IdleList::default(),
             })
         });
         Some(Arc::clone(state))
@@ -205,6 +214,7 @@ impl Upstreams {
     pub(crate) fn close_idle(&self, idle_timeout: Duration) {
         for state in read(&self.states).values() {
             state.idle.close_idle(idle_timeout);
+            state.lane_idle.close_idle(idle_timeout);
         }
     }
 
