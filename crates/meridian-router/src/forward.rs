@@ -1,20 +1,22 @@
 //! Requests another region serves: sent once to one of that region's routers, and moved to the
-//! next-best region the rules allow when none of them can be reached.
+//! next-best region the rules allow when none of them can be reached, or when the one reached
+//! answers that no instance there could take the request (nothing reached an app).
 
 use http::StatusCode;
 use meridian_core::route::{self, AppRoutes, Route};
 use meridian_core::Name;
 
 use crate::handler::{reason_value, Answer, By, Exchange};
-use crate::headers::{append_forwarded_for, meridian_hop};
+use crate::headers::{append_forwarded_for, meridian_hop, meridian_route};
 use crate::outgoing::Outgoing;
-use crate::reply::Refusal;
+use crate::reply::{Refusal, INSTANCE_UNREACHABLE};
 use crate::upstream::{exchange, relay, Failure};
 
 impl Exchange<'_> {
     /// Sends the request once to a router of the winning region. When none of that region's
-    /// routers can be reached (or none is registered), the next-best region the rules allow
-    /// takes it, this one included.
+    /// routers can be reached (or none is registered), or the router reached refuses it for
+    /// want of a reachable or healthy instance, the next-best region the rules allow takes it,
+    /// this one included.
     pub(crate) async fn forward(&self, mut out: Outgoing, first: Route) -> Answer {
         let shared = self.shared;
         let here = out.headers().clone();
@@ -45,6 +47,21 @@ impl Exchange<'_> {
             let region = &route.region;
             match sent {
                 Ok(Ok(reply)) => {
+                    // The region's router refused before any app saw the request: the next
+                    // region the rules allow gets it, when there is one.
+                    if served_nothing(&reply.response) && out.can_resend() {
+                        let mut without = unreachable.clone();
+                        without.push(region.clone());
+                        if let Some(next) = self.next_best(&without) {
+                            tracing::warn!(
+                                app = %self.app.name, %region, next = %next.region,
+                                "the region's router had no instance to serve; trying the next region"
+                            );
+                            unreachable = without;
+                            route = next;
+                            continue;
+                        }
+                    }
                     shared.metrics.series(&self.app.name, region).forwarded();
                     let result = relay(shared, reply, out.upgrade.take());
                     return Answer {
@@ -105,6 +122,15 @@ impl Exchange<'_> {
         )
         .ok()
     }
+}
+
+/// Whether a router's answer is its own refusal saying no instance of the region took the
+/// request: none could be reached, or none is healthy by its table. (A served answer carries
+/// a route reason in `Meridian-Route`, never a refusal code.)
+fn served_nothing(response: &http::Response<hyper::body::Incoming>) -> bool {
+    let code = response.headers().get(meridian_route());
+    matches!(response.status().as_u16(), 502 | 503)
+        && code.is_some_and(|c| c == INSTANCE_UNREACHABLE || c == "no_healthy_instance")
 }
 
 /// `host:port` of a router's base URL; routers are reached over plain HTTP.

@@ -19,7 +19,7 @@ use crate::headers::{
     meridian_route, x_forwarded_host, x_forwarded_proto,
 };
 use crate::outgoing::Outgoing;
-use crate::reply::Refusal;
+use crate::reply::{Refusal, INSTANCE_UNREACHABLE};
 use crate::router::Shared;
 use crate::table::{AppEntry, RoutingTable};
 use crate::upstream::{exchange, relay, Failure};
@@ -273,7 +273,7 @@ impl Exchange<'_> {
             Ok(Ok(reply)) => relay(shared, reply, out.upgrade.take()),
             Ok(Err(Failure::Unreachable)) => Err(Refusal::new(
                 StatusCode::BAD_GATEWAY,
-                "bad_gateway",
+                INSTANCE_UNREACHABLE,
                 format!("no instance of {app} in {region} accepted a connection"),
             )),
             Ok(Err(Failure::Broken)) => Err(Refusal::new(

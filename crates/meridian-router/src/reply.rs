@@ -6,6 +6,10 @@ use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::ProxyBody;
 
+/// The refusal code for "no instance of the app in this region accepted a connection":
+/// nothing reached the app, so a forwarding router may try the next region.
+pub(crate) const INSTANCE_UNREACHABLE: &str = "instance_unreachable";
+
 /// A request the router answers itself, with why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refusal {

@@ -155,7 +155,7 @@ async fn when_every_backend_is_ejected_they_are_tried_anyway() {
     let router = start(config("eu-fra"), wire, in_paris()).await;
     let r = get(router.addr, WEB, "/").await;
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
-    assert_eq!(error_code(r).await, "bad_gateway");
+    assert_eq!(error_code(r).await, "instance_unreachable");
     // The instance comes back within its ejection: the region is not written off.
     let listener = tokio::net::TcpListener::bind(&address).await.unwrap();
     let server = tokio::spawn(async move {

@@ -186,3 +186,45 @@ async fn an_unreachable_region_gives_way_to_the_next_allowed_one() {
     );
     iad.stop().await;
 }
+
+#[tokio::test]
+async fn a_region_whose_instances_refuse_connections_gives_way_to_the_next_allowed_one() {
+    // The Paris client's nearest region is eu-fra, whose router is up but whose only instance
+    // refuses connections; us-iad's router forwards there first.
+    let dead = refused_address().await;
+    let iad_backend = echo("iad-1").await;
+    let instances = [("eu-fra", dead), ("us-iad", iad_backend.address())];
+    for (residency, served_by) in [(&[][..], Some("us-iad")), (&["EU"][..], None)] {
+        let (fra_listener, iad_listener) = (listener().await, listener().await);
+        let routers = vec![
+            router_entry("eu-fra", &fra_listener.local_addr().unwrap().to_string()),
+            router_entry("us-iad", &iad_listener.local_addr().unwrap().to_string()),
+        ];
+        let wire = table(vec![app("web", residency, &instances)], routers);
+        let fra = start_on(fra_listener, config("eu-fra"), wire.clone(), in_paris()).await;
+        let iad = start_on(iad_listener, config("us-iad"), wire, in_paris()).await;
+        let before = iad_backend.hits();
+        let r = get(iad.addr, WEB, "/").await;
+        match served_by {
+            Some(region) => {
+                // Nothing reached an app in eu-fra, so the next region may serve it.
+                assert_eq!(r.status(), StatusCode::OK);
+                assert_eq!(header(&r, "meridian-region"), region);
+                assert_eq!(text(r).await, "iad-1");
+                assert_eq!(iad_backend.hits(), before + 1);
+            }
+            None => {
+                // Residency allows only the EU: eu-fra's refusal stands.
+                assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+                assert_eq!(error_code(r).await, "instance_unreachable");
+                assert_eq!(
+                    iad_backend.hits(),
+                    before,
+                    "the disallowed region served nothing"
+                );
+            }
+        }
+        fra.stop().await;
+        iad.stop().await;
+    }
+}

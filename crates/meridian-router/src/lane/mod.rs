@@ -34,7 +34,7 @@ use crate::handler::{nearest_region, reason_value};
 use crate::headers::{host_well_formed, prefers_html};
 use crate::metrics::Series;
 use crate::pool;
-use crate::reply::Refusal;
+use crate::reply::{Refusal, INSTANCE_UNREACHABLE};
 use crate::router::Shared;
 use crate::table::{AppEntry, Backend, RoutingTable};
 use crate::upstreams::InFlight;
@@ -305,12 +305,15 @@ impl Lane<'_> {
             Ok(Err(Failure::ClientGone)) => return Next::Close,
             Ok(Err(failure)) => {
                 let (app, region) = (&app.name, own);
-                let message = if failure == Failure::Unreachable {
-                    format!("no instance of {app} in {region} accepted a connection")
+                let (code, message) = if failure == Failure::Unreachable {
+                    let message = format!("no instance of {app} in {region} accepted a connection");
+                    (INSTANCE_UNREACHABLE, message)
                 } else {
-                    format!("the instance of {app} in {region} failed before answering")
+                    let message =
+                        format!("the instance of {app} in {region} failed before answering");
+                    ("bad_gateway", message)
                 };
-                let refusal = Refusal::new(StatusCode::BAD_GATEWAY, "bad_gateway", message);
+                let refusal = Refusal::new(StatusCode::BAD_GATEWAY, code, message);
                 return self
                     .refuse(client, &refusal, req, consumed, close, series, started)
                     .await;
