@@ -389,18 +389,22 @@ pub(crate) fn judge_response(
     })
 }
 
+/// What the router adds to every response head it relays.
+pub(crate) struct RouterFields<'a> {
+    /// `Meridian-Region`.
+    pub(crate) region: &'a [u8],
+    /// `Meridian-Route`.
+    pub(crate) route: Option<&'a [u8]>,
+    /// `Date`, when the app sent none (RFC 9110 §6.6.1).
+    pub(crate) date: &'a [u8],
+    /// The client's connection ends with this response: `Connection: close`.
+    pub(crate) close: bool,
+}
+
 /// Writes the head the client gets: the app's status and fields, less hop-by-hop ones (but
 /// `Transfer-Encoding`, as the body is relayed as it came) and any `Meridian-*` the app set,
-/// plus the router's `Meridian-Region` and `Meridian-Route`, and `Connection: close` when
-/// the client's connection ends with this response.
-pub(crate) fn write_response(
-    out: &mut Vec<u8>,
-    buf: &[u8],
-    head: &Head,
-    region: &[u8],
-    route: Option<&[u8]>,
-    close: bool,
-) {
+/// plus the router's fields.
+pub(crate) fn write_response(out: &mut Vec<u8>, buf: &[u8], head: &Head, add: &RouterFields<'_>) {
     out.extend_from_slice(b"HTTP/1.1 ");
     // httparse reads exactly three digits.
     let status = head.status.min(999);
@@ -412,10 +416,12 @@ pub(crate) fn write_response(
     ]);
     out.extend_from_slice(&buf[head.first.clone()]);
     out.extend_from_slice(b"\r\n");
-    let chunked = head
-        .fields
-        .iter()
-        .any(|(n, _)| buf[n.clone()].eq_ignore_ascii_case(b"transfer-encoding"));
+    let named = |name: &[u8]| {
+        head.fields
+            .iter()
+            .any(|(n, _)| buf[n.clone()].eq_ignore_ascii_case(name))
+    };
+    let chunked = named(b"transfer-encoding");
     // Names the app's `Connection` lists are hop-by-hop too.
     let listed = |name: &[u8]| {
         head.fields.iter().any(|(n, v)| {
@@ -441,11 +447,14 @@ pub(crate) fn write_response(
             field(out, n, &buf[value.clone()]);
         }
     }
-    field(out, b"meridian-region", region);
-    if let Some(route) = route {
+    if !named(b"date") {
+        field(out, b"date", add.date);
+    }
+    field(out, b"meridian-region", add.region);
+    if let Some(route) = add.route {
         field(out, b"meridian-route", route);
     }
-    if close {
+    if add.close {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -598,18 +607,32 @@ mod tests {
         let raw = "HTTP/1.1 200 Fine\r\nContent-Type: text/plain\r\nConnection: x-secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nMeridian-Region: fake\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
         let (head, _) = response(raw, false);
         let mut out = Vec::new();
-        write_response(
-            &mut out,
-            raw.as_bytes(),
-            &head,
-            b"eu-fra",
-            Some(b"nearest"),
-            true,
-        );
+        let add = RouterFields {
+            region: b"eu-fra",
+            route: Some(b"nearest"),
+            date: b"Sat, 28 Nov 2026 06:00:00 GMT",
+            close: true,
+        };
+        write_response(&mut out, raw.as_bytes(), &head, &add);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 Fine\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\
+             date: Sat, 28 Nov 2026 06:00:00 GMT\r\n\
              meridian-region: eu-fra\r\nmeridian-route: nearest\r\nconnection: close\r\n\r\n"
+        );
+        let dated = "HTTP/1.1 204 No Content\r\nDate: Fri, 27 Nov 2026 00:00:00 GMT\r\n\r\n";
+        let (head, _) = response(dated, false);
+        let mut out = Vec::new();
+        let quiet = RouterFields {
+            close: false,
+            route: None,
+            ..add
+        };
+        write_response(&mut out, dated.as_bytes(), &head, &quiet);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 204 No Content\r\nDate: Fri, 27 Nov 2026 00:00:00 GMT\r\n\
+             meridian-region: eu-fra\r\n\r\n"
         );
     }
 }

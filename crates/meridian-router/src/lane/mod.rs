@@ -18,7 +18,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderValue, StatusCode};
@@ -39,7 +39,7 @@ use crate::router::Shared;
 use crate::table::{AppEntry, Backend, RoutingTable};
 use crate::upstreams::InFlight;
 use chunked::Chunked;
-use head::{AppHeaders, Framing, Head, Parsed, Request, MAX_HEAD};
+use head::{AppHeaders, Framing, Head, Parsed, Request, RouterFields, MAX_HEAD};
 pub(crate) use rewind::Rewind;
 
 /// How long a client may take over a request head once it has started one.
@@ -110,6 +110,7 @@ pub(crate) async fn serve(shared: &Arc<Shared>, client: &mut TcpStream, peer: So
         head: Head::default(),
         resp: Head::default(),
         decided: None,
+        date: Date::default(),
         stopping: Box::pin(shared.stop.clone().cancelled_owned()),
     };
     let mut alarm = Alarm::new();
@@ -181,6 +182,7 @@ struct Lane<'s> {
     resp: Head,
     /// The last decision, reused while it still holds.
     decided: Option<Decided>,
+    date: Date,
     /// Resolves when the router begins to stop.
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
 }
@@ -357,14 +359,13 @@ impl Lane<'_> {
         series.record(status, started.elapsed());
         let close = close || response.framing == Framing::UntilClose;
         self.out.clear();
-        head::write_response(
-            &mut self.out,
-            &self.ubuf,
-            &self.resp,
-            own.as_str().as_bytes(),
-            decided.route.as_ref().map(HeaderValue::as_bytes),
+        let add = RouterFields {
+            region: own.as_str().as_bytes(),
+            route: decided.route.as_ref().map(HeaderValue::as_bytes),
+            date: self.date.now(),
             close,
-        );
+        };
+        head::write_response(&mut self.out, &self.ubuf, &self.resp, &add);
         let relayed = self.relay(client, &mut conn, response.framing).await;
         let next = match relayed {
             Relayed::Whole { extra } => {
@@ -585,13 +586,18 @@ impl Lane<'_> {
             .and_then(|r| HeaderValue::from_bytes(&self.buf[r.clone()]).ok());
         let (content_type, body) = refusal.render(prefers_html(accept.as_ref()));
         self.out.clear();
+        let add = RouterFields {
+            region: self.shared.config.region.as_str().as_bytes(),
+            route: Some(refusal.code.as_bytes()),
+            date: self.date.now(),
+            close,
+        };
         write_refusal(
             &mut self.out,
             refusal,
             content_type,
             &body,
-            self.shared.config.region.as_str(),
-            close,
+            &add,
             req.head_method,
         );
         if client.write_all(&self.out).await.is_err() || close {
@@ -599,6 +605,25 @@ impl Lane<'_> {
         }
         self.buf.advance(consumed);
         Next::Again
+    }
+}
+
+/// The `Date` field's value, formatted once a second.
+#[derive(Default)]
+struct Date {
+    second: u64,
+    text: String,
+}
+
+impl Date {
+    fn now(&mut self) -> &[u8] {
+        let now = SystemTime::now();
+        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if second != self.second || self.text.is_empty() {
+            self.second = second;
+            self.text = httpdate::fmt_http_date(now);
+        }
+        self.text.as_bytes()
     }
 }
 
@@ -654,8 +679,7 @@ fn write_refusal(
     refusal: &Refusal,
     content_type: &str,
     body: &str,
-    region: &str,
-    close: bool,
+    add: &RouterFields<'_>,
     head_method: bool,
 ) {
     use std::io::Write as _;
@@ -664,13 +688,22 @@ fn write_refusal(
     let _ = write!(
         out,
         "HTTP/1.1 {} {}\r\ncontent-type: {content_type}\r\ncache-control: no-store\r\n\
-         content-length: {}\r\nmeridian-region: {region}\r\nmeridian-route: {}\r\n",
+         content-length: {}\r\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
         body.len(),
-        refusal.code,
     );
-    if close {
+    for (name, value) in [
+        (&b"date"[..], add.date),
+        (b"meridian-region", add.region),
+        (b"meridian-route", add.route.unwrap_or_default()),
+    ] {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if add.close {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
