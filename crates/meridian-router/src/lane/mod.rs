@@ -300,7 +300,8 @@ impl Lane<'_> {
             sent = self.send(client, app.backends_in(own), req, rest) => Ok(sent),
             () = alarm.ring() => Err(()),
         };
-        // A body not read whole leaves the connection unusable for another request.
+        // Refused, a body that was not read whole leaves the connection unusable for another
+        // request (an answer means it was read whole).
         let close = req.close || rest > 0;
         let (mut conn, in_flight) = match sent {
             Ok(Ok(sent)) => sent,
@@ -357,7 +358,7 @@ impl Lane<'_> {
         };
         let status = StatusCode::from_u16(self.resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
         series.record(status, started.elapsed());
-        let close = close || response.framing == Framing::UntilClose;
+        let close = req.close || response.framing == Framing::UntilClose;
         self.out.clear();
         let add = RouterFields {
             region: own.as_str().as_bytes(),
