@@ -6,12 +6,18 @@
 # Each at saturation (-c50) and lightly loaded (-c4), -t1, DURATION seconds per run, ROUNDS
 # rounds alternating the three paths; medians are printed.
 #
+# On a machine with two cores or more, wrk runs on core 0 and the backend and the proxy under
+# test share core 1 (taskset), so the load generator does not take its CPU from the proxy
+# and the proxies are compared by what they cost; MERIDIAN_BENCH_PIN=0 lets the kernel place
+# everything instead.
+#
 # The router runs the real `meridian router` binary. Its route table (one app, one healthy
 # instance: the backend) is given with --table-cache, which a router reads at start; its
 # control plane is deliberately unreachable, as nothing on the request path uses it.
 #
 # usage: deploy/bench/router.sh [DURATION [ROUNDS]]   (default 10 s, 3 rounds)
 #   MERIDIAN_ROUTER_THREADS  router threads (default 1; see BENCHMARKS.md)
+#   MERIDIAN_BENCH_PIN       1 (default with two cores or more) pins as above, 0 does not
 # Installs wrk and nginx-light from Debian's packages when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,6 +27,14 @@ duration=${1:-10}
 rounds=${2:-3}
 threads=${MERIDIAN_ROUTER_THREADS:-1}
 target="${CARGO_TARGET_DIR:-target}"
+
+pin=${MERIDIAN_BENCH_PIN:-1}
+[ "$(nproc)" -ge 2 ] || pin=0
+on_load=() on_proxy=() layout="unpinned: the kernel places wrk, the backend and the proxy"
+if [ "$pin" = 1 ]; then
+  on_load=(taskset -c 0) on_proxy=(taskset -c 1)
+  layout="wrk on core 0; the backend and the proxy under test share core 1"
+fi
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -92,11 +106,11 @@ cat >"$work/table.json" <<EOF
 EOF
 echo "not-a-real-token" >"$work/token"
 
-"$nginx_bin" -c "$work/backend.conf" -p "$work" &
+"${on_proxy[@]}" "$nginx_bin" -c "$work/backend.conf" -p "$work" &
 pids+=($!)
-"$nginx_bin" -c "$work/proxy.conf" -p "$work" &
+"${on_proxy[@]}" "$nginx_bin" -c "$work/proxy.conf" -p "$work" &
 pids+=($!)
-RUST_LOG=error "$meridian" router --region local --server http://127.0.0.1:1 \
+RUST_LOG=error "${on_proxy[@]}" "$meridian" router --region local --server http://127.0.0.1:1 \
   --token-file "$work/token" --listen "127.0.0.1:$router" --table-cache "$work/table.json" \
   --threads "$threads" &
 pids+=($!)
@@ -109,7 +123,7 @@ wait_until 50 0.1 curl -fsS -H "Host: bench.meridian.localhost" "http://127.0.0.
 # run NAME PORT CONNECTIONS: one wrk run; prints "req/s p50_ms p99_ms".
 run() {
   local out rps p50 p99
-  out=$(wrk -t1 -c"$3" -d"${duration}s" --latency -H "Host: bench.meridian.localhost" \
+  out=$("${on_load[@]}" wrk -t1 -c"$3" -d"${duration}s" --latency -H "Host: bench.meridian.localhost" \
     "http://127.0.0.1:$2/")
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
@@ -131,6 +145,7 @@ median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (
 hr
 say "wrk -t1, ${duration}s per run, $rounds rounds alternating the three paths (the machine's"
 say "other load varies; medians over the rounds); router threads: $threads; $(nproc) cores"
+say "$layout"
 for c in 50 4; do
   : >"$work/direct" >"$work/nginx" >"$work/router"
   for round in $(seq 1 "$rounds"); do
