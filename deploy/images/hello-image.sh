@@ -36,8 +36,9 @@ source_digest="$(cd "$root" && cat crates/meridian-hello/Cargo.toml crates/merid
     sha256sum | cut -c1-16)"
 wanted=()
 for tag in "${tags[@]}"; do
+    # A missing image has no digest (and is not an error here).
     built_from="$(docker image inspect -f '{{range .Config.Env}}{{println .}}{{end}}' \
-        "meridian-hello:$tag" 2>/dev/null | sed -n 's/^HELLO_SOURCE=//p')"
+        "meridian-hello:$tag" 2>/dev/null | sed -n 's/^HELLO_SOURCE=//p' || true)"
     if [ "$force" -eq 0 ] && [ "$built_from" = "$source_digest" ]; then
         echo "meridian-hello:$tag is up to date (use --force to rebuild)"
     else

@@ -121,6 +121,8 @@ pub(crate) async fn serve(shared: &Arc<Shared>, client: &mut TcpStream, peer: So
             None => return Ended::Closed,
         }
         match lane.exchange(client, &mut alarm).await {
+            // Stopping: the request in flight was answered, and that is the last one.
+            Next::Again if shared.stop.is_cancelled() => return Ended::Closed,
             Next::Again => {}
             Next::Close => return Ended::Closed,
             Next::Handoff => return Ended::Handoff(lane.buf.freeze()),
