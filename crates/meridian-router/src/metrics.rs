@@ -2,7 +2,7 @@
 //! so the request path only bumps counters it already holds.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -72,6 +72,8 @@ pub(crate) struct Metrics {
     no_route: Family<NoRouteLabels, Counter>,
     ejections: Counter,
     series: RwLock<HashMap<Name, HashMap<Name, Arc<Series>>>>,
+    /// The refusal codes counted per app, to find their series again.
+    no_route_codes: Mutex<HashMap<Name, Vec<&'static str>>>,
 }
 
 impl Metrics {
@@ -115,6 +117,7 @@ impl Metrics {
             no_route,
             ejections,
             series: RwLock::new(HashMap::new()),
+            no_route_codes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -164,6 +167,64 @@ impl Metrics {
                 code,
             })
             .inc();
+        let mut codes = self
+            .no_route_codes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let seen = codes.entry(app.clone()).or_default();
+        if !seen.contains(&code) {
+            seen.push(code);
+        }
+    }
+
+    /// Drops every series of the apps `keep` refuses (apps gone from the route table), so a
+    /// router that outlives many apps does not export them forever.
+    pub(crate) fn forget_apps(&self, keep: impl Fn(&Name) -> bool) {
+        let gone: Vec<(Name, Vec<Name>)> = {
+            let mut cache = self.series.write().unwrap_or_else(|p| p.into_inner());
+            let gone = cache
+                .iter()
+                .filter(|(app, _)| !keep(app))
+                .map(|(app, regions)| (app.clone(), regions.keys().cloned().collect()))
+                .collect::<Vec<_>>();
+            for (app, _) in &gone {
+                cache.remove(app);
+            }
+            gone
+        };
+        for (app, regions) in gone {
+            for region in regions {
+                let pair = AppRegion {
+                    app: app.to_string(),
+                    region: region.to_string(),
+                };
+                for class in CLASSES {
+                    self.requests.remove(&RequestLabels {
+                        app: pair.app.clone(),
+                        region: pair.region.clone(),
+                        class,
+                    });
+                }
+                self.duration.remove(&pair);
+                self.forwarded.remove(&pair);
+            }
+        }
+        let mut codes = self
+            .no_route_codes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        codes.retain(|app, seen| {
+            let kept = keep(app);
+            if !kept {
+                for code in seen.iter() {
+                    self.no_route.remove(&NoRouteLabels {
+                        app: app.to_string(),
+                        code,
+                    });
+                }
+            }
+            kept
+        });
     }
 
     /// The Prometheus text exposition.
@@ -202,5 +263,32 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn the_series_of_apps_gone_are_forgotten() {
+        let m = Metrics::new();
+        let (web, api) = (Name::parse("web").unwrap(), Name::parse("api").unwrap());
+        let fra = Name::parse("eu-fra").unwrap();
+        for app in [&web, &api] {
+            let series = m.series(app, &fra);
+            series.record(StatusCode::OK, Duration::from_millis(1));
+            series.forwarded();
+            m.no_route(app, "no_healthy_instance");
+        }
+        m.forget_apps(|app| *app == web);
+        let text = m.text();
+        assert!(!text.contains(r#"app="api""#), "{text}");
+        assert!(text.contains(
+            r#"meridian_router_requests_total{app="web",region="eu-fra",class="2xx"} 1"#
+        ));
+        assert!(text
+            .contains(r#"meridian_router_no_route_total{app="web",code="no_healthy_instance"} 1"#));
+        // A returning app starts afresh.
+        m.series(&api, &fra)
+            .record(StatusCode::OK, Duration::from_millis(1));
+        assert!(m.text().contains(
+            r#"meridian_router_requests_total{app="api",region="eu-fra",class="2xx"} 1"#
+        ));
     }
 }

@@ -23,8 +23,9 @@ use crate::metrics::Metrics;
 use crate::table::RoutingTable;
 use crate::upstreams::Upstreams;
 
-/// How often upstreams nobody used lately are forgotten (and idle connections closed, or
-/// more often when the idle timeout is shorter), and after how long.
+/// How often upstreams nobody used lately are forgotten, with the metrics of apps gone from
+/// the table (and idle connections closed, or more often when the idle timeout is shorter),
+/// and after how long.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const PRUNE_IDLE: Duration = Duration::from_secs(600);
 
@@ -103,6 +104,8 @@ impl Router {
                         _ = every.tick() => {
                             shared.upstreams.prune(PRUNE_IDLE);
                             shared.upstreams.close_idle(idle_timeout);
+                            let table = shared.table.borrow().clone();
+                            shared.metrics.forget_apps(|app| table.app(app).is_some());
                         }
                         () = shared.stop.cancelled() => break,
                     }
