@@ -13,10 +13,18 @@
 //! and their lease has expired by then, so they grant it. The cluster elects a new leader
 //! about one lease and one heartbeat after the old one went silent.
 //!
+//! The first-ranked follower's election can still find no majority: a follower whose last
+//! heartbeat came earlier (its replication stream was backing off, say) may have campaigned
+//! first in the same term with a shorter log, which the first-ranked one refuses while the
+//! other has already voted for itself. Neither wins that term, and openraft would wait a full
+//! random election timeout before the next. So the first-ranked follower, when it still knows
+//! of no elected leader two heartbeats after it campaigned, campaigns again in a new term (at
+//! most [`MAX_RETRIES`] times); the others leave their retries to openraft.
+//!
 //! Safety does not depend on any of this: Raft stays correct however early or often elections
 //! start. The watch only acts while this node follows a leader it has seen elected (a
-//! committed vote); once it has campaigned, or when anything else is off, openraft's own
-//! timer decides as before.
+//! committed vote), or has campaigned first in line and seen no leader elected since; when
+//! anything else is off, openraft's own timer decides as before.
 
 use std::time::Duration;
 
@@ -43,6 +51,17 @@ pub struct Observation {
 /// When a follower of a silent leader starts its own election, counted from the leader's
 /// last heartbeat; `None` when the watch leaves the decision to openraft.
 pub fn campaign_after(obs: &Observation, settings: &RaftSettings) -> Option<Duration> {
+    let rank = rank(obs)?;
+    let lease = settings.election_max_ms;
+    let stagger = stagger_ms(settings);
+    Some(Duration::from_millis(
+        lease + settings.heartbeat_ms + rank * stagger,
+    ))
+}
+
+/// This follower's place in line among the voters other than the leader it follows (0 is
+/// first); `None` when the watch does not act.
+pub fn rank(obs: &Observation) -> Option<u64> {
     if !obs.follower || !obs.voters.contains(&obs.id) || obs.voters.len() < 2 {
         return None;
     }
@@ -54,12 +73,23 @@ pub fn campaign_after(obs: &Observation, settings: &RaftSettings) -> Option<Dura
         .filter(|v| *v != leader)
         .collect();
     others.sort_unstable();
-    let rank = others.iter().position(|v| *v == obs.id)? as u64;
-    let lease = settings.election_max_ms;
-    let stagger = stagger_ms(settings);
-    Some(Duration::from_millis(
-        lease + settings.heartbeat_ms + rank * stagger,
-    ))
+    Some(others.iter().position(|v| *v == obs.id)? as u64)
+}
+
+/// How many times the first-ranked follower campaigns again after an election that found no
+/// majority, before leaving it to openraft.
+pub const MAX_RETRIES: u32 = 3;
+
+/// Whether a node that the watch made campaign `tries` times, the last `since` ago, and that
+/// still knows of no elected leader (itself included), campaigns again now: two heartbeats give
+/// its vote requests time to cross the widest round trip and come back.
+pub fn should_retry(
+    leaderless: bool,
+    since: Duration,
+    tries: u32,
+    settings: &RaftSettings,
+) -> bool {
+    leaderless && tries <= MAX_RETRIES && since >= Duration::from_millis(settings.heartbeat_ms * 2)
 }
 
 /// The gap between two followers' turns: room for a vote request to cross the widest round
@@ -107,11 +137,30 @@ pub async fn run(raft: Raft, id: NodeId, settings: RaftSettings) {
     let every = Duration::from_millis((settings.heartbeat_ms / 2).max(10));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When this node, first in line, last campaigned by the watch, and how many times.
+    let mut first_campaign: Option<(tokio::time::Instant, u32)> = None;
     loop {
         tick.tick().await;
         let Some(obs) = observe(&raft, id).await else {
             return;
         };
+        // A committed vote: some leader (maybe this node) has been elected.
+        if obs.elected_leader.is_some() {
+            first_campaign = None;
+        }
+        if let Some((at, tries)) = first_campaign {
+            if should_retry(true, at.elapsed(), tries, &settings) {
+                tracing::info!(
+                    tries,
+                    "the election found no majority; campaigning again in a new term"
+                );
+                if raft.trigger().elect().await.is_err() {
+                    return;
+                }
+                first_campaign = Some((tokio::time::Instant::now(), tries + 1));
+            }
+            continue;
+        }
         if should_campaign(&obs, &settings) {
             tracing::info!(
                 leader = ?obs.elected_leader,
@@ -120,6 +169,9 @@ pub async fn run(raft: Raft, id: NodeId, settings: RaftSettings) {
             );
             if raft.trigger().elect().await.is_err() {
                 return;
+            }
+            if rank(&obs) == Some(0) {
+                first_campaign = Some((tokio::time::Instant::now(), 1));
             }
         }
     }
@@ -184,6 +236,22 @@ mod tests {
             let second = campaign_after(&follower(3, 0), &s).unwrap();
             assert!(second > first);
         }
+    }
+
+    #[test]
+    fn only_the_first_in_line_campaigns_again_and_not_for_ever() {
+        let s = settings();
+        assert_eq!(rank(&follower(2, 0)), Some(0));
+        assert_eq!(rank(&follower(3, 0)), Some(1));
+        let two_heartbeats = Duration::from_millis(300);
+        assert!(!should_retry(true, Duration::from_millis(299), 1, &s));
+        assert!(should_retry(true, two_heartbeats, 1, &s));
+        assert!(should_retry(true, two_heartbeats, MAX_RETRIES, &s));
+        assert!(!should_retry(true, two_heartbeats, MAX_RETRIES + 1, &s));
+        assert!(
+            !should_retry(false, two_heartbeats, 1, &s),
+            "a leader was elected"
+        );
     }
 
     #[test]
