@@ -19,7 +19,7 @@ use crate::headers::{
     meridian_route, x_forwarded_host, x_forwarded_proto,
 };
 use crate::outgoing::Outgoing;
-use crate::reply::{Refusal, INSTANCE_UNREACHABLE};
+use crate::reply::Refusal;
 use crate::router::Shared;
 use crate::table::{AppEntry, RoutingTable};
 use crate::upstream::{exchange, relay, Failure};
@@ -271,16 +271,8 @@ impl Exchange<'_> {
         let app = &self.app.name;
         let result = match sent {
             Ok(Ok(reply)) => relay(shared, reply, out.upgrade.take()),
-            Ok(Err(Failure::Unreachable)) => Err(Refusal::new(
-                StatusCode::BAD_GATEWAY,
-                INSTANCE_UNREACHABLE,
-                format!("no instance of {app} in {region} accepted a connection"),
-            )),
-            Ok(Err(Failure::Broken)) => Err(Refusal::new(
-                StatusCode::BAD_GATEWAY,
-                "bad_gateway",
-                format!("the instance of {app} in {region} failed before answering"),
-            )),
+            Ok(Err(Failure::Unreachable)) => Err(Refusal::instance_unreachable(app, region)),
+            Ok(Err(Failure::Broken)) => Err(Refusal::instance_broken(app, region)),
             Err(_) => Err(self.timed_out(region)),
         };
         Answer {
@@ -291,15 +283,7 @@ impl Exchange<'_> {
     }
 
     pub(crate) fn timed_out(&self, region: &Name) -> Refusal {
-        Refusal::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "gateway_timeout",
-            format!(
-                "{region} did not answer for {} within {} s",
-                self.app.name,
-                self.shared.config.request_timeout.as_secs_f64()
-            ),
-        )
+        Refusal::gateway_timeout(&self.app.name, region, self.shared.config.request_timeout)
     }
 
     /// What the app learns about the request: who sent it (`X-Forwarded-*`, unless a trusted

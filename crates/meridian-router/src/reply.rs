@@ -2,7 +2,10 @@
 //! clients that prefer one.
 
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use std::time::Duration;
+
 use http::{HeaderValue, Response, StatusCode};
+use meridian_core::Name;
 
 use crate::body::ProxyBody;
 
@@ -27,6 +30,45 @@ impl Refusal {
             code,
             message: message.into(),
         }
+    }
+
+    /// No instance of `app` in `region` accepted a connection: nothing reached the app.
+    pub(crate) fn instance_unreachable(app: &Name, region: &Name) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            INSTANCE_UNREACHABLE,
+            format!("no instance of {app} in {region} accepted a connection"),
+        )
+    }
+
+    /// The instance of `app` in `region` took the request and failed before answering.
+    pub(crate) fn instance_broken(app: &Name, region: &Name) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            format!("the instance of {app} in {region} failed before answering"),
+        )
+    }
+
+    /// An app answered `101` to a request that asked for no upgrade.
+    pub(crate) fn switched_protocols() -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            "the app switched protocols without being asked to",
+        )
+    }
+
+    /// `region` did not answer for `app` within `timeout`.
+    pub(crate) fn gateway_timeout(app: &Name, region: &Name, timeout: Duration) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "gateway_timeout",
+            format!(
+                "{region} did not answer for {app} within {} s",
+                timeout.as_secs_f64()
+            ),
+        )
     }
 
     /// `{"error":{"code":..,"message":..}}`, or a page when `html`.

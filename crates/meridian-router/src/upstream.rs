@@ -113,11 +113,7 @@ pub(crate) fn relay(
         ));
     }
     let Some(client_side) = client_upgrade else {
-        return Err(Refusal::new(
-            StatusCode::BAD_GATEWAY,
-            "bad_gateway",
-            "the app switched protocols without being asked to",
-        ));
+        return Err(Refusal::switched_protocols());
     };
     // The upstream connection now belongs to the tunnel.
     in_flight.release();

@@ -4,15 +4,25 @@
 mod support;
 
 use http::StatusCode;
+use meridian_router::Locate;
 use support::*;
 
-/// Routers in eu-fra and us-iad that know each other; every client is in New York.
+/// Routers in eu-fra and us-iad that know each other.
 struct TwoRegions {
     fra: TestRouter,
     iad: TestRouter,
 }
 
+/// Every client is in New York.
 async fn two_regions(apps: Vec<meridian_api::routing::RouteApp>) -> TwoRegions {
+    two_regions_placed(apps, in_new_york).await
+}
+
+/// Every client where `place` says.
+async fn two_regions_placed<L: Locate + 'static>(
+    apps: Vec<meridian_api::routing::RouteApp>,
+    place: fn() -> L,
+) -> TwoRegions {
     let (fra_listener, iad_listener) = (listener().await, listener().await);
     let routers = vec![
         router_entry("eu-fra", &fra_listener.local_addr().unwrap().to_string()),
@@ -20,8 +30,8 @@ async fn two_regions(apps: Vec<meridian_api::routing::RouteApp>) -> TwoRegions {
     ];
     let wire = table(apps, routers);
     TwoRegions {
-        fra: start_on(fra_listener, config("eu-fra"), wire.clone(), in_new_york()).await,
-        iad: start_on(iad_listener, config("us-iad"), wire, in_new_york()).await,
+        fra: start_on(fra_listener, config("eu-fra"), wire.clone(), place()).await,
+        iad: start_on(iad_listener, config("us-iad"), wire, place()).await,
     }
 }
 
@@ -195,16 +205,9 @@ async fn a_region_whose_instances_refuse_connections_gives_way_to_the_next_allow
     let iad_backend = echo("iad-1").await;
     let instances = [("eu-fra", dead), ("us-iad", iad_backend.address())];
     for (residency, served_by) in [(&[][..], Some("us-iad")), (&["EU"][..], None)] {
-        let (fra_listener, iad_listener) = (listener().await, listener().await);
-        let routers = vec![
-            router_entry("eu-fra", &fra_listener.local_addr().unwrap().to_string()),
-            router_entry("us-iad", &iad_listener.local_addr().unwrap().to_string()),
-        ];
-        let wire = table(vec![app("web", residency, &instances)], routers);
-        let fra = start_on(fra_listener, config("eu-fra"), wire.clone(), in_paris()).await;
-        let iad = start_on(iad_listener, config("us-iad"), wire, in_paris()).await;
+        let cluster = two_regions_placed(vec![app("web", residency, &instances)], in_paris).await;
         let before = iad_backend.hits();
-        let r = get(iad.addr, WEB, "/").await;
+        let r = get(cluster.iad.addr, WEB, "/").await;
         match served_by {
             Some(region) => {
                 // Nothing reached an app in eu-fra, so the next region may serve it.
@@ -224,7 +227,6 @@ async fn a_region_whose_instances_refuse_connections_gives_way_to_the_next_allow
                 );
             }
         }
-        fra.stop().await;
-        iad.stop().await;
+        cluster.stop().await;
     }
 }

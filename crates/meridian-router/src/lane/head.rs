@@ -5,6 +5,8 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::ops::Range;
 
+use crate::reply::Refusal;
+
 /// Most header lines in a head; more send the request to the general path, which refuses it.
 pub(crate) const MAX_HEADERS: usize = 100;
 /// Longest head read on the fast lane.
@@ -458,6 +460,37 @@ pub(crate) fn write_response(out: &mut Vec<u8>, buf: &[u8], head: &Head, add: &R
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the router's own refusal, head and body (none for `HEAD`).
+pub(crate) fn write_refusal(
+    out: &mut Vec<u8>,
+    refusal: &Refusal,
+    content_type: &str,
+    body: &str,
+    add: &RouterFields<'_>,
+    head_method: bool,
+) {
+    let status = refusal.status;
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\ncontent-type: {content_type}\r\ncache-control: no-store\r\n\
+         content-length: {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len(),
+    );
+    field(out, b"date", add.date);
+    field(out, b"meridian-region", add.region);
+    field(out, b"meridian-route", add.route.unwrap_or_default());
+    if add.close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_method {
+        out.extend_from_slice(body.as_bytes());
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! the rest of the connection, starting from the bytes the lane had read.
 
 mod chunked;
+mod clock;
 mod head;
 mod rewind;
 
@@ -18,7 +19,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderValue, StatusCode};
@@ -27,18 +28,18 @@ use meridian_geo::client_ip;
 use meridian_geo::net::canonical;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::handler::{nearest_region, reason_value};
 use crate::headers::{host_well_formed, prefers_html};
 use crate::metrics::Series;
 use crate::pool;
-use crate::reply::{Refusal, INSTANCE_UNREACHABLE};
+use crate::reply::Refusal;
 use crate::router::Shared;
 use crate::table::{AppEntry, Backend, RoutingTable};
 use crate::upstreams::InFlight;
 use chunked::Chunked;
+use clock::{Alarm, Date};
 use head::{AppHeaders, Framing, Head, Parsed, Request, RouterFields, MAX_HEAD};
 pub(crate) use rewind::Rewind;
 
@@ -61,41 +62,6 @@ pub(crate) enum Ended {
 pub(crate) fn quiet(stream: &TcpStream) -> bool {
     let mut probe = [0u8; 1];
     matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-}
-
-/// A timer that is cheap to move later: a later deadline only takes effect once the armed
-/// one passes, so per request it costs a clock read rather than a timer-wheel update.
-struct Alarm {
-    sleep: Pin<Box<Sleep>>,
-    deadline: tokio::time::Instant,
-}
-
-impl Alarm {
-    fn new() -> Self {
-        let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
-        Self {
-            sleep: Box::pin(tokio::time::sleep_until(far)),
-            deadline: far,
-        }
-    }
-
-    fn set(&mut self, after: Duration) {
-        self.deadline = tokio::time::Instant::now() + after;
-        if self.deadline < self.sleep.deadline() {
-            self.sleep.as_mut().reset(self.deadline);
-        }
-    }
-
-    /// Resolves once the deadline last set has passed.
-    async fn ring(&mut self) {
-        loop {
-            self.sleep.as_mut().await;
-            if tokio::time::Instant::now() >= self.deadline {
-                return;
-            }
-            self.sleep.as_mut().reset(self.deadline);
-        }
-    }
 }
 
 /// Serves `client` for as long as its requests suit the lane.
@@ -309,30 +275,18 @@ impl Lane<'_> {
             Ok(Ok(sent)) => sent,
             Ok(Err(Failure::ClientGone)) => return Next::Close,
             Ok(Err(failure)) => {
-                let (app, region) = (&app.name, own);
-                let (code, message) = if failure == Failure::Unreachable {
-                    let message = format!("no instance of {app} in {region} accepted a connection");
-                    (INSTANCE_UNREACHABLE, message)
+                let refusal = if failure == Failure::Unreachable {
+                    Refusal::instance_unreachable(&app.name, own)
                 } else {
-                    let message =
-                        format!("the instance of {app} in {region} failed before answering");
-                    ("bad_gateway", message)
+                    Refusal::instance_broken(&app.name, own)
                 };
-                let refusal = Refusal::new(StatusCode::BAD_GATEWAY, code, message);
                 return self
                     .refuse(client, &refusal, req, consumed, close, series, started)
                     .await;
             }
             Err(_) => {
-                let refusal = Refusal::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "gateway_timeout",
-                    format!(
-                        "{own} did not answer for {} within {} s",
-                        app.name,
-                        shared.config.request_timeout.as_secs_f64()
-                    ),
-                );
+                let timeout = shared.config.request_timeout;
+                let refusal = Refusal::gateway_timeout(&app.name, own, timeout);
                 return self
                     .refuse(client, &refusal, req, consumed, close, series, started)
                     .await;
@@ -343,16 +297,17 @@ impl Lane<'_> {
             Ok(response) => response,
             Err(bad) => {
                 drop(conn);
-                let message = match bad {
-                    head::BadResponse::SwitchedProtocols => {
-                        "the app switched protocols without being asked to".to_string()
-                    }
-                    head::BadResponse::Framing => format!(
-                        "the instance of {} in {own} answered with a malformed response",
-                        app.name
+                let refusal = match bad {
+                    head::BadResponse::SwitchedProtocols => Refusal::switched_protocols(),
+                    head::BadResponse::Framing => Refusal::new(
+                        StatusCode::BAD_GATEWAY,
+                        "bad_gateway",
+                        format!(
+                            "the instance of {} in {own} answered with a malformed response",
+                            app.name
+                        ),
                     ),
                 };
-                let refusal = Refusal::new(StatusCode::BAD_GATEWAY, "bad_gateway", message);
                 return self
                     .refuse(client, &refusal, req, consumed, close, series, started)
                     .await;
@@ -595,7 +550,7 @@ impl Lane<'_> {
             date: self.date.now(),
             close,
         };
-        write_refusal(
+        head::write_refusal(
             &mut self.out,
             refusal,
             content_type,
@@ -608,25 +563,6 @@ impl Lane<'_> {
         }
         self.buf.advance(consumed);
         Next::Again
-    }
-}
-
-/// The `Date` field's value, formatted once a second.
-#[derive(Default)]
-struct Date {
-    second: u64,
-    text: String,
-}
-
-impl Date {
-    fn now(&mut self) -> &[u8] {
-        let now = SystemTime::now();
-        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if second != self.second || self.text.is_empty() {
-            self.second = second;
-            self.text = httpdate::fmt_http_date(now);
-        }
-        self.text.as_bytes()
     }
 }
 
@@ -675,42 +611,4 @@ fn decide(
         series,
         table,
     })
-}
-
-fn write_refusal(
-    out: &mut Vec<u8>,
-    refusal: &Refusal,
-    content_type: &str,
-    body: &str,
-    add: &RouterFields<'_>,
-    head_method: bool,
-) {
-    use std::io::Write as _;
-    let status = refusal.status;
-    // Writing to a Vec cannot fail.
-    let _ = write!(
-        out,
-        "HTTP/1.1 {} {}\r\ncontent-type: {content_type}\r\ncache-control: no-store\r\n\
-         content-length: {}\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        body.len(),
-    );
-    for (name, value) in [
-        (&b"date"[..], add.date),
-        (b"meridian-region", add.region),
-        (b"meridian-route", add.route.unwrap_or_default()),
-    ] {
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
-    if add.close {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    if !head_method {
-        out.extend_from_slice(body.as_bytes());
-    }
 }
