@@ -9,8 +9,12 @@ use serde::{Deserialize, Serialize};
 /// received and route from it while the control plane is unreachable.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RouteTable {
-    /// Fingerprint of the rest of the table; pass it back as `after` to wait for a change.
+    /// Fingerprint of the rest of the table (`applied` aside); pass it back as `after` to
+    /// wait for a change.
     pub version: u64,
+    /// The applied index of the state the table was built from.
+    #[serde(default)]
+    pub applied: u64,
     /// Apps are served as `<app>.<apps_domain>`.
     pub apps_domain: String,
     /// Every region.

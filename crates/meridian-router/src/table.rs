@@ -223,6 +223,7 @@ mod tests {
     fn wire() -> RouteTable {
         RouteTable {
             version: 7,
+            applied: 0,
             apps_domain: "meridian.localhost".into(),
             regions: vec![
                 RouteRegion {

@@ -7,6 +7,7 @@ use meridian_core::{CountryCode, Jurisdiction, JurisdictionCatalog, Name};
 use sqlx::SqliteConnection;
 
 use crate::apply_workers;
+use crate::changes::Touched;
 use crate::command::{
     AppRecord, Applied, Command, CommandResult, Refusal, RegionRecord, TokenRecord,
 };
@@ -14,14 +15,53 @@ use crate::rows::{self, i, to_json};
 
 /// Applies `cmd` inside the caller's transaction, a `Command::Batch` one command at a time.
 pub async fn apply(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandResult, sqlx::Error> {
+    apply_tracked(c, cmd, &mut Touched::default()).await
+}
+
+/// As [`apply`], adding to `touched` what the command changed (nothing when refused).
+pub async fn apply_tracked(
+    c: &mut SqliteConnection,
+    cmd: &Command,
+    touched: &mut Touched,
+) -> Result<CommandResult, sqlx::Error> {
     let Command::Batch { commands } = cmd else {
-        return apply_one(c, cmd).await;
+        return apply_marked(c, cmd, touched).await;
     };
     let mut results = Vec::with_capacity(commands.len());
     for sub in commands {
-        results.push(apply_one(c, sub).await?);
+        results.push(apply_marked(c, sub, touched).await?);
     }
     Ok(Ok(Applied::Batch(results)))
+}
+
+/// Applies one command and marks what it changed.
+async fn apply_marked(
+    c: &mut SqliteConnection,
+    cmd: &Command,
+    t: &mut Touched,
+) -> Result<CommandResult, sqlx::Error> {
+    let result = apply_one(c, cmd, t).await?;
+    if result.is_err() {
+        return Ok(result);
+    }
+    match cmd {
+        Command::CreateApp { spec, .. } | Command::UpdateApp { spec, .. } => t.app(&spec.name),
+        Command::DeleteApp { name, .. } => t.app(name),
+        Command::Deploy { app, .. } => t.app(app),
+        Command::RegisterNode { name, .. } | Command::SetNodeStatus { name, .. } => t.node(name),
+        Command::CreateRegion { .. }
+        | Command::UpdateRegion { .. }
+        | Command::DeleteRegion { .. } => t.regions = true,
+        Command::RegisterRouter { .. } | Command::SetAppsDomain { .. } => t.routing = true,
+        // Reports and rounds mark the apps whose rows they changed as they write them.
+        Command::ReportInstances { .. } | Command::Schedule { .. } => {}
+        Command::Bootstrap { .. }
+        | Command::CreateToken { .. }
+        | Command::RevokeToken { .. }
+        | Command::RegisterImage { .. }
+        | Command::Batch { .. } => {}
+    }
+    Ok(result)
 }
 
 /// Applies one command.
@@ -29,7 +69,11 @@ pub async fn apply(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandRes
 /// Every command decides whether to refuse before its first write, so a refusal leaves the
 /// tables untouched without a savepoint. An `Err` means the database failed and the whole
 /// entry must be abandoned.
-async fn apply_one(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandResult, sqlx::Error> {
+async fn apply_one(
+    c: &mut SqliteConnection,
+    cmd: &Command,
+    t: &mut Touched,
+) -> Result<CommandResult, sqlx::Error> {
     match cmd {
         Command::Bootstrap { signing_key, admin } => {
             if rows::setting(c, "signing_key").await?.is_some() {
@@ -275,7 +319,7 @@ async fn apply_one(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandRes
             apply_workers::set_node_status(c, name, *status, *at).await
         }
         Command::ReportInstances { node, reports, at } => {
-            apply_workers::report_instances(c, node, reports, *at).await
+            apply_workers::report_instances(c, node, reports, *at, t).await
         }
         Command::Deploy {
             app,
@@ -283,7 +327,7 @@ async fn apply_one(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandRes
             deadline_s,
             at,
         } => apply_workers::deploy(c, app, image, *deadline_s, *at).await,
-        Command::Schedule { round, at } => apply_workers::schedule(c, round, *at).await,
+        Command::Schedule { round, at } => apply_workers::schedule(c, round, *at, t).await,
         Command::RegisterImage {
             name,
             digest,

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use meridian_core::{InstanceState, Name, NodeStatus, ReleaseStatus};
 use sqlx::SqliteConnection;
 
+use crate::changes::Touched;
 use crate::command::{AppRecord, Applied, CommandResult, Refusal};
 use crate::rows::{self, i, to_json};
 use crate::worker_records::{
@@ -91,18 +92,19 @@ pub(crate) async fn set_node_status(
     Ok(Ok(Applied::Node(rec)))
 }
 
-/// `Command::ReportInstances`: writes only what changed.
+/// `Command::ReportInstances`: writes only what changed, and marks the apps it changed.
 pub(crate) async fn report_instances(
     c: &mut SqliteConnection,
     node: &Name,
     reports: &[Observed],
     at: u64,
+    t: &mut Touched,
 ) -> Result<CommandResult, sqlx::Error> {
     for r in reports {
-        sqlx::query(
+        let app: Option<String> = sqlx::query_scalar(
             "UPDATE instances SET state = ?, exit_code = ?, address = ?, detail = ?, updated_at = ? \
              WHERE id = ? AND node = ? AND desired = 'run' AND (state IS NOT ? OR exit_code IS NOT ? \
-             OR address IS NOT ? OR detail IS NOT ?)",
+             OR address IS NOT ? OR detail IS NOT ?) RETURNING app",
         )
         .bind(r.state.as_str())
         .bind(r.exit_code)
@@ -115,8 +117,11 @@ pub(crate) async fn report_instances(
         .bind(r.exit_code)
         .bind(&r.address)
         .bind(&r.detail)
-        .execute(&mut *c)
+        .fetch_optional(&mut *c)
         .await?;
+        if let Some(app) = app {
+            t.app_str(&app);
+        }
     }
     Ok(Ok(Applied::Done))
 }
@@ -219,6 +224,7 @@ pub(crate) async fn forget_app(
     .bind(app.as_str())
     .execute(&mut *c)
     .await?;
+    prune_stopped(c, &BTreeSet::from([app.to_string()])).await?;
     for sql in [
         "DELETE FROM releases WHERE app = ?",
         "DELETE FROM app_status WHERE app = ?",
@@ -249,22 +255,19 @@ async fn bump_generations(
 /// Stopped instances kept per app, newest first, for `apps instances --all` and debugging.
 const KEEP_STOPPED: i64 = 100;
 
-/// Forgets all but the newest stopped instances of apps that have more than that.
-async fn prune_stopped(c: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-    let crowded: Vec<String> = sqlx::query_scalar(
-        "SELECT app FROM instances WHERE desired = 'stop' GROUP BY app HAVING COUNT(*) > ?",
-    )
-    .bind(KEEP_STOPPED)
-    .fetch_all(&mut *c)
-    .await?;
-    for app in crowded {
+/// Forgets all but the newest stopped instances of `apps` beyond that many.
+async fn prune_stopped(
+    c: &mut SqliteConnection,
+    apps: &BTreeSet<String>,
+) -> Result<(), sqlx::Error> {
+    for app in apps {
         sqlx::query(
-            "DELETE FROM instances WHERE app = ? AND desired = 'stop' AND id NOT IN \
+            "DELETE FROM instances WHERE app = ? AND desired = 'stop' AND id IN \
              (SELECT id FROM instances WHERE app = ? AND desired = 'stop' \
-              ORDER BY updated_at DESC, id LIMIT ?)",
+              ORDER BY updated_at DESC, id LIMIT -1 OFFSET ?)",
         )
-        .bind(&app)
-        .bind(&app)
+        .bind(app)
+        .bind(app)
         .bind(KEEP_STOPPED)
         .execute(&mut *c)
         .await?;
@@ -308,6 +311,7 @@ pub(crate) async fn schedule(
     c: &mut SqliteConnection,
     round: &Schedule,
     at: u64,
+    t: &mut Touched,
 ) -> Result<CommandResult, sqlx::Error> {
     if let Some(refusal) = check_round(c, round).await? {
         return Ok(Err(refusal));
@@ -331,24 +335,31 @@ pub(crate) async fn schedule(
         insert.build().execute(&mut *c).await?;
         touched.extend(chunk.iter().map(|p| p.node.to_string()));
     }
+    for p in &round.place {
+        t.app(&p.app);
+    }
+    let mut stopped_apps: BTreeSet<String> = BTreeSet::new();
     for s in &round.stop {
-        let node: Option<String> = sqlx::query_scalar(
+        let row: Option<(String, String)> = sqlx::query_as(
             "UPDATE instances SET desired = 'stop', detail = ?, updated_at = ? \
-             WHERE id = ? AND desired = 'run' RETURNING node",
+             WHERE id = ? AND desired = 'run' RETURNING node, app",
         )
         .bind(&s.reason)
         .bind(i(at))
         .bind(&s.id)
         .fetch_optional(&mut *c)
         .await?;
-        touched.extend(node);
+        if let Some((node, app)) = row {
+            touched.insert(node);
+            t.app_str(&app);
+            stopped_apps.insert(app);
+        }
     }
     let touched: BTreeSet<&str> = touched.iter().map(String::as_str).collect();
     bump_generations(c, &touched).await?;
-    if !round.stop.is_empty() {
-        prune_stopped(c).await?;
-    }
+    prune_stopped(c, &stopped_apps).await?;
     for r in &round.releases {
+        t.app(&r.app);
         update_release(c, &r.app, r.number, r.status, r.reason.as_deref(), at).await?;
     }
     for u in &round.unplaced {
@@ -387,7 +398,9 @@ async fn check_round(
         .map(|r| (r.region.name, r.region.country))
         .collect();
     let mut apps: BTreeMap<Name, Option<AppRecord>> = BTreeMap::new();
-    let nodes: BTreeMap<Name, NodeRecord> = worker_rows::nodes(c)
+    let named: BTreeSet<&str> = round.place.iter().map(|p| p.node.as_str()).collect();
+    let named: Vec<&str> = named.into_iter().collect();
+    let nodes: BTreeMap<Name, NodeRecord> = worker_rows::nodes_named(c, &named)
         .await?
         .into_iter()
         .map(|n| (n.name.clone(), n))

@@ -10,6 +10,7 @@
 pub mod apply;
 mod apply_workers;
 pub mod auth_cache;
+pub mod changes;
 pub mod command;
 pub mod db;
 pub mod error;
@@ -27,14 +28,18 @@ pub mod worker_records;
 mod worker_rows;
 
 pub use auth_cache::{AuthCache, AuthView};
+pub use changes::{ChangeLog, Touched};
 pub use command::{AppRecord, Applied, Command, CommandResult, Refusal, RegionRecord, TokenRecord};
 pub use error::StateError;
 pub use network::HttpNetwork;
 pub use node::{open, Node, RaftSettings};
 pub use proposer::{ProposeError, Proposer};
-pub use reader::StateReader;
+pub use reader::{ReadSnapshot, StateReader};
+/// What a failed read of the state returns.
+pub use sqlx::Error as DbError;
 pub use types::{MemberNode, NodeId, Raft, TypeConfig};
 pub use worker_records::{
     AuditRecord, Desired, ImageRecord, InstanceRecord, NodeRecord, Observed, ReleaseConfig,
     ReleaseRecord, ReleaseUpdate, Schedule,
 };
+pub use worker_rows::Footprint;

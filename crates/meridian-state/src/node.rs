@@ -139,7 +139,14 @@ pub async fn open(
     let readers = db::open_state(&dir.state_db(), 4).await?;
     let snapshots = SnapshotDir::open(dir.snapshots())?;
     let auth = Arc::new(AuthCache::default());
-    let mut sm = StateMachine::new(writer.clone(), readers.clone(), snapshots, auth.clone());
+    let changes = Arc::new(crate::changes::ChangeLog::default());
+    let mut sm = StateMachine::with_changes(
+        writer.clone(),
+        readers.clone(),
+        snapshots,
+        auth.clone(),
+        changes.clone(),
+    );
     sm.recover().await?;
     let config = Arc::new(settings.to_config()?);
     let raft = Raft::new(id, config, network, log, sm)
@@ -149,7 +156,7 @@ pub async fn open(
     let watch_task = tokio::spawn(crate::leader_watch::run(raft.clone(), id, settings.clone()));
     Ok(Node {
         raft,
-        reader: StateReader::new(readers.clone(), auth),
+        reader: StateReader::with_changes(readers.clone(), auth, changes),
         proposer,
         tasks: Arc::new(std::sync::Mutex::new(vec![proposer_task, watch_task])),
         pools: vec![log_pool, writer, readers],

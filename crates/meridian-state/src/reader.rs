@@ -1,10 +1,15 @@
 //! The read side: queries over the local `state.db`, for the API.
+//!
+//! A single query sees one applied state by itself. A view built from several queries (the
+//! route table, a scheduling round) reads through a [`ReadSnapshot`] instead: one read
+//! transaction, stamped with the applied index it sees, so no view mixes two states.
 
 use std::sync::Arc;
 
-use sqlx::SqlitePool;
+use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::auth_cache::{AuthCache, AuthView};
+use crate::changes::{ChangeLog, Touched};
 use crate::command::{AppRecord, RegionRecord, TokenRecord};
 use crate::rows;
 use crate::worker_records::{AuditRecord, ImageRecord, InstanceRecord, NodeRecord, ReleaseRecord};
@@ -18,12 +23,39 @@ use meridian_core::JurisdictionCatalog;
 pub struct StateReader {
     pool: SqlitePool,
     auth: Arc<AuthCache>,
+    changes: Arc<ChangeLog>,
 }
 
 impl StateReader {
     /// Reads through `pool`, a pool over `state.db`, and `auth`, kept by the state machine.
     pub fn new(pool: SqlitePool, auth: Arc<AuthCache>) -> Self {
-        Self { pool, auth }
+        Self::with_changes(pool, auth, Arc::default())
+    }
+
+    /// As [`StateReader::new`], with the log of what applied entries touched.
+    pub fn with_changes(pool: SqlitePool, auth: Arc<AuthCache>, changes: Arc<ChangeLog>) -> Self {
+        Self {
+            pool,
+            auth,
+            changes,
+        }
+    }
+
+    /// Opens a read transaction: everything read through it sees the state as of one applied
+    /// index, whatever is applied meanwhile.
+    pub async fn snapshot(&self) -> Result<ReadSnapshot, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        // In WAL mode the first read fixes what the whole transaction sees.
+        let (applied, _) = crate::snapshot::read_applied(&mut tx).await?;
+        Ok(ReadSnapshot {
+            tx,
+            applied: applied.map_or(0, |l| l.index),
+        })
+    }
+
+    /// What entries after index `after` up to `upto` touched (see [`ChangeLog::since`]).
+    pub fn changes_since(&self, after: u64, upto: u64) -> Touched {
+        self.changes.since(after, upto)
     }
 
     /// Tokens and the signing key, from memory.
@@ -136,5 +168,151 @@ impl StateReader {
     /// The jurisdiction catalog.
     pub async fn catalog(&self) -> Result<JurisdictionCatalog, sqlx::Error> {
         rows::catalog(&mut *self.pool.acquire().await?).await
+    }
+}
+
+/// A consistent view of the applied state: one read transaction. Dropping it ends the
+/// transaction; keep it no longer than the view takes to build, since it holds a pooled
+/// connection and keeps SQLite from checkpointing past it.
+pub struct ReadSnapshot {
+    tx: Transaction<'static, Sqlite>,
+    applied: u64,
+}
+
+impl ReadSnapshot {
+    /// The index of the last entry applied in the state this snapshot sees (0 before any).
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// The connection inside the transaction, for the row functions.
+    pub fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
+
+    /// Every region.
+    pub async fn regions(&mut self) -> Result<Vec<RegionRecord>, sqlx::Error> {
+        rows::regions(&mut self.tx).await
+    }
+
+    /// The app with this name.
+    pub async fn app(&mut self, name: &str) -> Result<Option<AppRecord>, sqlx::Error> {
+        rows::app(&mut self.tx, name).await
+    }
+
+    /// Every app.
+    pub async fn apps(&mut self) -> Result<Vec<AppRecord>, sqlx::Error> {
+        rows::apps(&mut self.tx).await
+    }
+
+    /// The apps with these names (those that exist), by name.
+    pub async fn apps_named(&mut self, names: &[&str]) -> Result<Vec<AppRecord>, sqlx::Error> {
+        rows::apps_named(&mut self.tx, names).await
+    }
+
+    /// The names of every app, in order.
+    pub async fn app_names(&mut self) -> Result<Vec<String>, sqlx::Error> {
+        rows::app_names(&mut self.tx).await
+    }
+
+    /// Up to `limit` app names after `after` (from the first when `None`), in order.
+    pub async fn app_names_after(
+        &mut self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        rows::app_names_after(&mut self.tx, after, limit).await
+    }
+
+    /// Every node.
+    pub async fn nodes(&mut self) -> Result<Vec<NodeRecord>, sqlx::Error> {
+        worker_rows::nodes(&mut self.tx).await
+    }
+
+    /// The nodes with these names (those that exist).
+    pub async fn nodes_named(&mut self, names: &[&str]) -> Result<Vec<NodeRecord>, sqlx::Error> {
+        worker_rows::nodes_named(&mut self.tx, names).await
+    }
+
+    /// Releases of one app (every app when `None`), newest first.
+    pub async fn releases(&mut self, app: Option<&str>) -> Result<Vec<ReleaseRecord>, sqlx::Error> {
+        worker_rows::releases(&mut self.tx, app).await
+    }
+
+    /// The live releases (rolling or active) of these apps, by app, newest first.
+    pub async fn live_releases_of(
+        &mut self,
+        apps: &[&str],
+    ) -> Result<Vec<ReleaseRecord>, sqlx::Error> {
+        worker_rows::live_releases_of(&mut self.tx, apps).await
+    }
+
+    /// Apps with a release still rolling out after `at`, its deadline.
+    pub async fn rolling_past_deadline(&mut self, at: u64) -> Result<Vec<String>, sqlx::Error> {
+        worker_rows::rolling_past_deadline(&mut self.tx, at).await
+    }
+
+    /// Instances wanted running, of every app.
+    pub async fn running_instances(&mut self) -> Result<Vec<InstanceRecord>, sqlx::Error> {
+        worker_rows::instances(&mut self.tx, Which::Running).await
+    }
+
+    /// Instances wanted running of these apps, by app.
+    pub async fn running_instances_of(
+        &mut self,
+        apps: &[&str],
+    ) -> Result<Vec<InstanceRecord>, sqlx::Error> {
+        worker_rows::running_instances_of(&mut self.tx, apps).await
+    }
+
+    /// Apps with an instance wanted running on this node.
+    pub async fn apps_on_node(&mut self, node: &str) -> Result<Vec<String>, sqlx::Error> {
+        worker_rows::apps_on_node(&mut self.tx, node).await
+    }
+
+    /// Per app and node: instances wanted running there, and the app's CPU and memory per
+    /// instance.
+    pub async fn footprints(&mut self) -> Result<Vec<worker_rows::Footprint>, sqlx::Error> {
+        worker_rows::footprints(&mut self.tx).await
+    }
+
+    /// What could not be placed, per app.
+    pub async fn unplaced(&mut self) -> Result<Vec<(String, Vec<Unplaced>)>, sqlx::Error> {
+        worker_rows::unplaced(&mut self.tx).await
+    }
+
+    /// What could not be placed, of these apps.
+    pub async fn unplaced_of(
+        &mut self,
+        apps: &[&str],
+    ) -> Result<Vec<(String, Vec<Unplaced>)>, sqlx::Error> {
+        worker_rows::unplaced_of(&mut self.tx, apps).await
+    }
+
+    /// Apps with something unplaced.
+    pub async fn pending_apps(&mut self) -> Result<Vec<String>, sqlx::Error> {
+        worker_rows::pending_apps(&mut self.tx).await
+    }
+
+    /// Instances routers may send to: (id, app, node, region, address).
+    pub async fn routable_instances(
+        &mut self,
+    ) -> Result<Vec<(String, String, String, String, String)>, sqlx::Error> {
+        worker_rows::routable_instances(&mut self.tx).await
+    }
+
+    /// Registered routers: (name, region, url).
+    pub async fn routers(&mut self) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+        worker_rows::routers(&mut self.tx).await
+    }
+
+    /// The apps domain.
+    pub async fn apps_domain(&mut self) -> Result<meridian_core::DomainName, sqlx::Error> {
+        rows::apps_domain(&mut self.tx).await
+    }
+
+    /// The jurisdiction catalog.
+    pub async fn catalog(&mut self) -> Result<JurisdictionCatalog, sqlx::Error> {
+        rows::catalog(&mut self.tx).await
     }
 }

@@ -179,3 +179,56 @@ pub async fn apps_domain(c: &mut SqliteConnection) -> Result<DomainName, sqlx::E
         None => Ok(DomainName::parse(DEFAULT_APPS_DOMAIN).expect("the default is a domain")),
     }
 }
+
+/// Names per `IN (...)` list: well under SQLite's limit of 32,766 bound values.
+pub(crate) const NAMES_PER_STATEMENT: usize = 500;
+
+/// Rows of `select` (which ends in `IN (`) for every name in `names`, one statement per
+/// [`NAMES_PER_STATEMENT`] names, each followed by `tail` (which starts with `)`).
+pub(crate) async fn fetch_in(
+    c: &mut SqliteConnection,
+    select: &str,
+    names: &[&str],
+    tail: &str,
+) -> Result<Vec<SqliteRow>, sqlx::Error> {
+    let mut out = Vec::new();
+    for chunk in names.chunks(NAMES_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::new(select);
+        let mut list = q.separated(", ");
+        for n in chunk {
+            list.push_bind(*n);
+        }
+        q.push(tail);
+        out.extend(q.build().fetch_all(&mut *c).await?);
+    }
+    Ok(out)
+}
+
+/// The apps with these names that exist.
+pub async fn apps_named(
+    c: &mut SqliteConnection,
+    names: &[&str],
+) -> Result<Vec<AppRecord>, sqlx::Error> {
+    let rows = fetch_in(c, "SELECT * FROM apps WHERE name IN (", names, ")").await?;
+    rows.iter().map(app_row).collect()
+}
+
+/// Every app's name, in order.
+pub async fn app_names(c: &mut SqliteConnection) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT name FROM apps ORDER BY name")
+        .fetch_all(c)
+        .await
+}
+
+/// Up to `limit` app names after `after` (from the first when `None`), in order.
+pub async fn app_names_after(
+    c: &mut SqliteConnection,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT name FROM apps WHERE name > ? ORDER BY name LIMIT ?")
+        .bind(after.unwrap_or(""))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(c)
+        .await
+}

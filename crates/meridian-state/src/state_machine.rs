@@ -11,8 +11,9 @@ use openraft::{
 };
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
-use crate::apply::apply;
+use crate::apply::apply_tracked;
 use crate::auth_cache::AuthCache;
+use crate::changes::{ChangeLog, Touched};
 use crate::command::{Applied, CommandResult};
 use crate::db::STATE_MIGRATIONS;
 use crate::rows::to_json;
@@ -30,6 +31,7 @@ pub struct StateMachine {
     readers: SqlitePool,
     snapshots: SnapshotDir,
     auth: Arc<AuthCache>,
+    changes: Arc<ChangeLog>,
 }
 
 /// Builds snapshots concurrently with applies.
@@ -56,11 +58,23 @@ impl StateMachine {
         snapshots: SnapshotDir,
         auth: Arc<AuthCache>,
     ) -> Self {
+        Self::with_changes(writer, readers, snapshots, auth, Arc::default())
+    }
+
+    /// As [`StateMachine::new`], recording what each applied entry touched in `changes`.
+    pub fn with_changes(
+        writer: SqlitePool,
+        readers: SqlitePool,
+        snapshots: SnapshotDir,
+        auth: Arc<AuthCache>,
+        changes: Arc<ChangeLog>,
+    ) -> Self {
         Self {
             writer,
             readers,
             snapshots,
             auth,
+            changes,
         }
     }
 
@@ -77,7 +91,7 @@ impl StateMachine {
                         snapshot = %meta.snapshot_id,
                         "state is behind the local snapshot (lost writes after a crash?); installing it"
                     );
-                    install(&self.writer, &path, &meta).await?;
+                    install(&self.writer, &path, &meta, &self.changes).await?;
                 }
             }
         }
@@ -143,6 +157,7 @@ async fn install(
     writer: &SqlitePool,
     file: &std::path::Path,
     meta: &SnapshotMeta,
+    changes: &ChangeLog,
 ) -> Result<(), SnapshotError> {
     // Bring an older snapshot's schema up to ours; a newer one is refused here.
     {
@@ -159,6 +174,14 @@ async fn install(
         .bind(file.to_string_lossy().into_owned())
         .execute(&mut *c)
         .await?;
+    // Recorded before the copy commits, like every applied entry's marks.
+    changes.record(
+        meta.last_log_id.map_or(0, |l| l.index),
+        Touched {
+            everything: true,
+            ..Touched::default()
+        },
+    );
     let copied = copy_tables(&mut c, meta).await;
     let detached = sqlx::query("DETACH DATABASE snap").execute(&mut *c).await;
     copied?;
@@ -222,13 +245,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut last = None;
         let mut membership = None;
         let mut auth_changed = false;
+        let mut marks = Vec::new();
         for entry in entries {
             last = Some(entry.log_id);
             match entry.payload {
                 EntryPayload::Blank => results.push(Ok(Applied::Done)),
                 EntryPayload::Normal(cmd) => {
                     auth_changed |= cmd.touches_auth();
-                    results.push(apply(&mut tx, &cmd).await.map_err(w)?);
+                    let mut touched = Touched::default();
+                    let result = apply_tracked(&mut tx, &cmd, &mut touched).await;
+                    results.push(result.map_err(w)?);
+                    marks.push((entry.log_id.index, touched));
                 }
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m));
@@ -246,7 +273,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .await
                 .map_err(w)?;
         }
-        // Under synchronous=FULL the batch is on disk once COMMIT returns.
+        // Recorded before the commit: a reader whose snapshot shows these entries finds their
+        // marks (see `changes`).
+        for (index, touched) in marks {
+            self.changes.record(index, touched);
+        }
         tx.commit().await.map_err(w)?;
         if auth_changed {
             self.reload_auth().await.map_err(w)?;
@@ -279,7 +310,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     path: file.clone(),
                     source,
                 })?;
-            install(&self.writer, &file, meta).await?;
+            install(&self.writer, &file, meta, &self.changes).await?;
             self.reload_auth().await?;
             self.snapshots.commit(&file, meta)
         }

@@ -239,6 +239,9 @@ pub struct Schedule {
     pub unplaced: Vec<AppUnplaced>,
     /// Audit entries.
     pub audit: Vec<AuditRecord>,
+    /// The applied index of the state the round was planned from.
+    #[serde(default)]
+    pub planned_at: u64,
 }
 
 impl Schedule {

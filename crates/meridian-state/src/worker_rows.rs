@@ -5,7 +5,7 @@ use meridian_core::{InstanceState, NodeStatus, ReleaseStatus};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use crate::rows::{corrupt, i, json, name, small, u};
+use crate::rows::{corrupt, fetch_in, i, json, name, small, u};
 use crate::worker_records::{
     AuditRecord, Desired, ImageRecord, InstanceRecord, NodeRecord, ReleaseRecord,
 };
@@ -94,6 +94,15 @@ pub async fn nodes(c: &mut SqliteConnection) -> Result<Vec<NodeRecord>, sqlx::Er
     rows.iter().map(node_row).collect()
 }
 
+/// The nodes with these names that exist.
+pub async fn nodes_named(
+    c: &mut SqliteConnection,
+    names: &[&str],
+) -> Result<Vec<NodeRecord>, sqlx::Error> {
+    let rows = fetch_in(c, "SELECT * FROM nodes WHERE name IN (", names, ")").await?;
+    rows.iter().map(node_row).collect()
+}
+
 /// One release.
 pub async fn release(
     c: &mut SqliteConnection,
@@ -127,6 +136,101 @@ pub async fn releases(
         }
     };
     rows.iter().map(release_row).collect()
+}
+
+/// The releases of these apps that are rolling or active, newest first within each app.
+pub async fn live_releases_of(
+    c: &mut SqliteConnection,
+    apps: &[&str],
+) -> Result<Vec<ReleaseRecord>, sqlx::Error> {
+    let rows = fetch_in(
+        c,
+        "SELECT * FROM releases WHERE status IN ('rolling', 'active') AND app IN (",
+        apps,
+        ") ORDER BY app, number DESC",
+    )
+    .await?;
+    rows.iter().map(release_row).collect()
+}
+
+/// Apps with a release still rolling out whose deadline is before `at`.
+pub async fn rolling_past_deadline(
+    c: &mut SqliteConnection,
+    at: u64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT app FROM releases WHERE status = 'rolling' AND deadline_at < ? \
+         ORDER BY app",
+    )
+    .bind(i(at))
+    .fetch_all(c)
+    .await
+}
+
+/// Instances wanted running of these apps, by app and id.
+pub async fn running_instances_of(
+    c: &mut SqliteConnection,
+    apps: &[&str],
+) -> Result<Vec<InstanceRecord>, sqlx::Error> {
+    let rows = fetch_in(
+        c,
+        "SELECT * FROM instances WHERE desired = 'run' AND app IN (",
+        apps,
+        ") ORDER BY app, id",
+    )
+    .await?;
+    rows.iter().map(instance_row).collect()
+}
+
+/// Apps with an instance wanted running on `node`.
+pub async fn apps_on_node(
+    c: &mut SqliteConnection,
+    node: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT app FROM instances WHERE node = ? AND desired = 'run' ORDER BY app",
+    )
+    .bind(node)
+    .fetch_all(c)
+    .await
+}
+
+/// How many instances of one app are wanted running on one node, and what each takes (sized
+/// by the app's current spec, as the scheduler sizes them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Footprint {
+    /// The app.
+    pub app: String,
+    /// The node.
+    pub node: String,
+    /// Instances of the app wanted running there.
+    pub count: u32,
+    /// CPU per instance, in thousandths of a core.
+    pub cpu_millis: u32,
+    /// Memory per instance, in MiB.
+    pub memory_mb: u32,
+}
+
+/// Every app's footprint on every node it has instances on.
+pub async fn footprints(c: &mut SqliteConnection) -> Result<Vec<Footprint>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT i.app AS app, i.node AS node, COUNT(*) AS n, a.cpu_millis AS cpu, \
+         a.memory_mb AS mem FROM instances i JOIN apps a ON a.name = i.app \
+         WHERE i.desired = 'run' GROUP BY i.app, i.node",
+    )
+    .fetch_all(c)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Footprint {
+                app: r.try_get("app")?,
+                node: r.try_get("node")?,
+                count: small("footprint count", r.try_get("n")?)?,
+                cpu_millis: small("app cpu_millis", r.try_get("cpu")?)?,
+                memory_mb: small("app memory_mb", r.try_get("mem")?)?,
+            })
+        })
+        .collect()
 }
 
 /// Which instances to read.
@@ -184,6 +288,34 @@ pub async fn unplaced(
             Ok((app, list))
         })
         .collect()
+}
+
+/// What could not be placed, of these apps.
+pub async fn unplaced_of(
+    c: &mut SqliteConnection,
+    apps: &[&str],
+) -> Result<Vec<(String, Vec<Unplaced>)>, sqlx::Error> {
+    let rows = fetch_in(
+        c,
+        "SELECT app, unplaced FROM app_status WHERE app IN (",
+        apps,
+        ")",
+    )
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let app: String = r.try_get("app")?;
+            let list = json("app unplaced", r.try_get("unplaced")?)?;
+            Ok((app, list))
+        })
+        .collect()
+}
+
+/// Apps with something unplaced, by name.
+pub async fn pending_apps(c: &mut SqliteConnection) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT app FROM app_status ORDER BY app")
+        .fetch_all(c)
+        .await
 }
 
 /// Audit entries after `after`, oldest first, at most `limit`, of one app or all.

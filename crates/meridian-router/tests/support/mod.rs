@@ -208,6 +208,7 @@ pub fn router_entry(region: &str, addr: &str) -> RouterEntry {
 pub fn table(apps: Vec<RouteApp>, routers: Vec<RouterEntry>) -> RouteTable {
     RouteTable {
         version: 1,
+        applied: 0,
         apps_domain: APPS_DOMAIN.into(),
         regions: regions(),
         jurisdictions: Default::default(),

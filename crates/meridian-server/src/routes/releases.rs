@@ -145,7 +145,16 @@ pub async fn plan(
     caller.require(Action::Read)?;
     let name = app_name(&name)?;
     let app = current(&ctx, &name).await?;
-    let snap = reconcile::snapshot(&ctx).await?;
+    // The app in the room every other app leaves, as the leader's next round would see it.
+    let mut read = ctx.reader().snapshot().await.map_err(ApiError::storage)?;
+    let mut world = reconcile::World::load(&mut read)
+        .await
+        .map_err(ApiError::storage)?;
+    let only = std::collections::BTreeSet::from([name.clone()]);
+    let snap = reconcile::read_round(&mut read, &mut world, &only)
+        .await
+        .map_err(ApiError::storage)?;
+    drop(read);
     let (demands, _) = reconcile::demands(&snap, now());
     let demand = demands
         .iter()

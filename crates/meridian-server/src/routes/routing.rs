@@ -16,7 +16,7 @@ use meridian_api::routing::{
 use meridian_api::ErrorBody;
 use meridian_core::route::{self, AppRoutes, ClientPlace, GeoPoint, LocatedBy, RegionRoute};
 use meridian_core::{Action, DomainName, Name};
-use meridian_state::Command;
+use meridian_state::{Command, DbError, ReadSnapshot};
 use tokio::time::Instant;
 
 use crate::auth::Caller;
@@ -32,32 +32,27 @@ const SETTLE: Duration = Duration::from_millis(250);
 /// The route table as of this server's last applied entry, built once and shared by every
 /// router waiting on this server.
 async fn current_table(ctx: &Ctx) -> Result<Arc<RouteTable>, ApiError> {
-    let applied = ctx
-        .raft()
-        .metrics()
-        .borrow()
-        .last_applied
-        .map_or(0, |l| l.index);
     let mut memo = ctx.0.route_table.lock().await;
+    let mut snap = ctx.reader().snapshot().await.map_err(ApiError::storage)?;
     if let Some((index, table)) = memo.as_ref() {
-        if *index == applied {
+        if *index == snap.applied() {
             return Ok(table.clone());
         }
     }
-    let table = Arc::new(build_table(ctx).await?);
-    *memo = Some((applied, table.clone()));
+    let table = Arc::new(build_table(&mut snap).await.map_err(ApiError::storage)?);
+    *memo = Some((snap.applied(), table.clone()));
     Ok(table)
 }
 
-/// Builds the route table from this server's applied state.
-async fn build_table(ctx: &Ctx) -> Result<RouteTable, ApiError> {
-    let r = ctx.reader();
-    let regions = r.regions().await.map_err(ApiError::storage)?;
-    let apps = r.apps().await.map_err(ApiError::storage)?;
-    let instances = r.routable_instances().await.map_err(ApiError::storage)?;
-    let routers = r.routers().await.map_err(ApiError::storage)?;
-    let catalog = r.catalog().await.map_err(ApiError::storage)?;
-    let apps_domain = r.apps_domain().await.map_err(ApiError::storage)?;
+/// Builds the route table from one consistent view of the applied state. Its `applied`
+/// field is the index that view reflects.
+pub async fn build_table(snap: &mut ReadSnapshot) -> Result<RouteTable, DbError> {
+    let regions = snap.regions().await?;
+    let apps = snap.apps().await?;
+    let instances = snap.routable_instances().await?;
+    let routers = snap.routers().await?;
+    let catalog = snap.catalog().await?;
+    let apps_domain = snap.apps_domain().await?;
 
     let mut by_app: BTreeMap<String, Vec<RouteInstance>> = BTreeMap::new();
     for (id, app, node, region, address) in instances {
@@ -70,6 +65,7 @@ async fn build_table(ctx: &Ctx) -> Result<RouteTable, ApiError> {
     }
     let mut table = RouteTable {
         version: 0,
+        applied: 0,
         apps_domain: apps_domain.to_string(),
         regions: regions
             .iter()
@@ -110,10 +106,12 @@ async fn build_table(ctx: &Ctx) -> Result<RouteTable, ApiError> {
             .collect(),
     };
     table.version = fingerprint(&table);
+    table.applied = snap.applied();
     Ok(table)
 }
 
-/// FNV-1a over the table's JSON (with version 0): equal tables, equal versions. Never 0, so
+/// FNV-1a over the table's JSON (with version and applied 0): equal tables, equal versions,
+/// whatever else was applied meanwhile. Never 0, so
 /// `after=0` always answers at once.
 fn fingerprint(table: &RouteTable) -> u64 {
     let bytes = serde_json::to_vec(table).unwrap_or_default();

@@ -1,120 +1,85 @@
-//! The leader's reconcile loop: on any applied change (and once a second), read the state,
-//! expire silent nodes, decide each app's rollout step, `plan`, and commit the round through
-//! Raft. Followers run the loop too but only watch: they act once they lead.
-//!
-//! Architecture Invariant: the loop never writes anything `plan` did not decide, and apply
-//! refuses a round that places outside an app's policy, so a stale leader's plan cannot land.
+//! What one round decides for the apps it plans: their view (read through one snapshot),
+//! each app's rollout step and demand, and the round to commit with an audit entry for every
+//! decision.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use meridian_core::rollout::{self, InstanceHealth, ReleaseChange, ReleaseInfo};
 use meridian_core::schedule::{self, ClusterView, Demand, LiveInstance, NodeView, Plan};
-use meridian_core::{AppSpec, InstanceState, Name, NodeStatus, ReleaseStatus};
+use meridian_core::{AppSpec, InstanceState, Name, ReleaseStatus};
 use meridian_state::worker_records::{AppUnplaced, NewInstance, ReleaseUpdate, StopInstance};
-use meridian_state::{AppRecord, AuditRecord, Command, InstanceRecord, ReleaseRecord, Schedule};
-use tokio::time::Instant;
+use meridian_state::{
+    AppRecord, AuditRecord, DbError, InstanceRecord, ReadSnapshot, ReleaseRecord, Schedule,
+};
 
-use crate::ctx::{now, Ctx};
-use crate::error::ApiError;
+use super::world::World;
 
-/// How often the loop looks even when nothing was applied (heartbeat expiry, deadlines).
-const TICK: Duration = Duration::from_secs(1);
-/// Changes arriving within this window are planned together.
-const DEBOUNCE: Duration = Duration::from_millis(20);
-/// Most new instances committed in one round. openraft gives each AppendEntries one heartbeat
-/// interval (100 ms by default) to be shipped and made durable on a follower; a round of many
-/// thousand placements is megabytes and never makes it, so large plans land in slices, each
-/// applied round waking the next.
-pub const MAX_PLACEMENTS_PER_ROUND: usize = 1000;
-
-/// Runs until `stop` resolves.
-pub async fn run(ctx: Ctx, stop: impl std::future::Future<Output = ()>) {
-    let mut metrics = ctx.raft().metrics();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            changed = metrics.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(TICK) => {}
-        }
-        if !ctx.is_leader() {
-            ctx.0.leader_since.lock().map(|mut s| *s = None).ok();
-            continue;
-        }
-        tokio::time::sleep(DEBOUNCE).await;
-        if let Err(e) = round(&ctx).await {
-            tracing::warn!(error = %e.message, "reconcile round failed; retrying");
-        }
-    }
-}
-
-/// Everything one round reads.
-pub struct Snapshot {
-    /// The scheduler's view.
+/// Everything one round knows of the apps it plans.
+pub struct RoundView {
+    /// The applied index it was read at.
+    pub index: u64,
+    /// The scheduler's view: every node, with the room other apps leave, and the planned apps'
+    /// live instances.
     pub view: ClusterView,
-    /// Apps by name.
+    /// The planned apps that exist, by name.
     pub apps: BTreeMap<Name, AppRecord>,
-    /// Releases by app, newest first.
+    /// Their live (rolling or active) releases, newest first.
     pub releases: BTreeMap<Name, Vec<ReleaseRecord>>,
-    /// Live instances.
+    /// Their live instances.
     pub instances: Vec<InstanceRecord>,
-    /// Unplaced records by app.
+    /// Their unplaced records.
     pub unplaced: BTreeMap<String, Vec<schedule::Unplaced>>,
 }
 
-/// Reads the applied state into a snapshot.
-pub async fn snapshot(ctx: &Ctx) -> Result<Snapshot, ApiError> {
-    let r = ctx.reader();
-    let st = ApiError::storage;
-    let regions = r.regions().await.map_err(st)?;
-    let nodes = r.nodes().await.map_err(st)?;
-    let instances = r.running_instances().await.map_err(st)?;
-    let apps: BTreeMap<Name, AppRecord> = r
-        .apps()
-        .await
-        .map_err(st)?
+/// Reads the apps in `names` through `snap`, brings their footprints in `world` up to date,
+/// and builds the view to plan them in. Apps that no longer exist are dropped from `world`.
+pub async fn read_round(
+    snap: &mut ReadSnapshot,
+    world: &mut World,
+    names: &BTreeSet<Name>,
+) -> Result<RoundView, DbError> {
+    let list: Vec<&str> = names.iter().map(Name::as_str).collect();
+    let apps: BTreeMap<Name, AppRecord> = snap
+        .apps_named(&list)
+        .await?
         .into_iter()
         .map(|a| (a.spec.name.clone(), a))
         .collect();
     let mut releases: BTreeMap<Name, Vec<ReleaseRecord>> = BTreeMap::new();
-    for rel in r.releases(None).await.map_err(st)? {
+    for rel in snap.live_releases_of(&list).await? {
         releases.entry(rel.app.clone()).or_default().push(rel);
     }
-    let view = ClusterView {
-        catalog: r.catalog().await.map_err(st)?,
-        regions: regions
-            .iter()
-            .map(|r| (r.region.name.clone(), r.region.country))
-            .collect(),
-        nodes: nodes
-            .iter()
-            .map(|n| NodeView {
-                name: n.name.clone(),
-                region: n.region.clone(),
-                status: n.status,
-                cpu_millis: n.cpu_millis,
-                memory_mb: n.memory_mb,
-            })
-            .collect(),
-        instances: instances
-            .iter()
-            .map(|i| LiveInstance {
-                id: i.id.clone(),
-                app: i.app.clone(),
-                release: i.release,
-                node: i.node.clone(),
-                healthy: i.state == InstanceState::Healthy,
-                failed: i.state.is_failed(),
-            })
-            .collect(),
-    };
-    Ok(Snapshot {
-        view,
+    let instances = snap.running_instances_of(&list).await?;
+    let unplaced = snap.unplaced_of(&list).await?.into_iter().collect();
+    let mut by_app: BTreeMap<&Name, Vec<&InstanceRecord>> = BTreeMap::new();
+    for i in &instances {
+        by_app.entry(&i.app).or_default().push(i);
+    }
+    for name in names {
+        let (cpu, mem) = apps
+            .get(name)
+            .map_or((0, 0), |a| (a.spec.cpu_millis, a.spec.memory_mb));
+        let live = by_app.get(name).map(Vec::as_slice).unwrap_or(&[]);
+        world.set_app(name, cpu, mem, live);
+    }
+    let live = instances
+        .iter()
+        .map(|i| LiveInstance {
+            id: i.id.clone(),
+            app: i.app.clone(),
+            release: i.release,
+            node: i.node.clone(),
+            healthy: i.state == InstanceState::Healthy,
+            failed: i.state.is_failed(),
+        })
+        .collect();
+    Ok(RoundView {
+        index: snap.applied(),
+        view: world.view(names, live),
         apps,
         releases,
         instances,
-        unplaced: r.unplaced().await.map_err(st)?.into_iter().collect(),
+        unplaced,
     })
 }
 
@@ -129,7 +94,7 @@ pub fn policy(spec: &AppSpec) -> String {
 }
 
 /// Each app's rollout step and its demand on the scheduler, in app-name order.
-pub fn demands(snap: &Snapshot, at: u64) -> (Vec<Demand>, Vec<(Name, ReleaseChange)>) {
+pub fn demands(snap: &RoundView, at: u64) -> (Vec<Demand>, Vec<(Name, ReleaseChange)>) {
     let mut by_app: HashMap<&Name, Vec<InstanceHealth>> = HashMap::new();
     for i in &snap.view.instances {
         by_app.entry(&i.app).or_default().push(InstanceHealth {
@@ -177,12 +142,15 @@ fn instance_id() -> String {
 
 /// Turns a plan into the round to commit, with an audit entry for every decision.
 pub fn to_round(
-    snap: &Snapshot,
+    snap: &RoundView,
     plan: Plan,
     changes: Vec<(Name, ReleaseChange)>,
     at: u64,
 ) -> Schedule {
-    let mut round = Schedule::default();
+    let mut round = Schedule {
+        planned_at: snap.index,
+        ..Schedule::default()
+    };
     let nodes: HashMap<&Name, &NodeView> = snap.view.nodes.iter().map(|n| (&n.name, n)).collect();
     let policy_of = |app: &Name| {
         snap.apps
@@ -295,73 +263,4 @@ pub fn to_round(
         });
     }
     round
-}
-
-/// One round on the leader.
-async fn round(ctx: &Ctx) -> Result<(), ApiError> {
-    let started = Instant::now();
-    let snap = snapshot(ctx).await?;
-    let read = started.elapsed();
-    if expire_nodes(ctx, &snap).await? {
-        return Ok(());
-    }
-    let at = now();
-    let (demands, changes) = demands(&snap, at);
-    let mut plan = schedule::plan(&snap.view, &demands);
-    plan.place.truncate(MAX_PLACEMENTS_PER_ROUND);
-    let round = to_round(&snap, plan, changes, at);
-    if round.is_empty() {
-        return Ok(());
-    }
-    let (placed, stopped, releases) = (round.place.len(), round.stop.len(), round.releases.len());
-    let planned = started.elapsed();
-    ctx.propose(Command::Schedule { round, at }).await?;
-    tracing::info!(
-        placed,
-        stopped,
-        releases,
-        read_ms = read.as_millis() as u64,
-        plan_ms = (planned - read).as_millis() as u64,
-        commit_ms = (started.elapsed() - planned).as_millis() as u64,
-        "committed a scheduling round"
-    );
-    Ok(())
-}
-
-/// Marks down every node silent for longer than the grace period. Answers whether it changed
-/// anything (the next round then plans with the new statuses).
-async fn expire_nodes(ctx: &Ctx, snap: &Snapshot) -> Result<bool, ApiError> {
-    let since = {
-        let mut s = ctx.0.leader_since.lock().map_err(ApiError::storage)?;
-        *s.get_or_insert_with(Instant::now)
-    };
-    let grace = ctx.0.node_grace;
-    let silent: Vec<Name> = {
-        let seen = ctx.0.heartbeats.lock().map_err(ApiError::storage)?;
-        snap.view
-            .nodes
-            .iter()
-            .filter(|n| n.status != NodeStatus::Down)
-            .filter(|n| {
-                // A new leader gives every node a full grace period from its own start.
-                let last = seen
-                    .get(n.name.as_str())
-                    .copied()
-                    .unwrap_or(since)
-                    .max(since);
-                last.elapsed() > grace
-            })
-            .map(|n| n.name.clone())
-            .collect()
-    };
-    for name in &silent {
-        tracing::warn!(node = %name, grace_ms = grace.as_millis() as u64, "node missed its heartbeats; marking it down");
-        ctx.propose(Command::SetNodeStatus {
-            name: name.clone(),
-            status: NodeStatus::Down,
-            at: now(),
-        })
-        .await?;
-    }
-    Ok(!silent.is_empty())
 }
