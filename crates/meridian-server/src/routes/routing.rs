@@ -47,67 +47,107 @@ async fn current_table(ctx: &Ctx) -> Result<Arc<RouteTable>, ApiError> {
 /// Builds the route table from one consistent view of the applied state. Its `applied`
 /// field is the index that view reflects.
 pub async fn build_table(snap: &mut ReadSnapshot) -> Result<RouteTable, DbError> {
-    let regions = snap.regions().await?;
-    let apps = snap.apps().await?;
-    let instances = snap.routable_instances().await?;
-    let routers = snap.routers().await?;
-    let catalog = snap.catalog().await?;
-    let apps_domain = snap.apps_domain().await?;
+    Ok(RouteRows::read(snap).await?.into_table())
+}
 
-    let mut by_app: BTreeMap<String, Vec<RouteInstance>> = BTreeMap::new();
-    for (id, app, node, region, address) in instances {
-        by_app.entry(app).or_default().push(RouteInstance {
-            id,
-            node,
-            region,
-            address,
-        });
+/// What the route table is made of, read through one snapshot.
+pub struct RouteRows {
+    /// The applied index the rows reflect.
+    pub applied: u64,
+    /// Every region.
+    pub regions: Vec<meridian_state::RegionRecord>,
+    /// Every app.
+    pub apps: Vec<meridian_state::AppRecord>,
+    /// Routable instances: (id, app, node, region, address).
+    pub instances: Vec<(String, String, String, String, String)>,
+    /// Routers: (name, region, url).
+    pub routers: Vec<(String, String, String)>,
+    /// Jurisdiction groups.
+    pub catalog: meridian_core::JurisdictionCatalog,
+    /// The apps domain.
+    pub apps_domain: DomainName,
+}
+
+impl RouteRows {
+    /// Reads them.
+    pub async fn read(snap: &mut ReadSnapshot) -> Result<Self, DbError> {
+        Ok(Self {
+            applied: snap.applied(),
+            regions: snap.regions().await?,
+            apps: snap.apps().await?,
+            instances: snap.routable_instances().await?,
+            routers: snap.routers().await?,
+            catalog: snap.catalog().await?,
+            apps_domain: snap.apps_domain().await?,
+        })
     }
-    let mut table = RouteTable {
-        version: 0,
-        applied: 0,
-        apps_domain: apps_domain.to_string(),
-        regions: regions
-            .iter()
-            .map(|r| RouteRegion {
-                name: r.region.name.to_string(),
-                country: r.region.country.to_string(),
-                latitude: r.region.latitude,
-                longitude: r.region.longitude,
-            })
-            .collect(),
-        jurisdictions: catalog
-            .custom_groups()
-            .map(|(g, members)| {
-                (
-                    g.to_string(),
-                    members.iter().map(|c| c.to_string()).collect(),
-                )
-            })
-            .collect(),
-        routers: routers
-            .into_iter()
-            .map(|(name, region, url)| RouterEntry { name, region, url })
-            .collect(),
-        apps: apps
-            .iter()
-            .map(|a| RouteApp {
-                name: a.spec.name.to_string(),
-                residency: a.spec.residency.iter().map(ToString::to_string).collect(),
-                origin_bound: a
-                    .spec
-                    .origin_bound
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
-                domains: a.spec.domains.iter().map(ToString::to_string).collect(),
-                instances: by_app.remove(a.spec.name.as_str()).unwrap_or_default(),
-            })
-            .collect(),
-    };
-    table.version = fingerprint(&table);
-    table.applied = snap.applied();
-    Ok(table)
+
+    /// The table routers receive.
+    pub fn into_table(self) -> RouteTable {
+        let RouteRows {
+            applied,
+            regions,
+            apps,
+            instances,
+            routers,
+            catalog,
+            apps_domain,
+        } = self;
+        let mut by_app: BTreeMap<String, Vec<RouteInstance>> = BTreeMap::new();
+        for (id, app, node, region, address) in instances {
+            by_app.entry(app).or_default().push(RouteInstance {
+                id,
+                node,
+                region,
+                address,
+            });
+        }
+        let mut table = RouteTable {
+            version: 0,
+            applied: 0,
+            apps_domain: apps_domain.to_string(),
+            regions: regions
+                .iter()
+                .map(|r| RouteRegion {
+                    name: r.region.name.to_string(),
+                    country: r.region.country.to_string(),
+                    latitude: r.region.latitude,
+                    longitude: r.region.longitude,
+                })
+                .collect(),
+            jurisdictions: catalog
+                .custom_groups()
+                .map(|(g, members)| {
+                    (
+                        g.to_string(),
+                        members.iter().map(|c| c.to_string()).collect(),
+                    )
+                })
+                .collect(),
+            routers: routers
+                .into_iter()
+                .map(|(name, region, url)| RouterEntry { name, region, url })
+                .collect(),
+            apps: apps
+                .iter()
+                .map(|a| RouteApp {
+                    name: a.spec.name.to_string(),
+                    residency: a.spec.residency.iter().map(ToString::to_string).collect(),
+                    origin_bound: a
+                        .spec
+                        .origin_bound
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                    domains: a.spec.domains.iter().map(ToString::to_string).collect(),
+                    instances: by_app.remove(a.spec.name.as_str()).unwrap_or_default(),
+                })
+                .collect(),
+        };
+        table.version = fingerprint(&table);
+        table.applied = applied;
+        table
+    }
 }
 
 /// FNV-1a over the table's JSON (with version and applied 0): equal tables, equal versions,
