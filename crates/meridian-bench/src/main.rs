@@ -2,6 +2,10 @@
 //! etcd mode that drives etcd the same way (HTTP/JSON, one fresh key per request) so the two
 //! can be compared side by side. `deploy/bench/control-plane.sh` runs both.
 //!
+//! `scale` grows a cluster of simulated nodes to thousands of apps and takes the same figures
+//! at every size (creates/s, one deploy's reconcile round, the leader's memory), so any growth
+//! of the per-write cost with what the cluster holds shows. `deploy/bench/scale.sh` runs it.
+//!
 //! Two worker benchmarks as well: `placements` (instances placed and committed through Raft per
 //! second, on simulated nodes) and `deploy-latency` (API accept to a container answering HTTP,
 //! beside a bare `docker run`). `deploy/bench/workers.sh` runs them.
@@ -11,6 +15,7 @@ mod load;
 mod percentile;
 mod placements;
 mod report;
+mod scale;
 mod target;
 mod workload;
 
@@ -107,6 +112,44 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Creates/s, a deploy's round time and the leader's memory as the cluster grows, on
+    /// simulated nodes (no containers run).
+    Scale {
+        /// Every server's URL, comma-separated.
+        #[arg(long)]
+        urls: String,
+        /// Admin token.
+        #[arg(long, env = "MERIDIAN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Simulated nodes, spread over five regions.
+        #[arg(long, default_value_t = 1000)]
+        nodes: u32,
+        /// Apps held at each step, comma-separated and ascending.
+        #[arg(long, default_value = "100,10000")]
+        steps: String,
+        /// Replicas of each app grown into the cluster.
+        #[arg(long, default_value_t = 10)]
+        replicas: u32,
+        /// Closed-loop workers for the measured creates.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Seconds of measured creates at each step.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Deploys timed at each step.
+        #[arg(long, default_value_t = 5)]
+        deploys: u32,
+        /// Seconds between heartbeats of each simulated node.
+        #[arg(long, default_value_t = 10)]
+        heartbeat: u64,
+        /// File of `URL=PID` lines: read a server's memory from /proc when its /metrics has
+        /// none.
+        #[arg(long)]
+        pids: Option<std::path::PathBuf>,
+        /// Print one JSON line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a side-by-side table from a file of `--json` lines.
     Table {
         /// File with one JSON summary per line.
@@ -199,6 +242,42 @@ async fn main() -> anyhow::Result<()> {
                 runs,
                 warmup,
                 timeout: Duration::from_secs(timeout),
+            })
+            .await?;
+            show(json, &outcome, || outcome.text())
+        }
+        Command::Scale {
+            urls,
+            token,
+            nodes,
+            steps,
+            replicas,
+            concurrency,
+            seconds,
+            deploys,
+            heartbeat,
+            pids,
+            json,
+        } => {
+            let steps = steps
+                .split(',')
+                .map(|s| s.trim().parse::<u32>())
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("--steps {steps:?}: give numbers like 100,10000"))?;
+            let outcome = scale::run(scale::Params {
+                urls: target::parse_urls(&urls)?,
+                token,
+                nodes,
+                steps,
+                replicas,
+                concurrency,
+                seconds,
+                deploys,
+                heartbeat_s: heartbeat,
+                pids: match pids {
+                    Some(path) => scale::read_pids(&path)?,
+                    None => Default::default(),
+                },
             })
             .await?;
             show(json, &outcome, || outcome.text())

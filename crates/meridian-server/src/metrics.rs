@@ -45,6 +45,7 @@ pub struct Metrics {
     apply_lag: Gauge,
     is_leader: Gauge,
     voters: Gauge,
+    resident: Gauge,
 }
 
 impl Default for Metrics {
@@ -96,6 +97,11 @@ impl Default for Metrics {
             "meridian_raft_voters",
             "Voters in the current membership",
         );
+        let resident = gauge(
+            &mut r,
+            "meridian_process_resident_memory_bytes",
+            "Resident memory of this server process (Linux; 0 elsewhere)",
+        );
         Self {
             registry: Arc::new(r),
             requests,
@@ -107,8 +113,21 @@ impl Default for Metrics {
             apply_lag,
             is_leader,
             voters,
+            resident,
         }
     }
+}
+
+/// This process's resident set size, from `/proc/self/status` (0 where there is none).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
 fn gauge_value(v: u64) -> i64 {
@@ -164,6 +183,7 @@ pub async fn render(State(ctx): State<Ctx>) -> Response {
     m.voters.set(gauge_value(
         raft.membership_config.voter_ids().count() as u64
     ));
+    m.resident.set(gauge_value(resident_bytes()));
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &m.registry).is_err() {
         return crate::error::ApiError::unavailable(
