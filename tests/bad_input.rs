@@ -252,14 +252,14 @@ async fn malformed_and_invalid_requests_get_json_errors() {
             422,
             Some("name"),
         ),
-        ("GET", "/v1/route?app=web", None, json, 422, Some("ip")),
-        ("GET", "/v1/route?ip=1.2.3.4", None, json, 422, Some("app")),
+        ("GET", "/v1/route?app=web", None, json, 400, Some("ip")),
+        ("GET", "/v1/route?ip=1.2.3.4", None, json, 400, Some("app")),
         (
             "GET",
             "/v1/route?app=web&ip=not-an-ip",
             None,
             json,
-            422,
+            400,
             Some("ip"),
         ),
         (
@@ -270,7 +270,115 @@ async fn malformed_and_invalid_requests_get_json_errors() {
             404,
             None,
         ),
-        ("GET", "/v1/router/table?after=x", None, json, 400, None),
+        // Query parameters: missing, malformed or out of range is a 400 naming the parameter.
+        (
+            "GET",
+            "/v1/router/table?after=x",
+            None,
+            json,
+            400,
+            Some("after"),
+        ),
+        (
+            "GET",
+            "/v1/router/table?after=-1",
+            None,
+            json,
+            400,
+            Some("after"),
+        ),
+        (
+            "GET",
+            "/v1/router/table?wait_ms=60001",
+            None,
+            json,
+            400,
+            Some("wait_ms"),
+        ),
+        (
+            "GET",
+            "/v1/router/table?wait_ms=1.5",
+            None,
+            json,
+            400,
+            Some("wait_ms"),
+        ),
+        (
+            "GET",
+            "/v1/router/table?wait_ms=",
+            None,
+            json,
+            400,
+            Some("wait_ms"),
+        ),
+        (
+            "GET",
+            "/v1/apps?stale=garbage",
+            None,
+            json,
+            400,
+            Some("stale"),
+        ),
+        ("GET", "/v1/apps?stale=1", None, json, 400, Some("stale")),
+        ("GET", "/v1/nodes?stale=", None, json, 400, Some("stale")),
+        (
+            "GET",
+            "/v1/cluster?stale=TRUE",
+            None,
+            json,
+            400,
+            Some("stale"),
+        ),
+        (
+            "GET",
+            "/v1/agent/nodes/n1/assignments?wait_ms=99999999",
+            None,
+            json,
+            400,
+            Some("wait_ms"),
+        ),
+        (
+            "GET",
+            "/v1/agent/nodes/n1/assignments?index=%2B1",
+            None,
+            json,
+            400,
+            Some("index"),
+        ),
+        (
+            "GET",
+            "/v1/agent/nodes/n1/assignments?index=18446744073709551616",
+            None,
+            json,
+            400,
+            Some("index"),
+        ),
+        (
+            "GET",
+            "/v1/audit?limit=10001",
+            None,
+            json,
+            400,
+            Some("limit"),
+        ),
+        ("GET", "/v1/audit?after=abc", None, json, 400, Some("after")),
+        (
+            "GET",
+            "/v1/audit?app=Bad_Name",
+            None,
+            json,
+            400,
+            Some("app"),
+        ),
+        ("GET", "/v1/agent/images", None, json, 400, Some("name")),
+        (
+            "GET",
+            "/v1/agent/images?name=",
+            None,
+            json,
+            400,
+            Some("name"),
+        ),
     ];
     for (method, path, body, ct, want, field) in cases {
         let (status, b) = send(&c, method, path, body.as_deref(), ct).await;
@@ -286,6 +394,17 @@ async fn malformed_and_invalid_requests_get_json_errors() {
                 "{method} {path}: {b}"
             );
         }
+    }
+
+    // Well-formed parameters are taken.
+    for path in [
+        "/v1/apps?stale=true",
+        "/v1/apps?stale=false",
+        "/v1/router/table?after=0&wait_ms=60000&stale=true",
+        "/v1/audit?limit=10000&after=0&app=web",
+    ] {
+        let (status, b) = send(&c, "GET", path, None, json).await;
+        assert_eq!(status, 200, "GET {path} -> {b}");
     }
 
     // A body over the limit: 413, through a follower and on the leader alike.

@@ -20,7 +20,7 @@ use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
 use crate::image_store::StoreError;
 use crate::json::ApiJson;
-use crate::query::query_params;
+use crate::query::Query;
 
 /// Where peers serve the blobs they hold.
 pub const INTERNAL_BLOB_PATH: &str = "/v1/internal/images/{digest}";
@@ -185,10 +185,8 @@ pub async fn fetch(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     caller.require(Action::AgentEndpoint)?;
-    let params = query_params(raw);
-    let Some(name) = params.get("name").cloned() else {
-        return Err(ApiError::bad_request("give the image as ?name=IMAGE"));
-    };
+    let query = Query::parse(raw.as_deref());
+    let name = query.required("name", "the image")?.to_string();
     let image = ctx
         .reader()
         .image(&name)

@@ -23,7 +23,7 @@ use crate::auth::Caller;
 use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
 use crate::json::ApiJson;
-use crate::query::{query_params, query_u64};
+use crate::query::Query;
 
 /// Coalesces bursts of applied entries into one rebuild of the table: under a stream of writes
 /// each server rebuilds it at most about four times a second, however many routers wait.
@@ -129,8 +129,10 @@ fn fingerprint(table: &RouteTable) -> u64 {
 #[utoipa::path(get, path = "/v1/router/table", tag = "routing",
     security(("bearer" = [])),
     params(
-        ("after" = Option<u64>, Query, description = "Answer once the table's version differs from this"),
-        ("wait_ms" = Option<u64>, Query, description = "Longest wait, at most 60000"),
+        ("after" = Option<u64>, Query, minimum = 0,
+            description = "Answer once the table's version differs from this (default 0: at once)"),
+        ("wait_ms" = Option<u64>, Query, minimum = 0, maximum = 60000,
+            description = "Longest wait in milliseconds (default 0); more than 60000 is refused"),
         ("stale" = Option<bool>, Query, description = "Answer from this server's applied state (what routers use)")),
     responses(
         (status = 200, description = "The route table", body = RouteTable),
@@ -141,9 +143,9 @@ pub async fn table(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<RouteTable>, ApiError> {
     caller.require(Action::RouterEndpoint)?;
-    let params = query_params(raw);
-    let after = query_u64(&params, "after", 0)?;
-    let wait = Duration::from_millis(query_u64(&params, "wait_ms", 0)?.min(MAX_WATCH_MS));
+    let query = Query::parse(raw.as_deref());
+    let after = query.u64("after", 0, u64::MAX)?;
+    let wait = Duration::from_millis(query.u64("wait_ms", 0, MAX_WATCH_MS)?);
     let deadline = Instant::now() + wait;
     let mut applied = ctx.raft().metrics();
     loop {
@@ -244,28 +246,25 @@ pub async fn patch_settings(
 #[utoipa::path(get, path = "/v1/route", tag = "routing", security(("bearer" = [])),
     params(
         ("app" = String, Query, description = "The app"),
-        ("ip" = String, Query, description = "The client's address"),
+        ("ip" = String, Query, description = "The client's IP address, v4 or v6"),
         ("region" = Option<String>, Query, description = "Where to place a client no geo source knows (default: this server's region)")),
     responses(
         (status = 200, description = "The decision", body = RouteExplanation),
         (status = 404, description = "No such app", body = ErrorBody),
-        (status = 422, description = "Bad address, or the client cannot be located", body = ErrorBody)))]
+        (status = 400, description = "`invalid_query`: `app` or `ip` missing, or `ip` not an address", body = ErrorBody),
+        (status = 422, description = "`invalid`: the client cannot be located, or `region` does not exist", body = ErrorBody)))]
 pub async fn explain(
     State(ctx): State<Ctx>,
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<RouteExplanation>, ApiError> {
     caller.require(Action::Read)?;
-    let params = query_params(raw);
-    let app_name = params
-        .get("app")
-        .ok_or_else(|| ApiError::invalid("app", "give the app, as ?app=NAME"))?;
-    let ip_text = params
-        .get("ip")
-        .ok_or_else(|| ApiError::invalid("ip", "give the client's address, as ?ip=ADDR"))?;
+    let query = Query::parse(raw.as_deref());
+    let app_name = query.required("app", "the app")?;
+    let ip_text = query.required("ip", "the client's address")?;
     let ip: IpAddr = ip_text
         .parse()
-        .map_err(|_| ApiError::invalid("ip", format!("{ip_text:?} is not an IP address")))?;
+        .map_err(|_| ApiError::invalid_query("ip", format!("{ip_text:?} is not an IP address")))?;
     let r = ctx.reader();
     let app = r
         .app(app_name)
@@ -296,9 +295,9 @@ pub async fn explain(
     let client = match ctx.0.locator.locate(ip) {
         Some(place) => place,
         None => {
-            let fallback = params
+            let fallback = query
                 .get("region")
-                .cloned()
+                .map(str::to_string)
                 .or_else(|| ctx.0.region.clone())
                 .ok_or_else(|| {
                     ApiError::invalid(
