@@ -161,11 +161,11 @@ pub async fn heartbeat(
         ("index" = Option<u64>, Query, minimum = 0,
             description = "Answer once the generation is above this (default 0: at once)"),
         ("wait_ms" = Option<u64>, Query, minimum = 0, maximum = 60000,
-            description = "Longest wait in milliseconds (default 0); more than 60000 is refused"),
-        ("stale" = Option<bool>, Query, description = "Answer from this server's applied state")),
+            description = "Longest wait in milliseconds (default 0); more than 60000 is refused")),
     responses(
         (status = 200, description = "The assignments", body = Assignments),
-        (status = 404, description = "Unknown node", body = ErrorBody)))]
+        (status = 404, description = "Unknown node", body = ErrorBody),
+        (status = 503, description = "`shutting_down`: the server is stopping", body = ErrorBody)))]
 pub async fn assignments(
     State(ctx): State<Ctx>,
     caller: Caller,

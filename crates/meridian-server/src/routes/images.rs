@@ -41,7 +41,8 @@ fn view(r: &ImageRecord) -> ImageView {
     responses(
         (status = 201, description = "Stored", body = BlobStored),
         (status = 400, description = "Empty or broken upload", body = ErrorBody),
-        (status = 413, description = "Too large", body = ErrorBody)))]
+        (status = 413, description = "Too large", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`: the blob cannot be written", body = ErrorBody)))]
 pub async fn upload(
     State(ctx): State<Ctx>,
     caller: Caller,
@@ -78,7 +79,8 @@ pub async fn upload(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Registered", body = ImageView),
-        (status = 422, description = "Invalid name or digest, or the server holds no such blob", body = ErrorBody)))]
+        (status = 422, description = "Invalid name or digest, or the server holds no such blob", body = ErrorBody),
+        (status = 503, description = "`holder_unreachable`: the server named cannot be asked about its blob", body = ErrorBody)))]
 pub async fn register(
     State(ctx): State<Ctx>,
     caller: Caller,
@@ -178,7 +180,8 @@ fn tar_response(len: u64, body: Body) -> Response {
     params(("name" = String, Query, description = "Image reference")),
     responses(
         (status = 200, description = "The tar", content_type = "application/x-tar"),
-        (status = 404, description = "Not pushed", body = ErrorBody)))]
+        (status = 404, description = "Not pushed", body = ErrorBody),
+        (status = 503, description = "`image_unavailable`: no server holding it answers; `storage_unavailable`", body = ErrorBody)))]
 pub async fn fetch(
     State(ctx): State<Ctx>,
     caller: Caller,
@@ -231,7 +234,15 @@ pub async fn fetch(
     ))
 }
 
-/// A blob this server holds, for other servers (cluster secret required).
+/// A blob this server holds, for other servers (cluster secret required). `HEAD` answers its
+/// size in Content-Length.
+#[utoipa::path(method(get, head), path = INTERNAL_BLOB_PATH, tag = "internal",
+    security(("cluster_secret" = [])),
+    params(("digest" = String, Path, description = "sha256:<64 hex digits>")),
+    responses(
+        (status = 200, description = "The tar", content_type = "application/x-tar"),
+        (status = 404, description = "`not_found`: this server holds no such blob", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`: the blob cannot be read", body = ErrorBody)))]
 pub async fn internal_blob(
     State(ctx): State<Ctx>,
     headers: HeaderMap,

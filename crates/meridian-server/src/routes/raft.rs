@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
+use meridian_api::ErrorBody;
 use meridian_state::network::SnapshotChunk;
 use meridian_state::TypeConfig;
 use openraft::error::{InstallSnapshotError, RaftError};
@@ -16,6 +17,10 @@ use crate::error::ApiError;
 use crate::json::ApiJson;
 
 /// AppendEntries.
+#[utoipa::path(post, path = meridian_state::network::APPEND_PATH, tag = "internal",
+    security(("cluster_secret" = [])),
+    request_body(content = Object, description = "openraft's AppendEntriesRequest"),
+    responses((status = 200, description = "openraft's answer, `{\"Ok\": ...}` or `{\"Err\": ...}`", body = Object)))]
 pub async fn append(
     State(ctx): State<Ctx>,
     headers: HeaderMap,
@@ -26,6 +31,10 @@ pub async fn append(
 }
 
 /// RequestVote.
+#[utoipa::path(post, path = meridian_state::network::VOTE_PATH, tag = "internal",
+    security(("cluster_secret" = [])),
+    request_body(content = Object, description = "openraft's VoteRequest"),
+    responses((status = 200, description = "openraft's answer, `{\"Ok\": ...}` or `{\"Err\": ...}`", body = Object)))]
 pub async fn vote(
     State(ctx): State<Ctx>,
     headers: HeaderMap,
@@ -36,6 +45,12 @@ pub async fn vote(
 }
 
 /// InstallSnapshot, one chunk.
+#[utoipa::path(post, path = meridian_state::network::SNAPSHOT_PATH, tag = "internal",
+    security(("cluster_secret" = [])),
+    request_body(content = Object, description = "One snapshot chunk: openraft's InstallSnapshotRequest with the data in base64"),
+    responses(
+        (status = 200, description = "openraft's answer, `{\"Ok\": ...}` or `{\"Err\": ...}`", body = Object),
+        (status = 400, description = "`bad_request`: the chunk's data is not base64", body = ErrorBody)))]
 pub async fn snapshot(
     State(ctx): State<Ctx>,
     headers: HeaderMap,

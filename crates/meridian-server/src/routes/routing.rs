@@ -132,11 +132,11 @@ fn fingerprint(table: &RouteTable) -> u64 {
         ("after" = Option<u64>, Query, minimum = 0,
             description = "Answer once the table's version differs from this (default 0: at once)"),
         ("wait_ms" = Option<u64>, Query, minimum = 0, maximum = 60000,
-            description = "Longest wait in milliseconds (default 0); more than 60000 is refused"),
-        ("stale" = Option<bool>, Query, description = "Answer from this server's applied state (what routers use)")),
+            description = "Longest wait in milliseconds (default 0); more than 60000 is refused")),
     responses(
         (status = 200, description = "The route table", body = RouteTable),
-        (status = 403, description = "Not a router or admin token", body = ErrorBody)))]
+        (status = 403, description = "Not a router or admin token", body = ErrorBody),
+        (status = 503, description = "`shutting_down`: the server is stopping", body = ErrorBody)))]
 pub async fn table(
     State(ctx): State<Ctx>,
     caller: Caller,
@@ -251,7 +251,6 @@ pub async fn patch_settings(
     responses(
         (status = 200, description = "The decision", body = RouteExplanation),
         (status = 404, description = "No such app", body = ErrorBody),
-        (status = 400, description = "`invalid_query`: `app` or `ip` missing, or `ip` not an address", body = ErrorBody),
         (status = 422, description = "`invalid`: the client cannot be located, or `region` does not exist", body = ErrorBody)))]
 pub async fn explain(
     State(ctx): State<Ctx>,
