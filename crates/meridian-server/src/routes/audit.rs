@@ -16,7 +16,8 @@ pub const MAX_LIMIT: u64 = 10_000;
 /// Audit entries, oldest first: every placement, stop, refusal and release change, with the
 /// policy it was checked against.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("bearer" = [])),
-    params(("app" = Option<String>, Query, description = "Only this app (an app name)"),
+    params(("app" = Option<String>, Query, pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+            description = "Only this app (an app name)"),
         ("after" = Option<u64>, Query, minimum = 0,
             description = "Only entries after this sequence number (default 0)"),
         ("limit" = Option<u64>, Query, minimum = 0, maximum = 10000,

@@ -177,7 +177,7 @@ fn tar_response(len: u64, body: Body) -> Response {
 /// An image for an agent, as `docker save` wrote it: from this server's disk, or relayed from
 /// a server that holds it.
 #[utoipa::path(get, path = "/v1/agent/images", tag = "agent", security(("bearer" = [])),
-    params(("name" = String, Query, description = "Image reference")),
+    params(("name" = String, Query, min_length = 1, description = "Image reference")),
     responses(
         (status = 200, description = "The tar", content_type = "application/x-tar"),
         (status = 404, description = "Not pushed", body = ErrorBody),

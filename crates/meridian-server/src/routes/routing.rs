@@ -245,9 +245,10 @@ pub async fn patch_settings(
 /// Which region would serve a client at `ip` for `app`, and why.
 #[utoipa::path(get, path = "/v1/route", tag = "routing", security(("bearer" = [])),
     params(
-        ("app" = String, Query, description = "The app"),
-        ("ip" = String, Query, description = "The client's IP address, v4 or v6"),
-        ("region" = Option<String>, Query, description = "Where to place a client no geo source knows (default: this server's region)")),
+        ("app" = String, Query, min_length = 1, description = "The app"),
+        ("ip" = String, Query, min_length = 1, description = "The client's IP address, v4 or v6"),
+        ("region" = Option<String>, Query, pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+            description = "Where to place a client no geo source knows (default: this server's region)")),
     responses(
         (status = 200, description = "The decision", body = RouteExplanation),
         (status = 404, description = "No such app", body = ErrorBody),
