@@ -600,6 +600,10 @@ async fn the_document_is_what_the_server_serves() {
                     "{method} {template}: {status} {body}"
                 );
             }
+            // Without credentials, a route that needs some refuses before reading anything.
+            if item[method]["security"].is_array() {
+                assert_eq!(status, 401, "{method} {template}: {body}");
+            }
             assert_documented(&doc, method, &path, status);
             checked += 1;
         }

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use meridian_api::cluster::{ClusterStatus, JoinRequest, Member};
 use meridian_api::ErrorBody;
@@ -14,7 +14,7 @@ use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use tokio::time::Instant;
 
-use crate::auth::{require_secret, Caller};
+use crate::auth::{Caller, ClusterPeer};
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::json::ApiJson;
@@ -97,10 +97,9 @@ where
         (status = 409, description = "That node id is taken by another address", body = ErrorBody)))]
 pub async fn join(
     State(ctx): State<Ctx>,
-    headers: HeaderMap,
+    _peer: ClusterPeer,
     ApiJson(req): ApiJson<JoinRequest>,
 ) -> Result<Json<ClusterStatus>, ApiError> {
-    require_secret(&ctx, &headers)?;
     let addr = req.addr.trim_end_matches('/').to_string();
     if !(addr.starts_with("http://") || addr.starts_with("https://")) {
         return Err(ApiError::invalid(

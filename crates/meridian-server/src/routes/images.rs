@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use meridian_api::images::{is_digest, BlobStored, ImageView, RegisterImage};
@@ -15,7 +15,7 @@ use meridian_core::Action;
 use meridian_state::{Applied, Command, ImageRecord};
 use tokio_util::io::ReaderStream;
 
-use crate::auth::{require_secret, Caller};
+use crate::auth::{Caller, ClusterPeer};
 use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
 use crate::image_store::StoreError;
@@ -245,10 +245,9 @@ pub async fn fetch(
         (status = 503, description = "`storage_unavailable`: the blob cannot be read", body = ErrorBody)))]
 pub async fn internal_blob(
     State(ctx): State<Ctx>,
-    headers: HeaderMap,
+    _peer: ClusterPeer,
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_secret(&ctx, &headers)?;
     if !is_digest(&digest) {
         return Err(ApiError::not_found("no such blob"));
     }
