@@ -404,6 +404,23 @@ async fn malformed_and_invalid_requests_get_json_errors() {
             Some("limit"),
         ),
         ("GET", "/v1/audit?after=abc", None, json, 400, Some("after")),
+        // Sequence numbers and generations are int64 in the document, as in the state.
+        (
+            "GET",
+            "/v1/audit?after=9223372036854775808",
+            None,
+            json,
+            400,
+            Some("after"),
+        ),
+        (
+            "GET",
+            "/v1/agent/nodes/n1/assignments?index=9223372036854775808",
+            None,
+            json,
+            400,
+            Some("index"),
+        ),
         (
             "GET",
             "/v1/audit?app=Bad_Name",
@@ -445,6 +462,9 @@ async fn malformed_and_invalid_requests_get_json_errors() {
         "/v1/apps?stale=true",
         "/v1/apps?stale=false",
         "/v1/router/table?after=0&wait_ms=60000&stale=true",
+        // The table's version is any u64.
+        "/v1/router/table?after=18446744073709551615&stale=true",
+        "/v1/audit?after=9223372036854775807",
         "/v1/audit?limit=10000&after=0&app=web",
     ] {
         let (status, b) = send(&c, "GET", path, None, json).await;

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 /// received and route from it while the control plane is unreachable.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RouteTable {
-    /// Fingerprint of the rest of the table; pass it back as `after` to wait for a change.
+    /// Fingerprint of the rest of the table; pass it back as `after` to wait for a change. Any
+    /// 64-bit unsigned value: it exceeds int64.
+    #[schema(format = "uint64")]
     pub version: u64,
     /// Apps are served as `<app>.<apps_domain>`.
     pub apps_domain: String,

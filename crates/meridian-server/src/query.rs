@@ -7,6 +7,10 @@ use std::collections::HashMap;
 
 use crate::error::ApiError;
 
+/// Largest number the state stores (SQLite integers are signed 64-bit): sequence numbers and
+/// generations never exceed it, and the document declares them int64.
+pub const MAX_STORED: u64 = i64::MAX as u64;
+
 /// A request's query parameters, keys and values percent-decoded. A key given twice keeps its
 /// last value; a key without `=` has the empty value.
 #[derive(Debug, Default)]

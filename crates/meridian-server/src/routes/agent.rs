@@ -21,7 +21,7 @@ use crate::auth::Caller;
 use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
 use crate::json::ApiJson;
-use crate::query::Query;
+use crate::query::{Query, MAX_STORED};
 use crate::routes::nodes::{node_name, node_view};
 
 /// Longest advertise host accepted.
@@ -175,7 +175,7 @@ pub async fn assignments(
     caller.require(Action::AgentEndpoint)?;
     let name = node_name(&name)?;
     let query = Query::parse(raw.as_deref());
-    let index = query.u64("index", 0, u64::MAX)?;
+    let index = query.u64("index", 0, MAX_STORED)?;
     let wait = Duration::from_millis(query.u64("wait_ms", 0, MAX_WATCH_MS)?);
     let deadline = Instant::now() + wait;
     let mut applied = ctx.raft().metrics();

@@ -8,7 +8,7 @@ use meridian_core::{Action, Name};
 use crate::auth::Caller;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
-use crate::query::Query;
+use crate::query::{Query, MAX_STORED};
 
 /// Most entries one call returns.
 pub const MAX_LIMIT: u64 = 10_000;
@@ -37,7 +37,7 @@ pub async fn list(
         ),
         None => None,
     };
-    let after = query.u64("after", 0, u64::MAX)?;
+    let after = query.u64("after", 0, MAX_STORED)?;
     let limit = query.u64("limit", MAX_LIMIT, MAX_LIMIT)?;
     let entries = ctx
         .reader()

@@ -129,8 +129,9 @@ fn fingerprint(table: &RouteTable) -> u64 {
 #[utoipa::path(get, path = "/v1/router/table", tag = "routing",
     security(("bearer" = [])),
     params(
-        ("after" = Option<u64>, Query, minimum = 0,
-            description = "Answer once the table's version differs from this (default 0: at once)"),
+        ("after" = Option<u64>, Query, format = "uint64", minimum = 0,
+            description = "Answer once the table's version differs from this (default 0: at once); \
+                any 64-bit unsigned value"),
         ("wait_ms" = Option<u64>, Query, minimum = 0, maximum = 60000,
             description = "Longest wait in milliseconds (default 0); more than 60000 is refused")),
     responses(
@@ -242,11 +243,31 @@ pub async fn patch_settings(
     settings(State(ctx), caller).await
 }
 
+/// How the document declares `?ip=`: an IPv4 or an IPv6 address, what `IpAddr` parses.
+struct ClientIp;
+
+impl utoipa::PartialSchema for ClientIp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat};
+        let address = |format| {
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .format(Some(SchemaFormat::KnownFormat(format)))
+        };
+        OneOfBuilder::new()
+            .item(address(KnownFormat::Ipv4))
+            .item(address(KnownFormat::Ipv6))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ClientIp {}
+
 /// Which region would serve a client at `ip` for `app`, and why.
 #[utoipa::path(get, path = "/v1/route", tag = "routing", security(("bearer" = [])),
     params(
         ("app" = String, Query, min_length = 1, description = "The app"),
-        ("ip" = String, Query, min_length = 1, description = "The client's IP address, v4 or v6"),
+        ("ip" = inline(ClientIp), Query, description = "The client's IP address, v4 or v6"),
         ("region" = Option<String>, Query, pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
             description = "Where to place a client no geo source knows (default: this server's region)")),
     responses(
