@@ -130,6 +130,7 @@ fn fingerprint(table: &RouteTable) -> u64 {
     security(("bearer" = [])),
     params(
         ("after" = Option<u64>, Query, format = "uint64", minimum = 0,
+            exclusive_maximum = 18446744073709551616.0,
             description = "Answer once the table's version differs from this (default 0: at once); \
                 any 64-bit unsigned value"),
         ("wait_ms" = Option<u64>, Query, minimum = 0, maximum = 60000,
