@@ -3,6 +3,48 @@
 use meridian_tests::{http, Cluster};
 use serde_json::Value;
 
+/// The OpenAPI document committed beside the server crate.
+fn committed_document() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crates/meridian-server/openapi.json"
+    );
+    let text = std::fs::read_to_string(path).expect("read openapi.json");
+    serde_json::from_str(&text).expect("openapi.json is JSON")
+}
+
+/// The documented operation a request reaches: its path template, with `{param}` segments
+/// matching any one segment.
+fn operation<'a>(doc: &'a Value, method: &str, path: &str) -> Option<&'a Value> {
+    let path = path.split('?').next().unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').collect();
+    let (_, item) = doc["paths"].as_object()?.iter().find(|(template, _)| {
+        let t: Vec<&str> = template.split('/').collect();
+        t.len() == segments.len()
+            && t.iter()
+                .zip(&segments)
+                .all(|(t, s)| t == s || (t.starts_with('{') && t.ends_with('}')))
+    })?;
+    item.get(method.to_lowercase())
+}
+
+/// Fails unless the document lists `status` among the answers of the operation `path` reaches.
+/// Requests no route serves (404, 405 from the fallbacks) are not checked.
+fn assert_documented(doc: &Value, method: &str, path: &str, status: u16) {
+    let Some(op) = operation(doc, method, path) else {
+        assert!(
+            matches!(status, 404 | 405),
+            "{method} {path} is not documented, yet answered {status}"
+        );
+        return;
+    };
+    assert!(
+        op["responses"][status.to_string()].is_object(),
+        "{method} {path} answered {status}, which its operation does not document: {}",
+        op["responses"]
+    );
+}
+
 async fn send(
     c: &Cluster,
     method: &str,
@@ -252,14 +294,14 @@ async fn malformed_and_invalid_requests_get_json_errors() {
             422,
             Some("name"),
         ),
-        ("GET", "/v1/route?app=web", None, json, 422, Some("ip")),
-        ("GET", "/v1/route?ip=1.2.3.4", None, json, 422, Some("app")),
+        ("GET", "/v1/route?app=web", None, json, 400, Some("ip")),
+        ("GET", "/v1/route?ip=1.2.3.4", None, json, 400, Some("app")),
         (
             "GET",
             "/v1/route?app=web&ip=not-an-ip",
             None,
             json,
-            422,
+            400,
             Some("ip"),
         ),
         (
@@ -270,8 +312,134 @@ async fn malformed_and_invalid_requests_get_json_errors() {
             404,
             None,
         ),
-        ("GET", "/v1/router/table?after=x", None, json, 400, None),
+        // Query parameters: missing, malformed or out of range is a 400 naming the parameter.
+        (
+            "GET",
+            "/v1/router/table?after=x",
+            None,
+            json,
+            400,
+            Some("after"),
+        ),
+        (
+            "GET",
+            "/v1/router/table?after=-1",
+            None,
+            json,
+            400,
+            Some("after"),
+        ),
+        (
+            "GET",
+            "/v1/router/table?wait_ms=60001",
+            None,
+            json,
+            400,
+            Some("wait_ms"),
+        ),
+        (
+            "GET",
+            "/v1/router/table?wait_ms=1.5",
+            None,
+            json,
+            400,
+            Some("wait_ms"),
+        ),
+        (
+            "GET",
+            "/v1/router/table?wait_ms=",
+            None,
+            json,
+            400,
+            Some("wait_ms"),
+        ),
+        (
+            "GET",
+            "/v1/apps?stale=garbage",
+            None,
+            json,
+            400,
+            Some("stale"),
+        ),
+        ("GET", "/v1/apps?stale=1", None, json, 400, Some("stale")),
+        ("GET", "/v1/nodes?stale=", None, json, 400, Some("stale")),
+        (
+            "GET",
+            "/v1/cluster?stale=TRUE",
+            None,
+            json,
+            400,
+            Some("stale"),
+        ),
+        (
+            "GET",
+            "/v1/agent/nodes/n1/assignments?wait_ms=99999999",
+            None,
+            json,
+            400,
+            Some("wait_ms"),
+        ),
+        (
+            "GET",
+            "/v1/agent/nodes/n1/assignments?index=%2B1",
+            None,
+            json,
+            400,
+            Some("index"),
+        ),
+        (
+            "GET",
+            "/v1/agent/nodes/n1/assignments?index=18446744073709551616",
+            None,
+            json,
+            400,
+            Some("index"),
+        ),
+        (
+            "GET",
+            "/v1/audit?limit=10001",
+            None,
+            json,
+            400,
+            Some("limit"),
+        ),
+        ("GET", "/v1/audit?after=abc", None, json, 400, Some("after")),
+        // Sequence numbers and generations are int64 in the document, as in the state.
+        (
+            "GET",
+            "/v1/audit?after=9223372036854775808",
+            None,
+            json,
+            400,
+            Some("after"),
+        ),
+        (
+            "GET",
+            "/v1/agent/nodes/n1/assignments?index=9223372036854775808",
+            None,
+            json,
+            400,
+            Some("index"),
+        ),
+        (
+            "GET",
+            "/v1/audit?app=Bad_Name",
+            None,
+            json,
+            400,
+            Some("app"),
+        ),
+        ("GET", "/v1/agent/images", None, json, 400, Some("name")),
+        (
+            "GET",
+            "/v1/agent/images?name=",
+            None,
+            json,
+            400,
+            Some("name"),
+        ),
     ];
+    let doc = committed_document();
     for (method, path, body, ct, want, field) in cases {
         let (status, b) = send(&c, method, path, body.as_deref(), ct).await;
         assert_eq!(status, want, "{method} {path} {body:?} -> {b}");
@@ -286,6 +454,22 @@ async fn malformed_and_invalid_requests_get_json_errors() {
                 "{method} {path}: {b}"
             );
         }
+        assert_documented(&doc, method, path, status);
+    }
+
+    // Well-formed parameters are taken.
+    for path in [
+        "/v1/apps?stale=true",
+        "/v1/apps?stale=false",
+        "/v1/router/table?after=0&wait_ms=60000&stale=true",
+        // The table's version is any u64.
+        "/v1/router/table?after=18446744073709551615&stale=true",
+        "/v1/audit?after=9223372036854775807",
+        "/v1/audit?limit=10000&after=0&app=web",
+    ] {
+        let (status, b) = send(&c, "GET", path, None, json).await;
+        assert_eq!(status, 200, "GET {path} -> {b}");
+        assert_documented(&doc, "GET", path, status);
     }
 
     // A body over the limit: 413, through a follower and on the leader alike.
@@ -303,6 +487,7 @@ async fn malformed_and_invalid_requests_get_json_errors() {
             .await
             .expect("request");
         assert_eq!(resp.status().as_u16(), 413);
+        assert_documented(&doc, "POST", "/v1/apps", 413);
         let b: Value = resp.json().await.unwrap_or(Value::Null);
         assert!(b["error"]["code"].is_string(), "{b}");
     }
@@ -312,6 +497,7 @@ async fn malformed_and_invalid_requests_get_json_errors() {
     assert_eq!(send(&c, "POST", "/v1/apps", Some(app), json).await.0, 201);
     let (s, b) = send(&c, "POST", "/v1/apps", Some(app), json).await;
     assert_eq!(s, 409, "{b}");
+    assert_documented(&doc, "POST", "/v1/apps", s);
 
     // Residency: a region outside the app's jurisdictions is refused with the reason.
     let us = r#"{"name":"us-iad","country":"US","latitude":38.9,"longitude":-77.4}"#;
@@ -385,4 +571,62 @@ async fn malformed_and_invalid_requests_get_json_errors() {
             200
         );
     }
+}
+
+/// Every operation in the committed document is served by a real server (no fallback 404 or
+/// 405), the server serves exactly that document, and what it answers a request without
+/// credentials is among the answers the document lists.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_document_is_what_the_server_serves() {
+    let mut c = Cluster::start(1).await;
+    c.bootstrap().await;
+    let doc = committed_document();
+    let served: Value = http()
+        .get(format!("{}/v1/openapi.json", c.url(0)))
+        .send()
+        .await
+        .expect("GET /v1/openapi.json")
+        .json()
+        .await
+        .expect("the served document is JSON");
+    assert!(
+        served == doc,
+        "GET /v1/openapi.json differs from crates/meridian-server/openapi.json; regenerate \
+         the file with MERIDIAN_BLESS=1 cargo test -p meridian-server --test openapi"
+    );
+    let mut checked = 0;
+    for (template, item) in doc["paths"].as_object().expect("paths") {
+        // Any value reaches the handler; "x" is not a node, app, region or blob.
+        let path: String = template
+            .split('/')
+            .map(|s| if s.starts_with('{') { "x" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in item.as_object().expect("path item").keys() {
+            let resp = http()
+                .request(method.to_uppercase().parse().unwrap(), c.url(0) + &path)
+                .send()
+                .await
+                .expect("request");
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            assert!(
+                !(status == 404 && body["error"]["message"] == "no such route") && status != 405,
+                "{method} {template} is documented but not served: {status} {body}"
+            );
+            if status >= 400 && method != "head" {
+                assert!(
+                    body["error"]["code"].is_string(),
+                    "{method} {template}: {status} {body}"
+                );
+            }
+            // Without credentials, a route that needs some refuses before reading anything.
+            if item[method]["security"].is_array() {
+                assert_eq!(status, 401, "{method} {template}: {body}");
+            }
+            assert_documented(&doc, method, &path, status);
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "only {checked} operations in the document");
 }

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RouteTable {
     /// Fingerprint of the rest of the table (`applied` aside); pass it back as `after` to
-    /// wait for a change.
+    /// wait for a change. Any 64-bit unsigned value: it exceeds int64.
+    #[schema(format = "uint64")]
     pub version: u64,
     /// The applied index of the state the table was built from.
     #[serde(default)]

@@ -139,11 +139,19 @@ pub fn secret_matches(ctx: &Ctx, given: Option<&axum::http::HeaderValue>) -> boo
     given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(ctx.0.secret.as_bytes())))
 }
 
-/// Refuses with 401 unless the request carries the cluster secret.
-pub fn require_secret(ctx: &Ctx, parts: &axum::http::HeaderMap) -> Result<(), ApiError> {
-    if secret_matches(ctx, parts.get(meridian_api::CLUSTER_SECRET_HEADER)) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized("missing or wrong cluster secret"))
+/// A request from another server: it carries the cluster secret. As an extractor it runs
+/// before the body is read, so a caller without the secret learns nothing about the body.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterPeer;
+
+impl FromRequestParts<Ctx> for ClusterPeer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &Ctx) -> Result<Self, ApiError> {
+        if secret_matches(ctx, parts.headers.get(meridian_api::CLUSTER_SECRET_HEADER)) {
+            Ok(Self)
+        } else {
+            Err(ApiError::unauthorized("missing or wrong cluster secret"))
+        }
     }
 }

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::ctx::Ctx;
 use crate::error::ApiError;
+use crate::query::Query;
 
 /// How long a request waits for a leader to be elected or to become reachable.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
@@ -49,12 +50,13 @@ fn is_read(parts: &Parts) -> bool {
     parts.method == Method::GET || parts.method == Method::HEAD
 }
 
-fn wants_stale(parts: &Parts) -> bool {
-    is_read(parts)
-        && parts
-            .uri
-            .query()
-            .is_some_and(|q| q.split('&').any(|kv| kv == "stale=true" || kv == "stale=1"))
+/// Whether a read asks for `?stale=true`. Writes ignore the parameter: they always go to the
+/// leader.
+fn wants_stale(parts: &Parts) -> Result<bool, ApiError> {
+    if !is_read(parts) {
+        return Ok(false);
+    }
+    Query::parse(parts.uri.query()).bool("stale", false)
 }
 
 enum ForwardFailure {
@@ -67,8 +69,10 @@ enum ForwardFailure {
 /// Middleware over the public API routes.
 pub async fn route_to_leader(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    if wants_stale(&parts) {
-        return next.run(Request::from_parts(parts, body)).await;
+    match wants_stale(&parts) {
+        Ok(true) => return next.run(Request::from_parts(parts, body)).await,
+        Ok(false) => {}
+        Err(e) => return e.into_response(),
     }
     let bytes = match to_bytes(body, ctx.0.max_body).await {
         Ok(b) => b,

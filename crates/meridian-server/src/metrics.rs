@@ -161,6 +161,11 @@ pub async fn track(State(ctx): State<Ctx>, req: Request, next: Next) -> Response
 }
 
 /// `GET /metrics` in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses(
+        (status = 200, description = "Request counts and latency per route, Raft progress",
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 503, description = "`metrics_unavailable`: the metrics could not be encoded", body = meridian_api::ErrorBody)))]
 pub async fn render(State(ctx): State<Ctx>) -> Response {
     let m = &ctx.0.metrics;
     let raft = ctx.raft().metrics().borrow().clone();

@@ -21,7 +21,7 @@ use crate::auth::Caller;
 use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
 use crate::json::ApiJson;
-use crate::query::{query_params, query_u64};
+use crate::query::{Query, MAX_STORED};
 use crate::routes::nodes::{node_name, node_view};
 
 /// Longest advertise host accepted.
@@ -158,12 +158,14 @@ pub async fn heartbeat(
 #[utoipa::path(get, path = "/v1/agent/nodes/{name}/assignments", tag = "agent",
     security(("bearer" = [])),
     params(("name" = String, Path, description = "Node name"),
-        ("index" = Option<u64>, Query, description = "Answer once the generation is above this"),
-        ("wait_ms" = Option<u64>, Query, description = "Longest wait, at most 60000"),
-        ("stale" = Option<bool>, Query, description = "Answer from this server's applied state")),
+        ("index" = Option<u64>, Query, minimum = 0,
+            description = "Answer once the generation is above this (default 0: at once)"),
+        ("wait_ms" = Option<u64>, Query, minimum = 0, maximum = 60000,
+            description = "Longest wait in milliseconds (default 0); more than 60000 is refused")),
     responses(
         (status = 200, description = "The assignments", body = Assignments),
-        (status = 404, description = "Unknown node", body = ErrorBody)))]
+        (status = 404, description = "Unknown node", body = ErrorBody),
+        (status = 503, description = "`shutting_down`: the server is stopping", body = ErrorBody)))]
 pub async fn assignments(
     State(ctx): State<Ctx>,
     caller: Caller,
@@ -172,9 +174,9 @@ pub async fn assignments(
 ) -> Result<Json<Assignments>, ApiError> {
     caller.require(Action::AgentEndpoint)?;
     let name = node_name(&name)?;
-    let params = query_params(raw);
-    let index = query_u64(&params, "index", 0)?;
-    let wait = Duration::from_millis(query_u64(&params, "wait_ms", 0)?.min(MAX_WATCH_MS));
+    let query = Query::parse(raw.as_deref());
+    let index = query.u64("index", 0, MAX_STORED)?;
+    let wait = Duration::from_millis(query.u64("wait_ms", 0, MAX_WATCH_MS)?);
     let deadline = Instant::now() + wait;
     let mut applied = ctx.raft().metrics();
     loop {

@@ -46,7 +46,7 @@ pub async fn current(ctx: &Ctx, name: &Name) -> Result<AppRecord, ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = AppView),
-        (status = 409, description = "Name taken", body = ErrorBody),
+        (status = 409, description = "Name taken, or a custom domain is attached to another app", body = ErrorBody),
         (status = 422, description = "Invalid field, unknown region or region outside residency", body = ErrorBody)))]
 pub async fn create(
     State(ctx): State<Ctx>,
@@ -61,7 +61,6 @@ pub async fn create(
 
 /// Lists apps.
 #[utoipa::path(get, path = "/v1/apps", tag = "apps", security(("bearer" = [])),
-    params(("stale" = Option<bool>, Query, description = "Answer from this server without asking the leader")),
     responses((status = 200, description = "Every app", body = [AppView])))]
 pub async fn list(State(ctx): State<Ctx>, caller: Caller) -> Result<Json<Vec<AppView>>, ApiError> {
     caller.require(Action::Read)?;
@@ -126,7 +125,8 @@ pub async fn get(
     responses(
         (status = 200, description = "Changed", body = AppView),
         (status = 404, description = "No such app", body = ErrorBody),
-        (status = 422, description = "Invalid field", body = ErrorBody)))]
+        (status = 409, description = "A custom domain is attached to another app, or the app kept changing meanwhile", body = ErrorBody),
+        (status = 422, description = "Invalid field, unknown region or region outside residency", body = ErrorBody)))]
 pub async fn patch(
     State(ctx): State<Ctx>,
     caller: Caller,

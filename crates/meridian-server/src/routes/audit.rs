@@ -8,17 +8,20 @@ use meridian_core::{Action, Name};
 use crate::auth::Caller;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
-use crate::query::{query_params, query_u64};
+use crate::query::{Query, MAX_STORED};
 
 /// Most entries one call returns.
-const MAX_LIMIT: u64 = 10_000;
+pub const MAX_LIMIT: u64 = 10_000;
 
 /// Audit entries, oldest first: every placement, stop, refusal and release change, with the
 /// policy it was checked against.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("bearer" = [])),
-    params(("app" = Option<String>, Query, description = "Only this app"),
-        ("after" = Option<u64>, Query, description = "Only entries after this sequence number"),
-        ("limit" = Option<u64>, Query, description = "At most this many (default and maximum 10000)")),
+    params(("app" = Option<String>, Query, pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+            description = "Only this app (an app name)"),
+        ("after" = Option<u64>, Query, minimum = 0,
+            description = "Only entries after this sequence number (default 0)"),
+        ("limit" = Option<u64>, Query, minimum = 0, maximum = 10000,
+            description = "At most this many (default and maximum 10000); more is refused")),
     responses((status = 200, description = "Entries", body = [AuditEntry])))]
 pub async fn list(
     State(ctx): State<Ctx>,
@@ -26,15 +29,16 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     caller.require(Action::Read)?;
-    let params = query_params(raw);
-    let app = match params.get("app") {
-        Some(a) => {
-            Some(Name::parse(a).map_err(|p| ApiError::bad_request(format!("app {a:?}: {p}")))?)
-        }
+    let query = Query::parse(raw.as_deref());
+    let app = match query.get("app") {
+        Some(a) => Some(
+            Name::parse(a)
+                .map_err(|p| ApiError::invalid_query("app", format!("app {a:?}: {p}")))?,
+        ),
         None => None,
     };
-    let after = query_u64(&params, "after", 0)?;
-    let limit = query_u64(&params, "limit", MAX_LIMIT)?.min(MAX_LIMIT);
+    let after = query.u64("after", 0, MAX_STORED)?;
+    let limit = query.u64("limit", MAX_LIMIT, MAX_LIMIT)?;
     let entries = ctx
         .reader()
         .audit(app.as_ref().map(Name::as_str), after, limit as u32)

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use meridian_api::cluster::{ClusterStatus, JoinRequest, Member};
 use meridian_api::ErrorBody;
@@ -14,7 +14,7 @@ use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use tokio::time::Instant;
 
-use crate::auth::{require_secret, Caller};
+use crate::auth::{Caller, ClusterPeer};
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::json::ApiJson;
@@ -45,7 +45,6 @@ pub fn status(ctx: &Ctx) -> ClusterStatus {
 
 /// The leader, term and members.
 #[utoipa::path(get, path = "/v1/cluster", tag = "cluster", security(("bearer" = [])),
-    params(("stale" = Option<bool>, Query, description = "Answer from this server without asking the leader")),
     responses((status = 200, description = "Cluster status", body = ClusterStatus)))]
 pub async fn get(State(ctx): State<Ctx>, caller: Caller) -> Result<Json<ClusterStatus>, ApiError> {
     caller.require(Action::Read)?;
@@ -92,16 +91,15 @@ where
 /// Adds a server as a voter. Called by servers started with `--join`, with the cluster secret.
 /// Idempotent: joining again with the same address succeeds.
 #[utoipa::path(post, path = "/v1/cluster/join", tag = "cluster", request_body = JoinRequest,
+    security(("cluster_secret" = [])),
     responses(
         (status = 200, description = "The server is a voter", body = ClusterStatus),
-        (status = 401, description = "Wrong cluster secret", body = ErrorBody),
         (status = 409, description = "That node id is taken by another address", body = ErrorBody)))]
 pub async fn join(
     State(ctx): State<Ctx>,
-    headers: HeaderMap,
+    _peer: ClusterPeer,
     ApiJson(req): ApiJson<JoinRequest>,
 ) -> Result<Json<ClusterStatus>, ApiError> {
-    require_secret(&ctx, &headers)?;
     let addr = req.addr.trim_end_matches('/').to_string();
     if !(addr.starts_with("http://") || addr.starts_with("https://")) {
         return Err(ApiError::invalid(

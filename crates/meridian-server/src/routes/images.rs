@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use meridian_api::images::{is_digest, BlobStored, ImageView, RegisterImage};
@@ -15,12 +15,12 @@ use meridian_core::Action;
 use meridian_state::{Applied, Command, ImageRecord};
 use tokio_util::io::ReaderStream;
 
-use crate::auth::{require_secret, Caller};
+use crate::auth::{Caller, ClusterPeer};
 use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
 use crate::image_store::StoreError;
 use crate::json::ApiJson;
-use crate::query::query_params;
+use crate::query::Query;
 
 /// Where peers serve the blobs they hold.
 pub const INTERNAL_BLOB_PATH: &str = "/v1/internal/images/{digest}";
@@ -41,7 +41,8 @@ fn view(r: &ImageRecord) -> ImageView {
     responses(
         (status = 201, description = "Stored", body = BlobStored),
         (status = 400, description = "Empty or broken upload", body = ErrorBody),
-        (status = 413, description = "Too large", body = ErrorBody)))]
+        (status = 413, description = "Too large", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`: the blob cannot be written", body = ErrorBody)))]
 pub async fn upload(
     State(ctx): State<Ctx>,
     caller: Caller,
@@ -78,7 +79,8 @@ pub async fn upload(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Registered", body = ImageView),
-        (status = 422, description = "Invalid name or digest, or the server holds no such blob", body = ErrorBody)))]
+        (status = 422, description = "Invalid name or digest, or the server holds no such blob", body = ErrorBody),
+        (status = 503, description = "`holder_unreachable`: the server named cannot be asked about its blob", body = ErrorBody)))]
 pub async fn register(
     State(ctx): State<Ctx>,
     caller: Caller,
@@ -175,20 +177,19 @@ fn tar_response(len: u64, body: Body) -> Response {
 /// An image for an agent, as `docker save` wrote it: from this server's disk, or relayed from
 /// a server that holds it.
 #[utoipa::path(get, path = "/v1/agent/images", tag = "agent", security(("bearer" = [])),
-    params(("name" = String, Query, description = "Image reference")),
+    params(("name" = String, Query, min_length = 1, description = "Image reference")),
     responses(
         (status = 200, description = "The tar", content_type = "application/x-tar"),
-        (status = 404, description = "Not pushed", body = ErrorBody)))]
+        (status = 404, description = "Not pushed", body = ErrorBody),
+        (status = 503, description = "`image_unavailable`: no server holding it answers; `storage_unavailable`", body = ErrorBody)))]
 pub async fn fetch(
     State(ctx): State<Ctx>,
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     caller.require(Action::AgentEndpoint)?;
-    let params = query_params(raw);
-    let Some(name) = params.get("name").cloned() else {
-        return Err(ApiError::bad_request("give the image as ?name=IMAGE"));
-    };
+    let query = Query::parse(raw.as_deref());
+    let name = query.required("name", "the image")?.to_string();
     let image = ctx
         .reader()
         .image(&name)
@@ -233,13 +234,20 @@ pub async fn fetch(
     ))
 }
 
-/// A blob this server holds, for other servers (cluster secret required).
+/// A blob this server holds, for other servers (cluster secret required). `HEAD` answers its
+/// size in Content-Length.
+#[utoipa::path(method(get, head), path = INTERNAL_BLOB_PATH, tag = "internal",
+    security(("cluster_secret" = [])),
+    params(("digest" = String, Path, description = "sha256:<64 hex digits>")),
+    responses(
+        (status = 200, description = "The tar", content_type = "application/x-tar"),
+        (status = 404, description = "`not_found`: this server holds no such blob", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`: the blob cannot be read", body = ErrorBody)))]
 pub async fn internal_blob(
     State(ctx): State<Ctx>,
-    headers: HeaderMap,
+    _peer: ClusterPeer,
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_secret(&ctx, &headers)?;
     if !is_digest(&digest) {
         return Err(ApiError::not_found("no such blob"));
     }

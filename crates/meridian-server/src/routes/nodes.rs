@@ -54,7 +54,6 @@ fn view(n: &NodeRecord, country: String, usage: &[(String, u32, u32, u32)]) -> N
 
 /// Lists nodes.
 #[utoipa::path(get, path = "/v1/nodes", tag = "nodes", security(("bearer" = [])),
-    params(("stale" = Option<bool>, Query, description = "Answer from this server without asking the leader")),
     responses((status = 200, description = "Every node", body = [NodeView])))]
 pub async fn list(State(ctx): State<Ctx>, caller: Caller) -> Result<Json<Vec<NodeView>>, ApiError> {
     caller.require(Action::Read)?;

@@ -92,7 +92,9 @@ pub async fn get(
     params(("name" = String, Path, description = "Region name")),
     responses(
         (status = 200, description = "Changed", body = RegionBody),
-        (status = 409, description = "Would move pinned apps outside their residency", body = ErrorBody)))]
+        (status = 404, description = "No such region", body = ErrorBody),
+        (status = 409, description = "Would move pinned apps outside their residency, or the region kept changing meanwhile", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody)))]
 pub async fn patch(
     State(ctx): State<Ctx>,
     caller: Caller,

@@ -23,7 +23,7 @@ use crate::auth::Caller;
 use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
 use crate::json::ApiJson;
-use crate::query::{query_params, query_u64};
+use crate::query::Query;
 
 /// Coalesces bursts of applied entries into one rebuild of the table: under a stream of writes
 /// each server rebuilds it at most about four times a second, however many routers wait.
@@ -167,21 +167,25 @@ fn fingerprint(table: &RouteTable) -> u64 {
 #[utoipa::path(get, path = "/v1/router/table", tag = "routing",
     security(("bearer" = [])),
     params(
-        ("after" = Option<u64>, Query, description = "Answer once the table's version differs from this"),
-        ("wait_ms" = Option<u64>, Query, description = "Longest wait, at most 60000"),
-        ("stale" = Option<bool>, Query, description = "Answer from this server's applied state (what routers use)")),
+        ("after" = Option<u64>, Query, format = "uint64", minimum = 0,
+            exclusive_maximum = 18446744073709551616.0,
+            description = "Answer once the table's version differs from this (default 0: at once); \
+                any 64-bit unsigned value"),
+        ("wait_ms" = Option<u64>, Query, minimum = 0, maximum = 60000,
+            description = "Longest wait in milliseconds (default 0); more than 60000 is refused")),
     responses(
         (status = 200, description = "The route table", body = RouteTable),
-        (status = 403, description = "Not a router or admin token", body = ErrorBody)))]
+        (status = 403, description = "Not a router or admin token", body = ErrorBody),
+        (status = 503, description = "`shutting_down`: the server is stopping", body = ErrorBody)))]
 pub async fn table(
     State(ctx): State<Ctx>,
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<RouteTable>, ApiError> {
     caller.require(Action::RouterEndpoint)?;
-    let params = query_params(raw);
-    let after = query_u64(&params, "after", 0)?;
-    let wait = Duration::from_millis(query_u64(&params, "wait_ms", 0)?.min(MAX_WATCH_MS));
+    let query = Query::parse(raw.as_deref());
+    let after = query.u64("after", 0, u64::MAX)?;
+    let wait = Duration::from_millis(query.u64("wait_ms", 0, MAX_WATCH_MS)?);
     let deadline = Instant::now() + wait;
     let mut applied = ctx.raft().metrics();
     loop {
@@ -278,32 +282,49 @@ pub async fn patch_settings(
     settings(State(ctx), caller).await
 }
 
+/// How the document declares `?ip=`: an IPv4 or an IPv6 address, what `IpAddr` parses.
+struct ClientIp;
+
+impl utoipa::PartialSchema for ClientIp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat};
+        let address = |format| {
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .format(Some(SchemaFormat::KnownFormat(format)))
+        };
+        OneOfBuilder::new()
+            .item(address(KnownFormat::Ipv4))
+            .item(address(KnownFormat::Ipv6))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ClientIp {}
+
 /// Which region would serve a client at `ip` for `app`, and why.
 #[utoipa::path(get, path = "/v1/route", tag = "routing", security(("bearer" = [])),
     params(
-        ("app" = String, Query, description = "The app"),
-        ("ip" = String, Query, description = "The client's address"),
-        ("region" = Option<String>, Query, description = "Where to place a client no geo source knows (default: this server's region)")),
+        ("app" = String, Query, min_length = 1, description = "The app"),
+        ("ip" = inline(ClientIp), Query, description = "The client's IP address, v4 or v6"),
+        ("region" = Option<String>, Query, pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+            description = "Where to place a client no geo source knows (default: this server's region)")),
     responses(
         (status = 200, description = "The decision", body = RouteExplanation),
         (status = 404, description = "No such app", body = ErrorBody),
-        (status = 422, description = "Bad address, or the client cannot be located", body = ErrorBody)))]
+        (status = 422, description = "`invalid`: the client cannot be located, or `region` does not exist", body = ErrorBody)))]
 pub async fn explain(
     State(ctx): State<Ctx>,
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<RouteExplanation>, ApiError> {
     caller.require(Action::Read)?;
-    let params = query_params(raw);
-    let app_name = params
-        .get("app")
-        .ok_or_else(|| ApiError::invalid("app", "give the app, as ?app=NAME"))?;
-    let ip_text = params
-        .get("ip")
-        .ok_or_else(|| ApiError::invalid("ip", "give the client's address, as ?ip=ADDR"))?;
+    let query = Query::parse(raw.as_deref());
+    let app_name = query.required("app", "the app")?;
+    let ip_text = query.required("ip", "the client's address")?;
     let ip: IpAddr = ip_text
         .parse()
-        .map_err(|_| ApiError::invalid("ip", format!("{ip_text:?} is not an IP address")))?;
+        .map_err(|_| ApiError::invalid_query("ip", format!("{ip_text:?} is not an IP address")))?;
     let r = ctx.reader();
     let app = r
         .app(app_name)
@@ -334,9 +355,9 @@ pub async fn explain(
     let client = match ctx.0.locator.locate(ip) {
         Some(place) => place,
         None => {
-            let fallback = params
+            let fallback = query
                 .get("region")
-                .cloned()
+                .map(str::to_string)
                 .or_else(|| ctx.0.region.clone())
                 .ok_or_else(|| {
                     ApiError::invalid(
