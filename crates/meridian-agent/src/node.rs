@@ -111,7 +111,7 @@ fn refused(server: String, node: &str, e: ClientError) -> AgentError {
             message,
         } => (status, code, message),
         ClientError::Decode { status, detail, .. } => (status, "unexpected_answer".into(), detail),
-        ClientError::Transport { source, .. } => (0, "transport".into(), source.to_string()),
+        e @ ClientError::Transport { .. } => (0, "transport".into(), e.to_string()),
     };
     AgentError::Refused {
         server,
