@@ -224,7 +224,10 @@ pub async fn fetch(
                 ));
             }
             Ok(r) => tracing::warn!(holder, status = %r.status(), "holder did not serve the image"),
-            Err(e) => tracing::warn!(holder, error = %e, "holder unreachable"),
+            Err(e) => {
+                let error = meridian_core::ErrorChain(&e);
+                tracing::warn!(holder, %error, "holder unreachable");
+            }
         }
     }
     Err(ApiError::unavailable(
