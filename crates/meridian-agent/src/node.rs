@@ -109,7 +109,7 @@ fn refused(server: String, node: &str, e: ClientError) -> AgentError {
             status,
             code,
             message,
-        } => (status, code, message),
+        } => (status, code.to_string(), message),
         ClientError::Decode { status, detail, .. } => (status, "unexpected_answer".into(), detail),
         e @ ClientError::Transport { .. } => (0, "transport".into(), e.to_string()),
     };

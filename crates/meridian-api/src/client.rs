@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::agent::{Assignments, HeartbeatAck, InstanceReports, RegisterNode};
 use crate::apps::{AppBody, AppPatch, AppView};
 use crate::cluster::ClusterStatus;
-use crate::error::ErrorBody;
+use crate::error::{ErrorBody, ErrorCode};
 use crate::images::{BlobStored, ImageView, RegisterImage};
 use crate::nodes::{AuditEntry, DeployBody, InstanceView, NodeView, PlanView, ReleaseView};
 use crate::regions::{RegionBody, RegionPatch};
@@ -23,7 +23,7 @@ pub enum ClientError {
         /// HTTP status.
         status: u16,
         /// The error code from the body.
-        code: String,
+        code: ErrorCode,
         /// The error message from the body.
         message: String,
     },
@@ -66,6 +66,14 @@ impl ClientError {
         match self {
             Self::Api { status, .. } | Self::Decode { status, .. } => Some(*status),
             Self::Transport { .. } => None,
+        }
+    }
+
+    /// The error code, when the server answered with an error body.
+    pub fn code(&self) -> Option<&ErrorCode> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            Self::Decode { .. } | Self::Transport { .. } => None,
         }
     }
 }

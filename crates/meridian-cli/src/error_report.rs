@@ -32,12 +32,12 @@ pub fn render(err: &anyhow::Error) -> String {
 mod tests {
     use super::*;
     use anyhow::Context;
-    use meridian_api::ClientError;
+    use meridian_api::{ClientError, ErrorCode};
 
     fn api(status: u16) -> anyhow::Error {
         ClientError::Api {
             status,
-            code: "not_found".into(),
+            code: ErrorCode::NotFound,
             message: "no app named web".into(),
         }
         .into()

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use axum::{middleware, Router};
+use meridian_api::ErrorCode;
 
 use crate::ctx::Ctx;
 use crate::error::ApiError;
@@ -101,7 +102,7 @@ async fn not_found() -> ApiError {
 async fn method_not_allowed() -> impl IntoResponse {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "method not allowed on this route",
     )
 }
