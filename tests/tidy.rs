@@ -1,120 +1,250 @@
-//! Keeps the crate ladder true: each crate depends only on what its rung allows.
+//! Keeps the crate ladder true: each crate depends only on the Meridian crates its rung
+//! allows, and never on the crates its rung forbids.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn dependencies(krate: &str) -> Vec<String> {
-    let path = root().join("crates").join(krate).join("Cargo.toml");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let manifest: toml::Table = text.parse().expect("Cargo.toml parses");
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn manifest(dir: &Path) -> toml::Table {
+    let path = dir.join("Cargo.toml");
+    read(&path)
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// One crate of the workspace, as its Cargo.toml describes it.
+struct Crate {
+    name: String,
+    dir: PathBuf,
+    /// Normal and build dependencies (any target), by package name.
+    dependencies: BTreeSet<String>,
+}
+
+impl Crate {
+    fn meridian_dependencies(&self) -> BTreeSet<&str> {
+        self.dependencies
+            .iter()
+            .map(String::as_str)
+            .filter(|d| d.starts_with("meridian-"))
+            .collect()
+    }
+}
+
+/// The package names a dependency table refers to (a renamed dependency by its package).
+fn dependency_names(table: &toml::Table) -> impl Iterator<Item = String> + '_ {
     ["dependencies", "build-dependencies"]
+        .into_iter()
+        .filter_map(|section| table.get(section).and_then(|d| d.as_table()))
+        .flat_map(|deps| deps.iter())
+        .map(|(key, spec)| {
+            spec.get("package")
+                .and_then(|p| p.as_str())
+                .unwrap_or(key)
+                .to_string()
+        })
+}
+
+/// Every member of the workspace (`crates/*` and `tests`), read from the root Cargo.toml.
+fn workspace() -> Vec<Crate> {
+    let root = root();
+    let members = manifest(&root)["workspace"]["members"]
+        .as_array()
+        .expect("workspace.members")
         .iter()
-        .filter_map(|section| manifest.get(*section).and_then(|d| d.as_table()))
-        .flat_map(|t| t.keys().cloned())
+        .map(|m| m.as_str().expect("a member path").to_string())
+        .collect::<Vec<_>>();
+    let mut dirs = Vec::new();
+    for member in members {
+        match member.strip_suffix("/*") {
+            Some(parent) => {
+                let mut found: Vec<PathBuf> = std::fs::read_dir(root.join(parent))
+                    .expect("member folder")
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.join("Cargo.toml").is_file())
+                    .collect();
+                found.sort();
+                dirs.extend(found);
+            }
+            None => dirs.push(root.join(member)),
+        }
+    }
+    dirs.into_iter()
+        .map(|dir| {
+            let m = manifest(&dir);
+            let name = m["package"]["name"].as_str().expect("package.name");
+            let mut dependencies: BTreeSet<String> = dependency_names(&m).collect();
+            if let Some(targets) = m.get("target").and_then(|t| t.as_table()) {
+                for target in targets.values().filter_map(|t| t.as_table()) {
+                    dependencies.extend(dependency_names(target));
+                }
+            }
+            Crate {
+                name: name.to_string(),
+                dir,
+                dependencies,
+            }
+        })
         .collect()
 }
 
-/// (crate, dependencies it must never have)
-const LADDER: &[(&str, &[&str])] = &[
-    (
-        "meridian-core",
-        &[
-            "tokio",
-            "sqlx",
-            "axum",
-            "bollard",
-            "reqwest",
-            "openraft",
-            "hyper",
-            "meridian-api",
-            "meridian-state",
-            "meridian-server",
-            "meridian-cli",
+/// One crate's place on the ladder.
+struct Rung {
+    krate: &'static str,
+    /// The Meridian crates it may depend on, each on a rung below it.
+    may_use: &'static [&'static str],
+    /// Third-party crates it must never depend on.
+    never: &'static [&'static str],
+}
+
+/// The ladder from the bottom up. Every crate of the workspace has a rung.
+const LADDER: &[Rung] = &[
+    // Pure: no runtime, no I/O, no clock.
+    Rung {
+        krate: "meridian-core",
+        may_use: &[],
+        never: &[
+            "tokio", "sqlx", "axum", "reqwest", "hyper", "openraft", "bollard", "anyhow",
         ],
-    ),
-    (
-        "meridian-api",
-        &[
-            "sqlx",
-            "axum",
-            "bollard",
-            "openraft",
-            "meridian-state",
-            "meridian-server",
-            "meridian-cli",
-        ],
-    ),
-    (
-        "meridian-state",
-        &["axum", "bollard", "meridian-server", "meridian-cli"],
-    ),
-    ("meridian-server", &["bollard", "meridian-cli"]),
-    (
-        "meridian-agent",
-        &[
-            "sqlx",
-            "axum",
-            "openraft",
-            "meridian-state",
-            "meridian-server",
-            "meridian-cli",
-        ],
-    ),
+    },
+    Rung {
+        krate: "meridian-api",
+        may_use: &["meridian-core"],
+        never: &["sqlx", "axum", "openraft", "bollard", "anyhow"],
+    },
     // Locating clients is a pure lookup over files read once: no runtime, no network.
-    (
-        "meridian-geo",
-        &[
-            "tokio",
-            "sqlx",
-            "axum",
-            "bollard",
-            "reqwest",
-            "openraft",
-            "hyper",
-            "meridian-api",
-            "meridian-state",
-            "meridian-server",
-            "meridian-agent",
-            "meridian-cli",
+    Rung {
+        krate: "meridian-geo",
+        may_use: &["meridian-core"],
+        never: &[
+            "tokio", "sqlx", "axum", "reqwest", "hyper", "openraft", "bollard", "anyhow",
         ],
-    ),
-    // Routers work from the route table alone: no Raft, no SQL, no Docker.
-    (
-        "meridian-router",
-        &[
-            "sqlx",
-            "openraft",
-            "bollard",
-            "meridian-state",
-            "meridian-server",
-            "meridian-agent",
-            "meridian-cli",
-        ],
-    ),
-    // The test harness's latency relay stands apart: it knows nothing of Meridian.
-    (
-        "meridian-relay",
-        &[
+    },
+    Rung {
+        krate: "meridian-state",
+        may_use: &["meridian-core", "meridian-api"],
+        never: &["axum", "bollard", "anyhow"],
+    },
+    Rung {
+        krate: "meridian-server",
+        may_use: &[
             "meridian-core",
             "meridian-api",
+            "meridian-geo",
+            "meridian-state",
+        ],
+        never: &["bollard", "anyhow"],
+    },
+    // Agents talk to the control plane over its API only.
+    Rung {
+        krate: "meridian-agent",
+        may_use: &["meridian-core", "meridian-api"],
+        never: &["sqlx", "axum", "openraft", "anyhow"],
+    },
+    // Routers work from the route table alone: no Raft, no SQL, no Docker.
+    Rung {
+        krate: "meridian-router",
+        may_use: &["meridian-core", "meridian-api", "meridian-geo"],
+        never: &["sqlx", "openraft", "bollard", "anyhow"],
+    },
+    // The test app goes alone into an image, built offline: the standard library only (see
+    // `meridian_hello_has_no_dependencies`).
+    Rung {
+        krate: "meridian-hello",
+        may_use: &[],
+        never: &[],
+    },
+    Rung {
+        krate: "meridian-cli",
+        may_use: &[
+            "meridian-core",
+            "meridian-api",
+            "meridian-geo",
             "meridian-state",
             "meridian-server",
             "meridian-agent",
-            "meridian-cli",
+            "meridian-router",
         ],
-    ),
+        never: &[],
+    },
+    Rung {
+        krate: "meridian-bench",
+        may_use: &["meridian-api"],
+        never: &[],
+    },
+    // The test harness's latency relay stands apart: it knows nothing of Meridian.
+    Rung {
+        krate: "meridian-relay",
+        may_use: &[],
+        never: &[],
+    },
+    Rung {
+        krate: "meridian-tests",
+        may_use: &["meridian-core", "meridian-api"],
+        never: &[],
+    },
 ];
 
+fn rung(krate: &str) -> Option<&'static Rung> {
+    LADDER.iter().find(|r| r.krate == krate)
+}
+
 #[test]
-fn crates_respect_the_ladder() {
+fn every_crate_has_a_rung() {
+    let crates: BTreeSet<String> = workspace().into_iter().map(|c| c.name).collect();
+    let rungs: BTreeSet<String> = LADDER.iter().map(|r| r.krate.to_string()).collect();
+    let unlisted: Vec<_> = crates.difference(&rungs).collect();
+    let gone: Vec<_> = rungs.difference(&crates).collect();
+    assert!(
+        unlisted.is_empty() && gone.is_empty(),
+        "crates without a rung in tests/tidy.rs: {unlisted:?}; rungs of no crate: {gone:?}"
+    );
+}
+
+#[test]
+fn the_ladder_only_points_down() {
+    let mut below = BTreeSet::new();
     let mut broken = Vec::new();
-    for (krate, forbidden) in LADDER {
-        for dep in dependencies(krate) {
-            if forbidden.contains(&dep.as_str()) {
-                broken.push(format!("{krate} depends on {dep}"));
+    for r in LADDER {
+        for used in r.may_use {
+            if !below.contains(used) {
+                broken.push(format!("{} may use {used}, which is not below it", r.krate));
+            }
+        }
+        below.insert(r.krate);
+    }
+    assert!(broken.is_empty(), "LADDER is not a ladder: {broken:?}");
+}
+
+#[test]
+fn crates_depend_only_on_what_their_rung_allows() {
+    let mut broken = Vec::new();
+    for c in workspace() {
+        let Some(r) = rung(&c.name) else {
+            broken.push(format!("{} has no rung in tests/tidy.rs", c.name));
+            continue;
+        };
+        for dep in c.meridian_dependencies() {
+            if !r.may_use.contains(&dep) {
+                broken.push(format!(
+                    "{} depends on {dep}, which its rung does not allow",
+                    c.name
+                ));
+            }
+        }
+        for dep in &c.dependencies {
+            if r.never.contains(&dep.as_str()) {
+                broken.push(format!(
+                    "{} depends on {dep}, which its rung forbids",
+                    c.name
+                ));
             }
         }
     }
@@ -124,7 +254,11 @@ fn crates_respect_the_ladder() {
 /// The test app goes alone into an image, built offline: the standard library only.
 #[test]
 fn meridian_hello_has_no_dependencies() {
-    assert_eq!(dependencies("meridian-hello"), Vec::<String>::new());
+    let hello = workspace()
+        .into_iter()
+        .find(|c| c.name == "meridian-hello")
+        .expect("meridian-hello is a workspace member");
+    assert_eq!(hello.dependencies, BTreeSet::new());
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -141,15 +275,9 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn only_meridian_state_writes_sql() {
     let mut offenders = Vec::new();
-    for krate in [
-        "meridian-core",
-        "meridian-api",
-        "meridian-server",
-        "meridian-agent",
-        "meridian-cli",
-    ] {
+    for c in workspace().iter().filter(|c| c.name != "meridian-state") {
         let mut files = Vec::new();
-        rust_files(&root().join("crates").join(krate).join("src"), &mut files);
+        rust_files(&c.dir.join("src"), &mut files);
         for f in files {
             let text = std::fs::read_to_string(&f).unwrap_or_default();
             if text.contains("sqlx::query") {
