@@ -1,5 +1,6 @@
-//! Keeps the crate ladder true: each crate depends only on the Meridian crates its rung
-//! allows, and never on the crates its rung forbids.
+//! Keeps the crate ladder and the map of it true: each crate depends only on the Meridian
+//! crates its rung allows, never on the crates its rung forbids, and ARCHITECTURE.md's crate map
+//! describes exactly these crates and rungs.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -104,7 +105,8 @@ struct Rung {
     never: &'static [&'static str],
 }
 
-/// The ladder from the bottom up. Every crate of the workspace has a rung.
+/// The ladder from the bottom up. Every crate of the workspace has a rung; ARCHITECTURE.md's
+/// crate table lists the same rungs in the same order.
 const LADDER: &[Rung] = &[
     // Pure: no runtime, no I/O, no clock.
     Rung {
@@ -259,6 +261,126 @@ fn meridian_hello_has_no_dependencies() {
         .find(|c| c.name == "meridian-hello")
         .expect("meridian-hello is a workspace member");
     assert_eq!(hello.dependencies, BTreeSet::new());
+}
+
+/// The text of `## {heading}` in ARCHITECTURE.md, up to the next heading of that level.
+fn architecture_section(heading: &str) -> String {
+    let text = read(&root().join("ARCHITECTURE.md"));
+    let start = text
+        .find(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("ARCHITECTURE.md has no `## {heading}` section"));
+    let rest = &text[start + 1..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3);
+    rest[..end].to_string()
+}
+
+/// The `code spans` of a piece of markdown.
+fn code_spans(text: &str) -> Vec<&str> {
+    text.split('`').skip(1).step_by(2).collect()
+}
+
+/// One row of ARCHITECTURE.md's crate table.
+struct MapRow {
+    krate: String,
+    may_use: BTreeSet<String>,
+    never: BTreeSet<String>,
+}
+
+/// The rows of the table under `## Crate map`, columns found by their headers.
+fn crate_map() -> Vec<MapRow> {
+    let section = architecture_section("Crate map");
+    let mut lines = section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'));
+    let cells = |line: &str| -> Vec<String> {
+        let line = line.trim().trim_start_matches('|').trim_end_matches('|');
+        line.split('|').map(|c| c.trim().to_string()).collect()
+    };
+    let header = cells(lines.next().expect("the crate map has a table"));
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("the crate table has no `{name}` column: {header:?}"))
+    };
+    let (krate, may_use, never) = (
+        column("crate"),
+        column("may depend on"),
+        column("must not depend on"),
+    );
+    let spans = |cell: &str| -> BTreeSet<String> {
+        code_spans(cell).into_iter().map(String::from).collect()
+    };
+    lines
+        .skip(1) // |---|---|
+        .map(|line| {
+            let row = cells(line);
+            MapRow {
+                krate: code_spans(&row[krate])
+                    .first()
+                    .unwrap_or_else(|| panic!("no `crate` name in: {line}"))
+                    .to_string(),
+                may_use: spans(&row[may_use]),
+                never: spans(&row[never]),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_crate_map_names_every_crate_once() {
+    let rows: Vec<String> = crate_map().into_iter().map(|r| r.krate).collect();
+    let named: BTreeSet<&String> = rows.iter().collect();
+    assert_eq!(named.len(), rows.len(), "a crate is listed twice: {rows:?}");
+    let crates: BTreeSet<String> = workspace().into_iter().map(|c| c.name).collect();
+    let missing: Vec<_> = crates.iter().filter(|c| !named.contains(c)).collect();
+    let extra: Vec<_> = named.iter().filter(|c| !crates.contains(**c)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "ARCHITECTURE.md's crate map lacks {missing:?} and names crates that do not exist: \
+         {extra:?}"
+    );
+}
+
+#[test]
+fn the_crate_map_is_the_ladder() {
+    let crates = workspace();
+    let mut above = BTreeSet::new();
+    let mut wrong = Vec::new();
+    for row in crate_map() {
+        let name = row.krate.as_str();
+        if let Some(c) = crates.iter().find(|c| c.name == name) {
+            for dep in c.meridian_dependencies() {
+                if !above.contains(dep) {
+                    wrong.push(format!(
+                        "{name} depends on {dep}, which is not listed above it"
+                    ));
+                }
+            }
+        }
+        if let Some(r) = rung(name) {
+            let may_use: BTreeSet<String> = r.may_use.iter().map(|s| s.to_string()).collect();
+            let never: BTreeSet<String> = r.never.iter().map(|s| s.to_string()).collect();
+            if row.may_use != may_use {
+                wrong.push(format!(
+                    "{name} may depend on {may_use:?} (tests/tidy.rs), the map says {:?}",
+                    row.may_use
+                ));
+            }
+            if row.never != never {
+                wrong.push(format!(
+                    "{name} must not depend on {never:?} (tests/tidy.rs), the map says {:?}",
+                    row.never
+                ));
+            }
+        }
+        above.insert(row.krate);
+    }
+    assert!(
+        wrong.is_empty(),
+        "ARCHITECTURE.md's crate map is wrong: {wrong:?}"
+    );
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
