@@ -1,6 +1,6 @@
 //! Keeps the crate ladder and the map of it true: each crate depends only on the Meridian
-//! crates its rung allows, never on the crates its rung forbids, and ARCHITECTURE.md's crate map
-//! describes exactly these crates and rungs.
+//! crates its rung allows, never on the crates its rung forbids, and ARCHITECTURE.md describes
+//! exactly these crates, rungs and tables.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -380,6 +380,60 @@ fn the_crate_map_is_the_ladder() {
     assert!(
         wrong.is_empty(),
         "ARCHITECTURE.md's crate map is wrong: {wrong:?}"
+    );
+}
+
+/// The tables `migrations/state` leaves in `state.db`.
+fn state_tables() -> BTreeSet<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("migrations/state"))
+        .expect("migrations/state")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    let mut tables = BTreeSet::new();
+    for f in files {
+        for statement in read(&f).split(';') {
+            let words: Vec<String> = statement
+                .lines()
+                .map(|l| l.split("--").next().unwrap_or_default())
+                .flat_map(str::split_whitespace)
+                .map(|w| w.trim_matches(|c: char| c == '(' || c == '"'))
+                .map(str::to_lowercase)
+                .collect();
+            match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+                ["create", "table", "if", "not", "exists", name, ..]
+                | ["create", "table", name, ..] => {
+                    tables.insert(name.to_string());
+                }
+                ["drop", "table", "if", "exists", name, ..] | ["drop", "table", name, ..] => {
+                    tables.remove(name);
+                }
+                _ => {}
+            }
+        }
+    }
+    tables
+}
+
+#[test]
+fn the_storage_section_names_every_state_table() {
+    let section = architecture_section("Storage");
+    let state_db = section
+        .split("\n- ")
+        .find(|item| item.starts_with("`state.db`"))
+        .expect("ARCHITECTURE.md's Storage section has a `state.db` item");
+    let named: BTreeSet<&str> = code_spans(state_db).into_iter().collect();
+    let tables = state_tables();
+    assert!(tables.contains("apps"), "tables read: {tables:?}");
+    let missing: Vec<_> = tables
+        .iter()
+        .filter(|t| !named.contains(t.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md's `state.db` item lacks the tables {missing:?}"
     );
 }
 
