@@ -493,3 +493,90 @@ fn meridian_core_does_no_io() {
         "I/O or clocks in meridian-core: {found:?}"
     );
 }
+
+/// The field a `thiserror` variant (or struct) returns as its source: the one marked
+/// `#[source]` or `#[from]`, or else the one named `source`. Tuple fields are named by index.
+fn source_field(fields: &str) -> Option<String> {
+    let tuple = fields.trim_start().starts_with('(');
+    for marker in ["#[source]", "#[from]"] {
+        if let Some(at) = fields.find(marker) {
+            if tuple {
+                return Some(fields[..at].matches(',').count().to_string());
+            }
+            let after = &fields[at + marker.len()..];
+            let name = after.split(':').next().unwrap_or_default().trim();
+            return Some(name.trim_start_matches("pub ").to_string());
+        }
+    }
+    let named = fields.lines().any(|l| {
+        l.trim_start()
+            .trim_start_matches("pub ")
+            .starts_with("source:")
+    });
+    named.then(|| "source".to_string())
+}
+
+/// An error says each thing once: its message does not also print the source it returns, or
+/// the CLI's `a: b: c` chain repeats it ("Address in use: Address in use").
+#[test]
+fn errors_do_not_print_the_source_they_return() {
+    let mut files = Vec::new();
+    for c in workspace() {
+        rust_files(&c.dir.join("src"), &mut files);
+    }
+    let mut twice = Vec::new();
+    for f in files {
+        let text = read(&f);
+        for (at, _) in text.match_indices("#[error(") {
+            let rest = &text[at + "#[error(".len()..];
+            let Some(end) = rest.find(")]") else {
+                continue;
+            };
+            let format = &rest[..end];
+            if format.trim() == "transparent" {
+                continue;
+            }
+            // The variant's (or struct's) name and fields: up to the next error attribute or
+            // the end of the enum or struct.
+            let item = &rest[end + 2..];
+            let item_end = [
+                item.find("#[error("),
+                item.find("\n}"),
+                item.find("\n    }\n"),
+                item.find(");"),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(item.len());
+            let item = &item[..item_end];
+            // Skip doc comments and attributes before the variant's name.
+            let decl = item
+                .lines()
+                .map(str::trim)
+                .skip_while(|l| l.is_empty() || l.starts_with("///") || l.starts_with("#["))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let Some(open) = decl.find(['(', '{']) else {
+                continue; // a unit variant has no source
+            };
+            let Some(source) = source_field(&decl[open..]) else {
+                continue;
+            };
+            let shown = [
+                format!("{{{source}}}"),
+                format!("{{{source}:"),
+                format!(".{source}"),
+            ];
+            if shown.iter().any(|s| format.contains(s.as_str())) {
+                let name = decl[..open].split_whitespace().last().unwrap_or_default();
+                let file = f.strip_prefix(root()).unwrap_or(&f).display();
+                twice.push(format!("{file}: {name} prints {source}"));
+            }
+        }
+    }
+    assert!(
+        twice.is_empty(),
+        "errors that print the source they also return: {twice:?}"
+    );
+}
