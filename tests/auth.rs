@@ -181,8 +181,9 @@ async fn a_revoked_token_is_refused_by_every_server() {
             "{b}"
         );
     }
-    // Revocation is replicated state: each server's own copy refuses it, too.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Revocation is replicated state: each server's own copy refuses it, too, once that
+    // server has applied the revocation.
+    c.wait_for_applied(Duration::from_secs(10)).await;
     for i in 0..3 {
         let resp = http()
             .get(format!("{}/v1/apps?stale=true", c.url(i)))

@@ -11,6 +11,21 @@ use meridian_tests::{app_body, Cluster};
 
 const CLIENTS: usize = 8;
 
+/// Writes the clients get acknowledged before the kill, and again after the failover.
+const WRITES_PER_PHASE: usize = 100;
+
+/// Waits until the clients have had `n` writes acknowledged in all.
+async fn wait_for_acks(acked: &Mutex<BTreeSet<String>>, n: usize, when: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.lock().unwrap().len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{when}: fewer than {n} writes acknowledged within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn leader_sigkill_loses_no_acknowledged_write() {
     let mut c = Cluster::start(3).await;
@@ -38,7 +53,7 @@ async fn leader_sigkill_loses_no_acknowledged_write() {
         }));
     }
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_for_acks(&acked, WRITES_PER_PHASE, "before the kill").await;
     let before_kill = acked.lock().unwrap().len();
     c.kill(leader);
     let killed_at = Instant::now();
@@ -66,7 +81,8 @@ async fn leader_sigkill_loses_no_acknowledged_write() {
         failover.as_secs_f64() * 1000.0
     );
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let at_failover = acked.lock().unwrap().len();
+    wait_for_acks(&acked, at_failover + WRITES_PER_PHASE, "after the failover").await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.expect("client task");

@@ -264,6 +264,43 @@ impl Cluster {
         }
     }
 
+    /// The index of the last entry server `i` has applied, from its metrics.
+    pub async fn applied_index(&self, i: usize) -> Option<u64> {
+        let index = metric(&self.url(i), "meridian_raft_applied_index").await?;
+        Some(index as u64)
+    }
+
+    /// Waits until every running server has applied every entry that any of them had applied
+    /// when this was called. A write acknowledged before the call is then in each server's
+    /// own copy of the state, where `?stale=true` reads and token checks look.
+    pub async fn wait_for_applied(&self, timeout: Duration) {
+        let running: Vec<usize> = (0..self.servers.len())
+            .filter(|&i| self.servers[i].is_running())
+            .collect();
+        let mut target = 0;
+        for &i in &running {
+            target = target.max(self.applied_index(i).await.unwrap_or(0));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut behind = Vec::new();
+            for &i in &running {
+                let applied = self.applied_index(i).await;
+                if applied.is_none_or(|a| a < target) {
+                    behind.push((self.servers[i].id, applied));
+                }
+            }
+            if behind.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.dump_logs();
+                panic!("servers still behind index {target} after {timeout:?}: {behind:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Bootstraps auth through server `i` and keeps the admin token.
     pub async fn bootstrap(&mut self) -> String {
         let resp = Client::new(&self.url(0), None)

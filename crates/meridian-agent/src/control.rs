@@ -209,11 +209,12 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meridian_api::ErrorCode;
 
     fn api(status: u16) -> ClientError {
         ClientError::Api {
             status,
-            code: "x".into(),
+            code: ErrorCode::Other("x".into()),
             message: "y".into(),
         }
     }

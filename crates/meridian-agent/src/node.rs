@@ -109,9 +109,9 @@ fn refused(server: String, node: &str, e: ClientError) -> AgentError {
             status,
             code,
             message,
-        } => (status, code, message),
+        } => (status, code.to_string(), message),
         ClientError::Decode { status, detail, .. } => (status, "unexpected_answer".into(), detail),
-        ClientError::Transport { source, .. } => (0, "transport".into(), source.to_string()),
+        e @ ClientError::Transport { .. } => (0, "transport".into(), e.to_string()),
     };
     AgentError::Refused {
         server,

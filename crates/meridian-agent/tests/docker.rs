@@ -13,6 +13,9 @@ use meridian_agent::{
 use support::control_plane::assignment;
 use support::{containers_of, ensure_hello_images, http_get_soon, unique_node, Cleanup, IMAGE};
 
+/// The instance name of the container that proves an event subscription live.
+const PROBE: &str = "probe";
+
 fn docker() -> DockerRuntime {
     DockerRuntime::connect("unix:///var/run/docker.sock", Duration::from_secs(2))
         .expect("the Docker socket is there")
@@ -96,8 +99,7 @@ async fn exit_codes_and_events_are_observed() {
     let node = unique_node("exit");
     let _cleanup = Cleanup(vec![node.clone()]);
     let rt = docker();
-    // The subscription is made on the first poll: poll from a task of its own, and give it a
-    // moment to reach the engine before anything happens.
+    // The subscription is made on the first poll: poll from a task of its own.
     let mut stream = rt.events(&node);
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let forward = tokio::spawn(async move {
@@ -107,7 +109,24 @@ async fn exit_codes_and_events_are_observed() {
             }
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // It is live once it delivers an event: until then, a probe container of the node makes
+    // some (created and removed again).
+    let probe = ContainerSpec::for_assignment(&node, &assignment(PROBE, IMAGE, &[]));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let probe_id = rt.create(&probe).await.expect("probe created");
+        rt.remove(&probe_id).await.expect("probe removed");
+        let round = tokio::time::Instant::now() + Duration::from_millis(200);
+        if let Ok(ev) = tokio::time::timeout_at(round, events.recv()).await {
+            let ev = ev.expect("stream open").expect("event");
+            assert_eq!(ev.instance.as_deref(), Some(PROBE), "{ev:?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the event subscription delivered nothing within 10 s"
+        );
+    }
     let spec =
         ContainerSpec::for_assignment(&node, &assignment("i1", IMAGE, &[("HELLO_EXIT", "3")]));
     let id = rt.create(&spec).await.expect("created");
@@ -121,6 +140,9 @@ async fn exit_codes_and_events_are_observed() {
             .expect("a die event within 10 s")
             .expect("stream open")
             .expect("event");
+        if ev.instance.as_deref() == Some(PROBE) {
+            continue; // the rest of the probe's events
+        }
         assert_eq!(ev.instance.as_deref(), Some("i1"));
         assert_eq!(ev.container, id);
         actions.push(ev.action);

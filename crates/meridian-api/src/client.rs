@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::agent::{Assignments, HeartbeatAck, InstanceReports, RegisterNode};
 use crate::apps::{AppBody, AppPatch, AppView};
 use crate::cluster::ClusterStatus;
-use crate::error::ErrorBody;
+use crate::error::{ErrorBody, ErrorCode};
 use crate::images::{BlobStored, ImageView, RegisterImage};
 use crate::nodes::{AuditEntry, DeployBody, InstanceView, NodeView, PlanView, ReleaseView};
 use crate::regions::{RegionBody, RegionPatch};
@@ -18,23 +18,24 @@ use crate::Health;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server answered with an error body.
-    #[error("{status}: {code}: {message}")]
+    #[error("{message} ({code}, HTTP {status})")]
     Api {
         /// HTTP status.
         status: u16,
         /// The error code from the body.
-        code: String,
+        code: ErrorCode,
         /// The error message from the body.
         message: String,
     },
-    /// The server could not be reached or the exchange broke off.
-    #[error("cannot reach {url}: {source}")]
+    /// The server could not be reached or the exchange broke off. The message ends with the
+    /// root cause ("Connection refused", "operation timed out"), and the reqwest error is not
+    /// also returned as a `source`: its own chain repeats the URL at every level.
+    #[error("cannot reach {url}: {}", root_cause(.error))]
     Transport {
         /// The URL called.
         url: String,
         /// The underlying error.
-        #[source]
-        source: reqwest::Error,
+        error: reqwest::Error,
     },
     /// The server answered something that is not the expected JSON.
     #[error("unexpected answer from {url} ({status}): {detail}")]
@@ -48,12 +49,31 @@ pub enum ClientError {
     },
 }
 
+/// The innermost error beneath `e`.
+fn root_cause<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> &'a (dyn std::error::Error + 'static) {
+    let mut root = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    root
+}
+
 impl ClientError {
     /// The HTTP status, when the server answered.
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Api { status, .. } | Self::Decode { status, .. } => Some(*status),
             Self::Transport { .. } => None,
+        }
+    }
+
+    /// The error code, when the server answered with an error body.
+    pub fn code(&self) -> Option<&ErrorCode> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            Self::Decode { .. } | Self::Transport { .. } => None,
         }
     }
 }
@@ -405,9 +425,9 @@ fn encode(v: &str) -> String {
 }
 
 async fn send(url: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
-    req.send().await.map_err(|source| ClientError::Transport {
+    req.send().await.map_err(|error| ClientError::Transport {
         url: url.to_string(),
-        source,
+        error,
     })
 }
 
@@ -417,13 +437,10 @@ async fn read_answer<T: DeserializeOwned>(
     resp: reqwest::Response,
 ) -> Result<T, ClientError> {
     let status = resp.status();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|source| ClientError::Transport {
-            url: url.clone(),
-            source,
-        })?;
+    let bytes = resp.bytes().await.map_err(|error| ClientError::Transport {
+        url: url.clone(),
+        error,
+    })?;
     if !status.is_success() {
         return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(b) => ClientError::Api {

@@ -16,7 +16,7 @@ pub mod routing;
 pub mod tokens;
 
 pub use client::{Client, ClientError};
-pub use error::{ErrorBody, ErrorDetail};
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 
 /// The API version prefix every route lives under.
 pub const API_PREFIX: &str = "/v1";

@@ -14,7 +14,7 @@ use meridian_agent::config::DEFAULT_DOCKER_HOST;
 use meridian_agent::{AgentConfig, AgentError};
 use meridian_api::regions::RegionBody;
 use meridian_api::tokens::CreateToken;
-use meridian_api::{Client, ClientError};
+use meridian_api::{Client, ClientError, ErrorCode};
 use meridian_core::CountryCode;
 use meridian_server::{ServerConfig, ServerError, StartMode};
 use tokio_util::sync::CancellationToken;
@@ -168,7 +168,8 @@ async fn prepare(
         None => {
             let anonymous = Client::new(url, None);
             let answer = until_ready(|| anonymous.bootstrap()).await.map_err(|e| {
-                let hint = (e.status() == Some(409)).then_some("was bootstrapped before");
+                let hint = (e.code() == Some(&ErrorCode::AlreadyBootstrapped))
+                    .then_some("was bootstrapped before");
                 start_over(anyhow!(e).context("bootstrapping auth"), dir, hint)
             })?;
             write_private(&admin_file, &format!("{}\n", answer.token))?;

@@ -1,9 +1,6 @@
 //! Turning a failed command into the one line (plus an optional hint) printed after `error: `.
 
-use std::error::Error;
 use std::fmt;
-
-use meridian_api::ClientError;
 
 /// Advice attached as the outermost context of an error; printed on its own line after it.
 #[derive(Debug)]
@@ -15,21 +12,14 @@ impl fmt::Display for Hint {
     }
 }
 
-/// Renders an error chain as `context: context: cause`. API errors read
-/// `<message> (<code>, HTTP <status>)`; an unreachable server reads
+/// Renders an error chain as `context: context: cause`: each error says each thing once (in
+/// its own message or as its `source`, never both), so joining the chain repeats nothing.
+/// API errors read `<message> (<code>, HTTP <status>)`; an unreachable server reads
 /// `cannot reach <url>: <root cause>`.
 pub fn render(err: &anyhow::Error) -> String {
     let hint = err.downcast_ref::<Hint>();
     let skip = usize::from(hint.is_some());
-    let mut parts = Vec::new();
-    for cause in err.chain().skip(skip) {
-        if let Some(client_err) = cause.downcast_ref::<ClientError>() {
-            parts.push(render_client(client_err));
-            // render_client already says what lies beneath.
-            break;
-        }
-        parts.push(cause.to_string());
-    }
+    let parts: Vec<String> = err.chain().skip(skip).map(|e| e.to_string()).collect();
     let mut text = parts.join(": ");
     if let Some(Hint(hint)) = hint {
         text.push_str("\nhint: ");
@@ -38,35 +28,16 @@ pub fn render(err: &anyhow::Error) -> String {
     text
 }
 
-fn render_client(err: &ClientError) -> String {
-    match err {
-        ClientError::Api {
-            status,
-            code,
-            message,
-        } => format!("{message} ({code}, HTTP {status})"),
-        // reqwest's own chain repeats the URL at every level; the root cause is what helps
-        // ("Connection refused", "dns error", "operation timed out").
-        ClientError::Transport { url, source } => {
-            let mut root: &dyn Error = source;
-            while let Some(next) = root.source() {
-                root = next;
-            }
-            format!("cannot reach {url}: {root}")
-        }
-        ClientError::Decode { .. } => err.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use anyhow::Context;
+    use meridian_api::{ClientError, ErrorCode};
 
     fn api(status: u16) -> anyhow::Error {
         ClientError::Api {
             status,
-            code: "not_found".into(),
+            code: ErrorCode::NotFound,
             message: "no app named web".into(),
         }
         .into()

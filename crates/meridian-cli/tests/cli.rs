@@ -82,17 +82,73 @@ fn server_names_every_missing_setting() {
     }
 }
 
+/// Each part of a printed error chain (`error: a: b: c`) says something the others do not.
+fn assert_no_part_repeats(stderr: &str) {
+    let line = stderr.lines().next().unwrap_or_default();
+    let chain = line.strip_prefix("error: ").expect("an error line");
+    let parts: Vec<&str> = chain.split(": ").collect();
+    for (i, part) in parts.iter().enumerate() {
+        assert!(
+            !parts[i + 1..].iter().any(|later| later.contains(part)),
+            "{part:?} is said twice in: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn unreachable_server_is_reported_plainly() {
     let home = tempfile::tempdir().unwrap();
-    let addr = format!("http://127.0.0.1:{}", free_port());
+    let port = free_port();
+    let addr = format!("http://127.0.0.1:{port}");
+    // What this system says about a connection to a closed port.
+    let refused = TcpStream::connect(("127.0.0.1", port))
+        .expect_err("nothing listens on a freed port")
+        .to_string();
+    assert!(refused.starts_with("Connection refused"), "{refused}");
     let (code, stdout, stderr) = run(meridian(home.path()).args(["--addr", &addr, "apps", "list"]));
     assert_eq!(code, 1);
     assert!(stdout.is_empty());
-    assert!(
-        stderr.starts_with(&format!("error: cannot reach {addr}/v1/apps: ")),
+    assert_eq!(
+        stderr,
+        format!("error: cannot reach {addr}/v1/apps: {refused}\n")
+    );
+    assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches(&addr).count(), 1, "{stderr}");
+    assert_no_part_repeats(&stderr);
+}
+
+#[test]
+fn taken_port_is_reported_once() {
+    let home = tempfile::tempdir().unwrap();
+    let held = TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = held.local_addr().unwrap();
+    // What this system says about binding a port that is taken.
+    let in_use = TcpListener::bind(addr)
+        .expect_err("the port is held")
+        .to_string();
+    assert!(in_use.starts_with("Address already in use"), "{in_use}");
+    let secret = home.path().join("secret");
+    std::fs::write(&secret, "a-test-cluster-secret-of-enough-length\n").unwrap();
+    let (code, stdout, stderr) = run(meridian(home.path())
+        .args(["server", "--node-id", "1", "--bootstrap"])
+        .args(["--listen", &addr.to_string()])
+        .arg("--data-dir")
+        .arg(home.path().join("data"))
+        .arg("--cluster-secret-file")
+        .arg(&secret));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(
+        stderr,
+        format!("error: cannot listen on {addr}: {in_use}\n")
+    );
+    assert_eq!(
+        stderr.matches("Address already in use").count(),
+        1,
         "{stderr}"
     );
+    assert_no_part_repeats(&stderr);
+    drop(held);
 }
 
 #[test]

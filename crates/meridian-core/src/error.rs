@@ -1,4 +1,5 @@
-//! Typed validation errors. Each names the field it is about so the API can point at it.
+//! Typed validation errors, each naming the field it is about so the API can point at it; and
+//! [`ErrorChain`], which shows any error with the causes beneath it.
 
 /// Why a piece of input was refused. `field` is the JSON path of the offending value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,5 +79,43 @@ impl ValidationError {
             field: field.into(),
             problem,
         }
+    }
+}
+
+/// Shows an error with every cause beneath it, `outer: inner: root`, for logs and messages
+/// that have only one line.
+///
+/// Meridian's errors say each thing once: an error that returns its cause from
+/// [`source`](std::error::Error::source) leaves it out of its own message. Displaying such an
+/// error alone therefore hides why it happened; this walks the chain instead.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open {0}")]
+    struct Open(&'static str, #[source] std::fmt::Error);
+
+    #[test]
+    fn a_chain_names_every_cause_once() {
+        let e = Open("state.db", std::fmt::Error);
+        assert_eq!(
+            ErrorChain(&e).to_string(),
+            "cannot open state.db: an error occurred when formatting an argument"
+        );
     }
 }

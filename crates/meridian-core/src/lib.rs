@@ -21,7 +21,7 @@ pub mod schedule;
 pub use app::{AppSpec, HealthCheck};
 pub use country::CountryCode;
 pub use domain::DomainName;
-pub use error::ValidationError;
+pub use error::{ErrorChain, ValidationError};
 pub use instance::InstanceState;
 pub use jurisdiction::{Jurisdiction, JurisdictionCatalog};
 pub use name::Name;

@@ -216,6 +216,7 @@ fn coordinate(text: &str, limit: f64) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meridian_core::ErrorChain;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -402,17 +403,18 @@ cidr,latitude,longitude,country
         assert_eq!(GeoMap::load(&good).unwrap().len(), 8);
         let bad = dir.join("bad.csv");
         std::fs::write(&bad, "cidr,latitude,longitude,country\n10.0.0.0/8,1,2,ZZ\n").unwrap();
-        let e = GeoMap::load(&bad).unwrap_err().to_string();
+        let e = ErrorChain(&GeoMap::load(&bad).unwrap_err()).to_string();
         assert!(
             e.starts_with(&format!("{}: line 2, country:", bad.display())),
             "{e}"
         );
         let missing = dir.join("missing.csv");
-        let e = GeoMap::load(&missing).unwrap_err().to_string();
+        let e = ErrorChain(&GeoMap::load(&missing).unwrap_err()).to_string();
         assert!(
-            e.starts_with(&format!("cannot read {}:", missing.display())),
+            e.starts_with(&format!("cannot read {}: ", missing.display())),
             "{e}"
         );
+        assert_eq!(e.matches(&missing.display().to_string()).count(), 1, "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -62,10 +62,10 @@ pub enum GeoError {
         line: usize,
     },
     /// Bytes that are not a usable MaxMind DB.
-    #[error("not a usable MaxMind DB (.mmdb) database: {0}")]
+    #[error("not a usable MaxMind DB (.mmdb) database")]
     GeoIp(#[from] maxminddb::MaxMindDbError),
     /// A file that could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -73,7 +73,7 @@ pub enum GeoError {
         source: std::io::Error,
     },
     /// A file that was read but whose content is unusable.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     InFile {
         /// The file.
         path: PathBuf,

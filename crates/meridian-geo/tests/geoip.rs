@@ -4,6 +4,7 @@ mod support;
 
 use std::net::IpAddr;
 
+use meridian_core::ErrorChain;
 use meridian_geo::GeoIpDb;
 use support::mmdb::{city, map, s, Value, Writer};
 
@@ -144,10 +145,11 @@ fn an_ipv4_database_locates_ipv4_clients_only() {
 #[test]
 fn bytes_that_are_no_database_are_refused() {
     let e = GeoIpDb::from_bytes(b"cidr,latitude,longitude,country\n".to_vec()).unwrap_err();
+    assert_eq!(e.to_string(), "not a usable MaxMind DB (.mmdb) database");
+    let chain = ErrorChain(&e).to_string();
     assert!(
-        e.to_string()
-            .starts_with("not a usable MaxMind DB (.mmdb) database:"),
-        "{e}"
+        chain.starts_with("not a usable MaxMind DB (.mmdb) database: "),
+        "{chain}"
     );
     assert!(GeoIpDb::from_bytes(Vec::new()).is_err());
     // A database cut short keeps its metadata but loses its tree.
@@ -172,20 +174,22 @@ fn open_names_the_file() {
 
     let garbage = dir.join("garbage.mmdb");
     std::fs::write(&garbage, b"not a database").unwrap();
-    let e = GeoIpDb::open(&garbage).unwrap_err().to_string();
+    let e = ErrorChain(&GeoIpDb::open(&garbage).unwrap_err()).to_string();
     assert!(
         e.starts_with(&format!(
-            "{}: not a usable MaxMind DB (.mmdb) database:",
+            "{}: not a usable MaxMind DB (.mmdb) database: ",
             garbage.display()
         )),
         "{e}"
     );
+    assert_eq!(e.matches("not a usable").count(), 1, "{e}");
     let missing = dir.join("missing.mmdb");
-    let e = GeoIpDb::open(&missing).unwrap_err().to_string();
+    let e = ErrorChain(&GeoIpDb::open(&missing).unwrap_err()).to_string();
     assert!(
-        e.starts_with(&format!("cannot read {}:", missing.display())),
+        e.starts_with(&format!("cannot read {}: ", missing.display())),
         "{e}"
     );
+    assert_eq!(e.matches("cannot read").count(), 1, "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

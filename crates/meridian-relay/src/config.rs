@@ -9,15 +9,13 @@ use serde::Deserialize;
 
 use crate::Route;
 
-/// A config the relay cannot use; the message names the offending key.
+/// A config the relay cannot use; the message names the offending key, and ends with its
+/// cause (which is therefore not also a `source`).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error(transparent)]
     Toml(#[from] toml::de::Error),
     #[error("{key}: {reason}")]
     Invalid { key: String, reason: String },
@@ -70,9 +68,9 @@ pub struct Config {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         Self::parse(&text)
     }

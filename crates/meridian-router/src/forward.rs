@@ -3,13 +3,14 @@
 //! answers that no instance there could take the request (nothing reached an app).
 
 use http::StatusCode;
+use meridian_api::ErrorCode;
 use meridian_core::route::{self, AppRoutes, Route};
 use meridian_core::Name;
 
 use crate::handler::{reason_value, Answer, By, Exchange};
 use crate::headers::{append_forwarded_for, meridian_hop, meridian_route};
 use crate::outgoing::Outgoing;
-use crate::reply::{Refusal, INSTANCE_UNREACHABLE};
+use crate::reply::Refusal;
 use crate::upstream::{exchange, relay, Failure};
 
 impl Exchange<'_> {
@@ -79,7 +80,7 @@ impl Exchange<'_> {
                             let regions: Vec<&str> = unreachable.iter().map(Name::as_str).collect();
                             return Answer::refused(Refusal::new(
                                 StatusCode::BAD_GATEWAY,
-                                "region_unreachable",
+                                ErrorCode::RegionUnreachable,
                                 format!(
                                     "no router of {} could be reached, and no other region \
                                      may serve this request",
@@ -92,7 +93,7 @@ impl Exchange<'_> {
                 Ok(Err(Failure::Broken)) => {
                     return Answer::refused(Refusal::new(
                         StatusCode::BAD_GATEWAY,
-                        "bad_gateway",
+                        ErrorCode::BadGateway,
                         format!("the router in {region} failed before answering"),
                     ))
                 }
@@ -128,9 +129,17 @@ impl Exchange<'_> {
 /// request: none could be reached, or none is healthy by its table. (A served answer carries
 /// a route reason in `Meridian-Route`, never a refusal code.)
 fn served_nothing(response: &http::Response<hyper::body::Incoming>) -> bool {
-    let code = response.headers().get(meridian_route());
+    let code = response
+        .headers()
+        .get(meridian_route())
+        .and_then(|c| c.to_str().ok());
     matches!(response.status().as_u16(), 502 | 503)
-        && code.is_some_and(|c| c == INSTANCE_UNREACHABLE || c == "no_healthy_instance")
+        && code.is_some_and(|c| {
+            matches!(
+                ErrorCode::parse(c),
+                ErrorCode::InstanceUnreachable | ErrorCode::NoHealthyInstance
+            )
+        })
 }
 
 /// `host:port` of a router's base URL; routers are reached over plain HTTP.

@@ -8,6 +8,7 @@ use std::time::Instant;
 use http::header::HOST;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use meridian_api::ErrorCode;
 use meridian_core::route::{self, AppRoutes, ClientPlace, Route, RouteReason};
 use meridian_core::Name;
 use meridian_geo::client_ip;
@@ -39,11 +40,13 @@ pub(crate) async fn handle(
     let mut response = match result {
         Ok(response) => response,
         Err(refusal) => {
-            let code = refusal.code;
+            let code = HeaderValue::from_str(refusal.code.as_str());
             let mut response = refusal.into_response(headers::prefers_html(accept.as_ref()));
             let h = response.headers_mut();
             h.insert(meridian_region(), shared.region_value.clone());
-            h.insert(meridian_route(), HeaderValue::from_static(code));
+            if let Ok(code) = code {
+                h.insert(meridian_route(), code);
+            }
             return finish(&shared, app.as_deref(), own, response, started);
         }
     };
@@ -118,7 +121,7 @@ async fn route_request(
     if req.method() == Method::CONNECT {
         let refusal = Refusal::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             "the router does not open tunnels with CONNECT",
         );
         return (None, Answer::refused(refusal));
@@ -136,7 +139,7 @@ async fn route_request(
     let Some(app) = table.app_for_host(host_text) else {
         let refusal = Refusal::new(
             StatusCode::NOT_FOUND,
-            "unknown_app",
+            ErrorCode::UnknownApp,
             format!(
                 "no app is served at {}",
                 meridian_core::domain::normalize_host(host_text)
@@ -198,7 +201,7 @@ impl Exchange<'_> {
             .no_route(&self.app.name, no_route.code());
         Answer::refused(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            no_route.code(),
+            ErrorCode::from(no_route),
             no_route.to_string(),
         ))
     }
@@ -239,7 +242,7 @@ impl Exchange<'_> {
             (None, Err(no_route)) => self.no_route(&no_route),
             (None, Ok(route)) => Answer::refused(Refusal::new(
                 StatusCode::LOOP_DETECTED,
-                "forward_loop",
+                ErrorCode::ForwardLoop,
                 format!(
                     "the router in {from} forwarded this request to {own}, which may not \
                      serve it ({winner} should); a request is forwarded only once",

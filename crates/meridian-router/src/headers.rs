@@ -9,6 +9,7 @@ use http::header::{
     TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Version};
+use meridian_api::ErrorCode;
 
 /// Set by a router that forwards a request to another region's router: its own region.
 pub(crate) fn meridian_hop() -> HeaderName {
@@ -51,10 +52,10 @@ pub(crate) enum BadHost {
 }
 
 impl BadHost {
-    pub(crate) fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> ErrorCode {
         match self {
-            BadHost::Missing => "missing_host",
-            BadHost::Several | BadHost::Malformed => "bad_host",
+            BadHost::Missing => ErrorCode::MissingHost,
+            BadHost::Several | BadHost::Malformed => ErrorCode::BadHost,
         }
     }
 

@@ -141,7 +141,8 @@ async fn connect(authority: &Authority, timeout: Duration) -> Result<Sender, Sen
         .map_err(SendError::Http)?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(error = %e, "upstream connection ended with an error");
+            let error = meridian_core::ErrorChain(&e);
+            tracing::debug!(%error, "upstream connection ended with an error");
         }
     });
     Ok(sender)

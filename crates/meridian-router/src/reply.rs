@@ -5,26 +5,23 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use std::time::Duration;
 
 use http::{HeaderValue, Response, StatusCode};
+use meridian_api::ErrorCode;
 use meridian_core::Name;
 
 use crate::body::ProxyBody;
-
-/// The refusal code for "no instance of the app in this region accepted a connection":
-/// nothing reached the app, so a forwarding router may try the next region.
-pub(crate) const INSTANCE_UNREACHABLE: &str = "instance_unreachable";
 
 /// A request the router answers itself, with why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refusal {
     pub(crate) status: StatusCode,
     /// Stable, for programs: `unknown_app`, `no_healthy_instance`...
-    pub(crate) code: &'static str,
+    pub(crate) code: ErrorCode,
     /// For people.
     pub(crate) message: String,
 }
 
 impl Refusal {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -32,11 +29,12 @@ impl Refusal {
         }
     }
 
-    /// No instance of `app` in `region` accepted a connection: nothing reached the app.
+    /// No instance of `app` in `region` accepted a connection: nothing reached the app, so a
+    /// forwarding router may try the next region.
     pub(crate) fn instance_unreachable(app: &Name, region: &Name) -> Self {
         Self::new(
             StatusCode::BAD_GATEWAY,
-            INSTANCE_UNREACHABLE,
+            ErrorCode::InstanceUnreachable,
             format!("no instance of {app} in {region} accepted a connection"),
         )
     }
@@ -45,7 +43,7 @@ impl Refusal {
     pub(crate) fn instance_broken(app: &Name, region: &Name) -> Self {
         Self::new(
             StatusCode::BAD_GATEWAY,
-            "bad_gateway",
+            ErrorCode::BadGateway,
             format!("the instance of {app} in {region} failed before answering"),
         )
     }
@@ -54,7 +52,7 @@ impl Refusal {
     pub(crate) fn switched_protocols() -> Self {
         Self::new(
             StatusCode::BAD_GATEWAY,
-            "bad_gateway",
+            ErrorCode::BadGateway,
             "the app switched protocols without being asked to",
         )
     }
@@ -63,7 +61,7 @@ impl Refusal {
     pub(crate) fn gateway_timeout(app: &Name, region: &Name, timeout: Duration) -> Self {
         Self::new(
             StatusCode::GATEWAY_TIMEOUT,
-            "gateway_timeout",
+            ErrorCode::GatewayTimeout,
             format!(
                 "{region} did not answer for {app} within {} s",
                 timeout.as_secs_f64()
@@ -103,7 +101,7 @@ impl Refusal {
              <p>{message}</p>\n<p><small>Meridian: {kind}</small></p></body></html>\n",
             code = status.as_u16(),
             message = escape(&self.message),
-            kind = escape(self.code),
+            kind = escape(self.code.as_str()),
         )
     }
 }
@@ -138,7 +136,7 @@ mod tests {
     async fn json_by_default_html_on_request() {
         let r = Refusal::new(
             StatusCode::NOT_FOUND,
-            "unknown_app",
+            ErrorCode::UnknownApp,
             "no app is served at <x>",
         );
         let json = r.clone().into_response(false);

@@ -192,6 +192,7 @@ async fn connection(
         }
     };
     if let Err(e) = done {
-        tracing::debug!(%peer, error = %e, "client connection ended with an error");
+        let error = meridian_core::ErrorChain(&*e);
+        tracing::debug!(%peer, %error, "client connection ended with an error");
     }
 }

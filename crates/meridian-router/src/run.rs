@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_core::route::{ClientPlace, GeoPoint, LocatedBy, RttTable};
-use meridian_core::{CountryCode, Name};
+use meridian_core::{CountryCode, ErrorChain, Name};
 use meridian_geo::{GeoIpDb, GeoMap, Locator, TrustedProxies};
 use tokio::sync::watch;
 
@@ -56,7 +56,7 @@ pub enum RouterError {
     #[error("{0}")]
     Config(String),
     /// An address cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -65,7 +65,7 @@ pub enum RouterError {
         source: std::io::Error,
     },
     /// Serving failed.
-    #[error("serving: {0}")]
+    #[error("serving failed")]
     Serve(#[source] std::io::Error),
 }
 
@@ -111,13 +111,13 @@ fn load(settings: &RouterSettings) -> Result<(Locator, RttTable), RouterError> {
         .as_deref()
         .map(GeoIpDb::open)
         .transpose()
-        .map_err(|e| RouterError::Config(e.to_string()))?;
+        .map_err(|e| RouterError::Config(ErrorChain(&e).to_string()))?;
     let map = settings
         .geo_map
         .as_deref()
         .map(GeoMap::load)
         .transpose()
-        .map_err(|e| RouterError::Config(e.to_string()))?;
+        .map_err(|e| RouterError::Config(ErrorChain(&e).to_string()))?;
     let rtt = match &settings.rtt_table {
         Some(path) => {
             let text = std::fs::read_to_string(path)

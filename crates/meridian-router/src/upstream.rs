@@ -139,7 +139,8 @@ pub(crate) fn relay(
         };
         tokio::select! {
             done = tunnel => if let Err(e) = done {
-                tracing::debug!(error = %e, "upgraded connection ended with an error");
+                let error = meridian_core::ErrorChain(&*e);
+                tracing::debug!(%error, "upgraded connection ended with an error");
             },
             () = stop.cancelled() => {}
         }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use meridian_api::ErrorCode;
 use meridian_state::{Applied, Command, Node, NodeId, ProposeError, Raft, StateReader};
 
 use crate::error::ApiError;
@@ -70,18 +71,18 @@ impl Ctx {
         let write = tokio::time::timeout(WRITE_TIMEOUT, self.0.node.proposer.propose(cmd)).await;
         match write {
             Err(_) => Err(ApiError::unavailable(
-                "commit_timeout",
+                ErrorCode::CommitTimeout,
                 "the write was not committed in time; its outcome is unknown",
             )),
             Ok(Ok(result)) => result.map_err(ApiError::from),
             Ok(Err(ProposeError::NotLeader)) => Err(ApiError::unavailable(
-                "not_leader",
+                ErrorCode::NotLeader,
                 "leadership moved while writing; retry",
             )),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "raft write failed");
                 Err(ApiError::unavailable(
-                    "raft_unavailable",
+                    ErrorCode::RaftUnavailable,
                     "raft is not accepting writes",
                 ))
             }
@@ -104,7 +105,7 @@ impl Ctx {
         loop {
             attempt += 1;
             match self.propose(build().await?).await {
-                Err(e) if e.code == "stale" && attempt < FRESH_ATTEMPTS => continue,
+                Err(e) if e.code == ErrorCode::Stale && attempt < FRESH_ATTEMPTS => continue,
                 other => return other,
             }
         }

@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use meridian_api::{ErrorBody, ErrorDetail};
+use meridian_api::{ErrorBody, ErrorCode, ErrorDetail};
 use meridian_core::ValidationError;
 use meridian_state::Refusal;
 
@@ -14,7 +14,7 @@ pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable code.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// Sentence for people.
     pub message: String,
     /// Field at fault.
@@ -23,7 +23,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with a status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -34,7 +34,7 @@ impl ApiError {
 
     /// 400.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
     }
 
     /// 400 for one query parameter: missing, malformed or out of range.
@@ -47,34 +47,38 @@ impl ApiError {
 
     /// 401.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
 
     /// 403.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
     }
 
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
     /// 409.
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "conflict", message)
+        Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
     }
 
     /// 422 for one field.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: Some(field.into()),
-            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::Invalid,
+                message,
+            )
         }
     }
 
     /// 503: try again, maybe elsewhere.
-    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unavailable(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
 
@@ -83,7 +87,7 @@ impl ApiError {
     pub fn storage(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "state read failed");
         Self::unavailable(
-            "storage_unavailable",
+            ErrorCode::StorageUnavailable,
             "this server cannot read its state right now",
         )
     }
@@ -93,7 +97,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_string(),
+                code: self.code,
                 message: self.message,
                 field: self.field,
             },
@@ -113,16 +117,18 @@ impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
         let message = r.to_string();
         match r {
-            Refusal::AlreadyBootstrapped => {
-                Self::new(StatusCode::CONFLICT, "already_bootstrapped", message)
-            }
+            Refusal::AlreadyBootstrapped => Self::new(
+                StatusCode::CONFLICT,
+                ErrorCode::AlreadyBootstrapped,
+                message,
+            ),
             Refusal::NotFound { .. } => Self::not_found(message),
             Refusal::AlreadyExists { .. } => {
-                Self::new(StatusCode::CONFLICT, "already_exists", message)
+                Self::new(StatusCode::CONFLICT, ErrorCode::AlreadyExists, message)
             }
             Refusal::Invalid { field, .. } => Self::invalid(field, message),
             Refusal::Conflict { .. } => Self::conflict(message),
-            Refusal::Stale { .. } => Self::new(StatusCode::CONFLICT, "stale", message),
+            Refusal::Stale { .. } => Self::new(StatusCode::CONFLICT, ErrorCode::Stale, message),
         }
     }
 }

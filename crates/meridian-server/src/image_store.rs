@@ -21,9 +21,16 @@ pub enum StoreError {
     /// The client's stream broke off.
     #[error("the upload broke off: {0}")]
     Upload(String),
-    /// The disk failed.
+    /// The disk failed. The cause is in the message (and not a `source`): it is logged on
+    /// one line.
     #[error("cannot store the image: {0}")]
-    Disk(#[from] std::io::Error),
+    Disk(std::io::Error),
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Disk(e)
+    }
 }
 
 /// The blobs of one server.

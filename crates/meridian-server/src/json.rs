@@ -3,6 +3,7 @@
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
+use meridian_api::ErrorCode;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -29,17 +30,21 @@ fn rejection_error(r: JsonRejection) -> ApiError {
     let detail = r.body_text();
     match r {
         JsonRejection::JsonDataError(_) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", detail)
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::Invalid, detail)
         }
         JsonRejection::JsonSyntaxError(_) => ApiError::bad_request(detail),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the body as JSON with Content-Type: application/json",
         ),
         JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                detail,
+            )
         }
-        other => ApiError::new(other.status(), "bad_request", detail),
+        other => ApiError::new(other.status(), ErrorCode::BadRequest, detail),
     }
 }

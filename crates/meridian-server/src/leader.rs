@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use meridian_api::FORWARDED_BY_HEADER;
+use meridian_api::{ErrorCode, FORWARDED_BY_HEADER};
 use meridian_state::NodeId;
 use openraft::error::{CheckIsLeaderError, RaftError};
 use tokio::time::Instant;
@@ -79,7 +79,7 @@ pub async fn route_to_leader(State(ctx): State<Ctx>, req: Request, next: Next) -
         Err(_) => {
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!("request bodies are limited to {} bytes", ctx.0.max_body),
             )
             .into_response()
@@ -104,7 +104,7 @@ pub async fn route_to_leader(State(ctx): State<Ctx>, req: Request, next: Next) -
                     Err(ForwardFailure::NotSent) => {}
                     Err(ForwardFailure::Unknown(why)) => {
                         return ApiError::unavailable(
-                            "leader_unreachable",
+                            ErrorCode::LeaderUnreachable,
                             format!(
                         "lost contact with the leader mid-request ({why}); the outcome is unknown"
                     ),
@@ -117,7 +117,7 @@ pub async fn route_to_leader(State(ctx): State<Ctx>, req: Request, next: Next) -
         }
         if Instant::now() >= deadline {
             return ApiError::unavailable(
-                "no_leader",
+                ErrorCode::NoLeader,
                 "no leader is reachable right now; retry shortly",
             )
             .into_response();
@@ -137,12 +137,12 @@ async fn confirm_for_read(ctx: &Ctx, parts: &Parts) -> Result<(), Option<ApiErro
         Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(None),
         Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
             Err(Some(ApiError::unavailable(
-                "no_quorum",
+                ErrorCode::NoQuorum,
                 format!("the leader cannot reach a quorum: {q}"),
             )))
         }
         Err(e) => Err(Some(ApiError::unavailable(
-            "raft_unavailable",
+            ErrorCode::RaftUnavailable,
             e.to_string(),
         ))),
     }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{ServerConfig, StartMode};
+use meridian_core::ErrorChain;
 use meridian_state::HttpNetwork;
 
 use crate::ctx::{Ctx, Inner};
@@ -38,7 +39,7 @@ pub enum ServerError {
         detail: String,
     },
     /// The listen address cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: std::net::SocketAddr,
@@ -53,7 +54,7 @@ pub enum ServerError {
     #[error("bootstrap: {0}")]
     Bootstrap(String),
     /// Serving HTTP failed.
-    #[error("http server: {0}")]
+    #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
     /// A geo source or round-trip table cannot be used.
     #[error("{0}")]
@@ -69,13 +70,13 @@ fn load_geo(
         .as_deref()
         .map(meridian_geo::GeoIpDb::open)
         .transpose()
-        .map_err(|e| ServerError::Geo(e.to_string()))?;
+        .map_err(|e| ServerError::Geo(ErrorChain(&e).to_string()))?;
     let map = config
         .geo_map
         .as_deref()
         .map(meridian_geo::GeoMap::load)
         .transpose()
-        .map_err(|e| ServerError::Geo(e.to_string()))?;
+        .map_err(|e| ServerError::Geo(ErrorChain(&e).to_string()))?;
     let rtt = match &config.rtt_table {
         Some(path) => {
             let text = std::fs::read_to_string(path)

@@ -71,7 +71,10 @@ pub async fn join(raft: Raft, config: ServerConfig, urls: Vec<String>, secret: S
                     let body = r.text().await.unwrap_or_default();
                     tracing::warn!(via = %url, %status, %body, "join refused; will retry");
                 }
-                Err(e) => tracing::warn!(via = %url, error = %e, "join failed; will retry"),
+                Err(e) => {
+                    let error = meridian_core::ErrorChain(&e);
+                    tracing::warn!(via = %url, %error, "join failed; will retry");
+                }
             }
         }
         tokio::time::sleep(delay).await;

@@ -6,6 +6,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use meridian_api::ErrorCode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -192,7 +193,7 @@ pub async fn render(State(ctx): State<Ctx>) -> Response {
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &m.registry).is_err() {
         return crate::error::ApiError::unavailable(
-            "metrics_unavailable",
+            ErrorCode::MetricsUnavailable,
             "metrics could not be encoded",
         )
         .into_response();

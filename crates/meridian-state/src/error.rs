@@ -2,26 +2,26 @@
 
 use std::path::PathBuf;
 
-/// Why the store could not be opened or used.
+/// Why the store could not be opened or used. Each message ends with its cause, which is
+/// therefore not also returned as a `source`: handlers log these errors on one line.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// SQLite failed.
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     /// A schema migration failed.
     #[error("database schema: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     /// Snapshot files could not be handled.
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),
     /// The data directory cannot be used.
-    #[error("data directory {path}: {source}")]
+    #[error("data directory {path}: {error}")]
     DataDir {
         /// The directory.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The data directory belongs to another node.
     #[error("data directory {path} belongs to node {found}, not node {given}")]
@@ -39,4 +39,16 @@ pub enum StateError {
     /// Raft stopped with a fatal error.
     #[error("raft: {0}")]
     Raft(String),
+}
+
+impl From<sqlx::Error> for StateError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StateError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Self::Migrate(e)
+    }
 }

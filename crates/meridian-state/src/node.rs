@@ -117,9 +117,9 @@ pub async fn open(
     let dir = DataDir {
         path: data_dir.to_path_buf(),
     };
-    std::fs::create_dir_all(&dir.path).map_err(|source| StateError::DataDir {
+    std::fs::create_dir_all(&dir.path).map_err(|error| StateError::DataDir {
         path: dir.path.clone(),
-        source,
+        error,
     })?;
     // Replication reads recent entries from memory; two connections serve the rest.
     let log_pool = db::open_log(&dir.log_db(), 2).await?;

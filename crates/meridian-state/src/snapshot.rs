@@ -20,24 +20,24 @@ pub struct SnapshotDir {
     lock: Arc<Mutex<()>>,
 }
 
-/// Why a snapshot file could not be written or read.
+/// Why a snapshot file could not be written or read. Each message ends with its cause, which
+/// is therefore not also returned as a `source`: these errors are mostly logged on one line.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     /// File system trouble.
-    #[error("snapshot file {path}: {source}")]
+    #[error("snapshot file {path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// SQLite trouble inside the snapshot.
     #[error("snapshot database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     /// Its schema could not be brought to this version.
     #[error("snapshot schema: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     /// Its metadata file cannot be read.
     #[error("snapshot metadata {path}: {detail}")]
     Meta {
@@ -48,10 +48,22 @@ pub enum SnapshotError {
     },
 }
 
+impl From<sqlx::Error> for SnapshotError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for SnapshotError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Self::Migrate(e)
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
-    move |source| SnapshotError::Io {
+    move |error| SnapshotError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

@@ -145,7 +145,7 @@ async fn build(readers: &SqlitePool, dir: &SnapshotDir) -> Result<Snapshot, Snap
     })?;
     let bytes = tokio::fs::read(&path)
         .await
-        .map_err(|source| SnapshotError::Io { path, source })?;
+        .map_err(|error| SnapshotError::Io { path, error })?;
     Ok(Snapshot {
         meta,
         snapshot: Box::new(Cursor::new(bytes)),
@@ -306,9 +306,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let installed = async {
             tokio::fs::write(&file, snapshot.into_inner())
                 .await
-                .map_err(|source| SnapshotError::Io {
+                .map_err(|error| SnapshotError::Io {
                     path: file.clone(),
-                    source,
+                    error,
                 })?;
             install(&self.writer, &file, meta, &self.changes).await?;
             self.reload_auth().await?;

@@ -17,7 +17,7 @@ use meridian_api::agent::{
     Assignment, Assignments, HeartbeatAck, InstanceReports, RegisterNode, AGENT_PROTOCOL,
 };
 use meridian_api::nodes::NodeView;
-use meridian_api::{ErrorBody, ErrorDetail};
+use meridian_api::{ErrorBody, ErrorCode, ErrorDetail};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -75,10 +75,10 @@ impl Drop for FakeControlPlane {
     }
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+fn error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     let body = ErrorBody {
         error: ErrorDetail {
-            code: code.into(),
+            code,
             message: message.into(),
             field: None,
         },
@@ -100,19 +100,23 @@ async fn register(
     Json(body): Json<RegisterNode>,
 ) -> Response {
     if !authorized(&s, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "bad token");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "bad token",
+        );
     }
     if body.protocol != AGENT_PROTOCOL {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
+            ErrorCode::Invalid,
             "unknown protocol",
         );
     }
     if body.region != REGION {
         return error(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             &format!("no region {}", body.region),
         );
     }
@@ -143,7 +147,7 @@ async fn register(
 async fn heartbeat(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
     let known = s.read(&name, |n| n.known);
     if !known {
-        return error(StatusCode::NOT_FOUND, "not_found", "node unknown");
+        return error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "node unknown");
     }
     let generation = s.with(&name, |n| {
         n.heartbeats += 1;
@@ -198,7 +202,11 @@ async fn image(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     if !authorized(&s, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "bad token");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "bad token",
+        );
     }
     let name = q.get("name").cloned().unwrap_or_default();
     let path = s
@@ -210,7 +218,7 @@ async fn image(
     let Some(path) = path else {
         return error(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             &format!("no image {name}"),
         );
     };
@@ -219,7 +227,7 @@ async fn image(
         Err(e) => {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                ErrorCode::Other("internal".into()),
                 &e.to_string(),
             )
         }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderValue, StatusCode};
+use meridian_api::ErrorCode;
 use meridian_core::Name;
 use meridian_geo::client_ip;
 use meridian_geo::net::canonical;
@@ -301,7 +302,7 @@ impl Lane<'_> {
                     head::BadResponse::SwitchedProtocols => Refusal::switched_protocols(),
                     head::BadResponse::Framing => Refusal::new(
                         StatusCode::BAD_GATEWAY,
-                        "bad_gateway",
+                        ErrorCode::BadGateway,
                         format!(
                             "the instance of {} in {own} answered with a malformed response",
                             app.name
@@ -546,7 +547,7 @@ impl Lane<'_> {
         self.out.clear();
         let add = RouterFields {
             region: self.shared.config.region.as_str().as_bytes(),
-            route: Some(refusal.code.as_bytes()),
+            route: Some(refusal.code.as_str().as_bytes()),
             date: self.date.now(),
             close,
         };

@@ -12,7 +12,7 @@ use meridian_api::agent::{
     MAX_WATCH_MS,
 };
 use meridian_api::nodes::NodeView;
-use meridian_api::ErrorBody;
+use meridian_api::{ErrorBody, ErrorCode};
 use meridian_core::{Action, Name, NodeStatus};
 use meridian_state::{Applied, Command, Observed};
 use tokio::time::Instant;
@@ -195,7 +195,8 @@ pub async fn assignments(
         tokio::select! {
             changed = applied.changed() => {
                 if changed.is_err() {
-                    return Err(ApiError::unavailable("shutting_down", "the server is stopping"));
+                    let stopping = "the server is stopping";
+                    return Err(ApiError::unavailable(ErrorCode::ShuttingDown, stopping));
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {}

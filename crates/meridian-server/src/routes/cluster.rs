@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use meridian_api::cluster::{ClusterStatus, JoinRequest, Member};
-use meridian_api::ErrorBody;
+use meridian_api::{ErrorBody, ErrorCode};
 use meridian_core::Action;
 use meridian_state::MemberNode;
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
@@ -70,7 +70,7 @@ where
             }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 return Err(ApiError::unavailable(
-                    "not_leader",
+                    ErrorCode::NotLeader,
                     "leadership moved; retry",
                 ))
             }
@@ -80,7 +80,7 @@ where
             Err(e) => {
                 tracing::error!(error = %e, "{what} failed");
                 return Err(ApiError::unavailable(
-                    "raft_unavailable",
+                    ErrorCode::RaftUnavailable,
                     format!("{what}: {e}"),
                 ));
             }

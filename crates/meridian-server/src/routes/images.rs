@@ -10,7 +10,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use meridian_api::images::{is_digest, BlobStored, ImageView, RegisterImage};
-use meridian_api::ErrorBody;
+use meridian_api::{ErrorBody, ErrorCode};
 use meridian_core::Action;
 use meridian_state::{Applied, Command, ImageRecord};
 use tokio_util::io::ReaderStream;
@@ -57,7 +57,7 @@ pub async fn upload(
         .map_err(|e| match e {
             StoreError::TooLarge(_) => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 e.to_string(),
             ),
             StoreError::Empty | StoreError::Upload(_) => ApiError::bad_request(e.to_string()),
@@ -133,7 +133,10 @@ async fn blob_size(ctx: &Ctx, server: u64, digest: &str) -> Result<u64, ApiError
         .send()
         .await
         .map_err(|e| {
-            ApiError::unavailable("holder_unreachable", format!("server {server}: {e}"))
+            ApiError::unavailable(
+                ErrorCode::HolderUnreachable,
+                format!("server {server}: {e}"),
+            )
         })?;
     if !resp.status().is_success() {
         return Err(missing());
@@ -225,11 +228,14 @@ pub async fn fetch(
                 ));
             }
             Ok(r) => tracing::warn!(holder, status = %r.status(), "holder did not serve the image"),
-            Err(e) => tracing::warn!(holder, error = %e, "holder unreachable"),
+            Err(e) => {
+                let error = meridian_core::ErrorChain(&e);
+                tracing::warn!(holder, %error, "holder unreachable");
+            }
         }
     }
     Err(ApiError::unavailable(
-        "image_unavailable",
+        ErrorCode::ImageUnavailable,
         format!("no server holding {name} ({}) answers", image.digest),
     ))
 }

@@ -13,7 +13,7 @@ use meridian_api::routing::{
     CandidateView, ClientView, ClusterSettings, RegisterRouter, RouteApp, RouteExplanation,
     RouteInstance, RouteRegion, RouteTable, RouterEntry,
 };
-use meridian_api::ErrorBody;
+use meridian_api::{ErrorBody, ErrorCode};
 use meridian_core::route::{self, AppRoutes, ClientPlace, GeoPoint, LocatedBy, RegionRoute};
 use meridian_core::{Action, DomainName, Name};
 use meridian_state::{Command, DbError, ReadSnapshot};
@@ -198,7 +198,8 @@ pub async fn table(
         tokio::select! {
             changed = applied.changed() => {
                 if changed.is_err() {
-                    return Err(ApiError::unavailable("shutting_down", "the server is stopping"));
+                    let stopping = "the server is stopping";
+                    return Err(ApiError::unavailable(ErrorCode::ShuttingDown, stopping));
                 }
                 tokio::time::sleep(SETTLE).await;
             }
