@@ -65,6 +65,8 @@ macro_rules! error_codes {
 error_codes! {
     /// The request is malformed (400).
     BadRequest = "bad_request",
+    /// A query parameter is missing, malformed or out of range (400, with `field`).
+    InvalidQuery = "invalid_query",
     /// No valid token (401).
     Unauthorized = "unauthorized",
     /// The token's role may not do this (403).

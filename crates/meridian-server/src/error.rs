@@ -41,7 +41,7 @@ impl ApiError {
     pub fn invalid_query(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: Some(field.into()),
-            ..Self::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+            ..Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidQuery, message)
         }
     }
 

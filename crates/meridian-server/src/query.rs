@@ -113,6 +113,7 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::{percent_decode, Query};
+    use meridian_api::ErrorCode;
 
     #[test]
     fn query_values_are_decoded() {
@@ -146,7 +147,7 @@ mod tests {
             let e = q.u64(key, 0, 60).expect_err(key);
             assert_eq!(
                 (e.status.as_u16(), e.code, e.field.as_deref()),
-                (400, "invalid_query", Some(key))
+                (400, ErrorCode::InvalidQuery, Some(key))
             );
         }
     }
@@ -159,7 +160,10 @@ mod tests {
         assert_eq!(q.bool("none", true), Ok(true));
         for key in ["c", "d", "e", "f", "g"] {
             let e = q.bool(key, false).expect_err(key);
-            assert_eq!((e.code, e.field.as_deref()), ("invalid_query", Some(key)));
+            assert_eq!(
+                (e.code, e.field.as_deref()),
+                (ErrorCode::InvalidQuery, Some(key))
+            );
         }
     }
 
@@ -169,7 +173,10 @@ mod tests {
         assert_eq!(q.required("app", "the app"), Ok("web"));
         for key in ["ip", "none"] {
             let e = q.required(key, "it").expect_err(key);
-            assert_eq!((e.code, e.field.as_deref()), ("invalid_query", Some(key)));
+            assert_eq!(
+                (e.code, e.field.as_deref()),
+                (ErrorCode::InvalidQuery, Some(key))
+            );
         }
     }
 }
