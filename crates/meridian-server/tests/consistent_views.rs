@@ -14,7 +14,7 @@ use std::time::Duration;
 use meridian_core::{AppSpec, CountryCode, InstanceState, Name, Region};
 use meridian_server::reconcile::{read_round, RoundView, World};
 use meridian_server::routes::routing::RouteRows;
-use meridian_state::worker_records::{NewInstance, Observed};
+use meridian_state::{NewInstance, Observed};
 use meridian_state::{Command, HttpNetwork, MemberNode, Node, RaftSettings, Schedule};
 
 const APPS: usize = 6;

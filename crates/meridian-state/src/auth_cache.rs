@@ -9,8 +9,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use sqlx::SqliteConnection;
 
-use crate::command::TokenRecord;
-use crate::rows;
+use crate::settings;
+use crate::tokens::{self, TokenRecord};
 
 /// What the cache holds at one moment.
 #[derive(Debug, Default)]
@@ -38,8 +38,8 @@ impl AuthCache {
 
     /// Rebuilds the view from the tables.
     pub async fn reload(&self, c: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-        let signing_key = rows::setting(c, "signing_key").await?;
-        let tokens = rows::tokens(c)
+        let signing_key = settings::setting(c, "signing_key").await?;
+        let tokens = tokens::tokens(c)
             .await?
             .into_iter()
             .map(|t| (t.id.clone(), t))

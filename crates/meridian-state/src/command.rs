@@ -3,10 +3,17 @@
 
 use std::collections::BTreeMap;
 
-use meridian_core::{AppSpec, Name, NodeStatus, Region, Role};
+use meridian_core::{AppSpec, Name, NodeStatus, Region};
 use serde::{Deserialize, Serialize};
 
-use crate::worker_records::{ImageRecord, NodeRecord, Observed, ReleaseRecord, Schedule};
+use crate::apps::AppRecord;
+use crate::images::ImageRecord;
+use crate::instances::Observed;
+use crate::nodes::NodeRecord;
+use crate::regions::RegionRecord;
+use crate::releases::ReleaseRecord;
+use crate::schedule::Schedule;
+use crate::tokens::TokenRecord;
 
 /// A change to the replicated state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -182,49 +189,6 @@ impl Command {
             _ => false,
         }
     }
-}
-
-/// A token as the state keeps it. The JWT itself is never stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenRecord {
-    /// Random id, the JWT's `jti`.
-    pub id: String,
-    /// Its role.
-    pub role: Role,
-    /// Apps a deployer token is limited to.
-    pub apps: Option<Vec<Name>>,
-    /// Unix seconds.
-    pub created_at: u64,
-    /// Unix seconds.
-    pub expires_at: u64,
-    /// Unix seconds, once revoked.
-    pub revoked_at: Option<u64>,
-}
-
-/// A region with its bookkeeping.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RegionRecord {
-    /// The region.
-    pub region: Region,
-    /// Bumped on every change.
-    pub version: u64,
-    /// Unix seconds.
-    pub created_at: u64,
-    /// Unix seconds.
-    pub updated_at: u64,
-}
-
-/// An app with its bookkeeping.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AppRecord {
-    /// The app.
-    pub spec: AppSpec,
-    /// Bumped on every change.
-    pub version: u64,
-    /// Unix seconds.
-    pub created_at: u64,
-    /// Unix seconds.
-    pub updated_at: u64,
 }
 
 /// What applying one log entry produced.

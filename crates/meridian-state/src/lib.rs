@@ -7,11 +7,28 @@
 // openraft's StorageError is large and its signatures are fixed by the storage traits.
 #![allow(clippy::result_large_err)]
 
+// The replicated state, one module per kind of thing it holds: its record, its rows, and
+// applying the commands that change it.
+pub mod apps;
+pub mod audit;
+pub mod images;
+pub mod instances;
+pub mod nodes;
+pub mod regions;
+pub mod releases;
+pub mod routing;
+pub mod schedule;
+pub mod settings;
+pub mod tokens;
+
+// Writing: the commands and their dispatch.
 pub mod apply;
-mod apply_workers;
+pub mod command;
+mod sql;
+
+// Reading, and the Raft machinery around the tables.
 pub mod auth_cache;
 pub mod changes;
-pub mod command;
 pub mod db;
 pub mod error;
 pub mod leader_watch;
@@ -20,26 +37,27 @@ pub mod network;
 pub mod node;
 pub mod proposer;
 pub mod reader;
-pub mod rows;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;
-pub mod worker_records;
-mod worker_rows;
 
+pub use apps::AppRecord;
+pub use audit::AuditRecord;
 pub use auth_cache::{AuthCache, AuthView};
 pub use changes::{ChangeLog, Touched};
-pub use command::{AppRecord, Applied, Command, CommandResult, Refusal, RegionRecord, TokenRecord};
+pub use command::{Applied, Command, CommandResult, Refusal};
 pub use error::StateError;
+pub use images::ImageRecord;
+pub use instances::{Desired, Footprint, InstanceRecord, NewInstance, Observed, StopInstance};
 pub use network::HttpNetwork;
 pub use node::{open, Node, RaftSettings};
+pub use nodes::NodeRecord;
 pub use proposer::{ProposeError, Proposer};
 pub use reader::{ReadSnapshot, StateReader};
+pub use regions::RegionRecord;
+pub use releases::{ReleaseConfig, ReleaseRecord, ReleaseUpdate};
+pub use schedule::{AppUnplaced, Schedule};
 /// What a failed read of the state returns.
 pub use sqlx::Error as DbError;
+pub use tokens::TokenRecord;
 pub use types::{MemberNode, NodeId, Raft, TypeConfig};
-pub use worker_records::{
-    AuditRecord, Desired, ImageRecord, InstanceRecord, NodeRecord, Observed, ReleaseConfig,
-    ReleaseRecord, ReleaseUpdate, Schedule,
-};
-pub use worker_rows::Footprint;

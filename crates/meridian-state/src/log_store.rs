@@ -13,7 +13,7 @@ use openraft::{
 };
 use sqlx::SqlitePool;
 
-use crate::rows::{i, json, to_json};
+use crate::sql::{i, json, to_json};
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 /// The log store. Cloning shares the pool and the tail: openraft's replication tasks read

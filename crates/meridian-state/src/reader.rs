@@ -8,12 +8,17 @@ use std::sync::Arc;
 
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 
+use crate::apps::{self, AppRecord};
+use crate::audit::{self, AuditRecord};
 use crate::auth_cache::{AuthCache, AuthView};
 use crate::changes::{ChangeLog, Touched};
-use crate::command::{AppRecord, RegionRecord, TokenRecord};
-use crate::rows;
-use crate::worker_records::{AuditRecord, ImageRecord, InstanceRecord, NodeRecord, ReleaseRecord};
-use crate::worker_rows::{self, Which};
+use crate::images::{self, ImageRecord};
+use crate::instances::{self, Footprint, InstanceRecord, Which};
+use crate::nodes::{self, NodeRecord};
+use crate::regions::{self, RegionRecord};
+use crate::releases::{self, ReleaseRecord};
+use crate::tokens::{self, TokenRecord};
+use crate::{routing, schedule, settings};
 use meridian_core::schedule::Unplaced;
 use meridian_core::JurisdictionCatalog;
 
@@ -65,77 +70,77 @@ impl StateReader {
 
     /// Every token.
     pub async fn tokens(&self) -> Result<Vec<TokenRecord>, sqlx::Error> {
-        rows::tokens(&mut *self.pool.acquire().await?).await
+        tokens::tokens(&mut *self.pool.acquire().await?).await
     }
 
     /// The region with this name.
     pub async fn region(&self, name: &str) -> Result<Option<RegionRecord>, sqlx::Error> {
-        rows::region(&mut *self.pool.acquire().await?, name).await
+        regions::region(&mut *self.pool.acquire().await?, name).await
     }
 
     /// Every region.
     pub async fn regions(&self) -> Result<Vec<RegionRecord>, sqlx::Error> {
-        rows::regions(&mut *self.pool.acquire().await?).await
+        regions::regions(&mut *self.pool.acquire().await?).await
     }
 
     /// The app with this name.
     pub async fn app(&self, name: &str) -> Result<Option<AppRecord>, sqlx::Error> {
-        rows::app(&mut *self.pool.acquire().await?, name).await
+        apps::app(&mut *self.pool.acquire().await?, name).await
     }
 
     /// Every app.
     pub async fn apps(&self) -> Result<Vec<AppRecord>, sqlx::Error> {
-        rows::apps(&mut *self.pool.acquire().await?).await
+        apps::apps(&mut *self.pool.acquire().await?).await
     }
 
     /// One node.
     pub async fn node(&self, name: &str) -> Result<Option<NodeRecord>, sqlx::Error> {
-        worker_rows::node(&mut *self.pool.acquire().await?, name).await
+        nodes::node(&mut *self.pool.acquire().await?, name).await
     }
 
     /// Every node.
     pub async fn nodes(&self) -> Result<Vec<NodeRecord>, sqlx::Error> {
-        worker_rows::nodes(&mut *self.pool.acquire().await?).await
+        nodes::nodes(&mut *self.pool.acquire().await?).await
     }
 
     /// Releases of one app (every app when `None`), newest first.
     pub async fn releases(&self, app: Option<&str>) -> Result<Vec<ReleaseRecord>, sqlx::Error> {
-        worker_rows::releases(&mut *self.pool.acquire().await?, app).await
+        releases::releases(&mut *self.pool.acquire().await?, app).await
     }
 
     /// Instances wanted running, of every app.
     pub async fn running_instances(&self) -> Result<Vec<InstanceRecord>, sqlx::Error> {
-        worker_rows::instances(&mut *self.pool.acquire().await?, Which::Running).await
+        instances::instances(&mut *self.pool.acquire().await?, Which::Running).await
     }
 
     /// Instances wanted running on one node.
     pub async fn node_instances(&self, node: &str) -> Result<Vec<InstanceRecord>, sqlx::Error> {
-        worker_rows::instances(&mut *self.pool.acquire().await?, Which::OnNode(node)).await
+        instances::instances(&mut *self.pool.acquire().await?, Which::OnNode(node)).await
     }
 
     /// Every instance of an app, running ones first.
     pub async fn app_instances(&self, app: &str) -> Result<Vec<InstanceRecord>, sqlx::Error> {
-        worker_rows::instances(&mut *self.pool.acquire().await?, Which::OfApp(app)).await
+        instances::instances(&mut *self.pool.acquire().await?, Which::OfApp(app)).await
     }
 
     /// Per node: instances wanted running, and the CPU and memory they take.
     pub async fn node_usage(&self) -> Result<Vec<(String, u32, u32, u32)>, sqlx::Error> {
-        worker_rows::node_usage(&mut *self.pool.acquire().await?).await
+        instances::node_usage(&mut *self.pool.acquire().await?).await
     }
 
     /// One pushed image.
     pub async fn image(&self, name: &str) -> Result<Option<ImageRecord>, sqlx::Error> {
-        worker_rows::image(&mut *self.pool.acquire().await?, name).await
+        images::image(&mut *self.pool.acquire().await?, name).await
     }
 
     /// Every pushed image.
     pub async fn images(&self) -> Result<Vec<ImageRecord>, sqlx::Error> {
-        worker_rows::images(&mut *self.pool.acquire().await?).await
+        images::images(&mut *self.pool.acquire().await?).await
     }
 
     /// What could not be placed, per app.
     pub async fn unplaced(&self) -> Result<Vec<(String, Vec<Unplaced>)>, sqlx::Error> {
-        worker_rows::unplaced(&mut *self.pool.acquire().await?).await
+        schedule::unplaced(&mut *self.pool.acquire().await?).await
     }
 
     /// Audit entries after `after`, oldest first.
@@ -145,29 +150,29 @@ impl StateReader {
         after: u64,
         limit: u32,
     ) -> Result<Vec<AuditRecord>, sqlx::Error> {
-        worker_rows::audit(&mut *self.pool.acquire().await?, app, after, limit).await
+        audit::audit(&mut *self.pool.acquire().await?, app, after, limit).await
     }
 
     /// Instances routers may send to: (id, app, node, region, address).
     pub async fn routable_instances(
         &self,
     ) -> Result<Vec<(String, String, String, String, String)>, sqlx::Error> {
-        worker_rows::routable_instances(&mut *self.pool.acquire().await?).await
+        routing::routable_instances(&mut *self.pool.acquire().await?).await
     }
 
     /// Registered routers: (name, region, url).
     pub async fn routers(&self) -> Result<Vec<(String, String, String)>, sqlx::Error> {
-        worker_rows::routers(&mut *self.pool.acquire().await?).await
+        routing::routers(&mut *self.pool.acquire().await?).await
     }
 
     /// The apps domain.
     pub async fn apps_domain(&self) -> Result<meridian_core::DomainName, sqlx::Error> {
-        rows::apps_domain(&mut *self.pool.acquire().await?).await
+        settings::apps_domain(&mut *self.pool.acquire().await?).await
     }
 
     /// The jurisdiction catalog.
     pub async fn catalog(&self) -> Result<JurisdictionCatalog, sqlx::Error> {
-        rows::catalog(&mut *self.pool.acquire().await?).await
+        regions::catalog(&mut *self.pool.acquire().await?).await
     }
 }
 
@@ -192,27 +197,27 @@ impl ReadSnapshot {
 
     /// Every region.
     pub async fn regions(&mut self) -> Result<Vec<RegionRecord>, sqlx::Error> {
-        rows::regions(&mut self.tx).await
+        regions::regions(&mut self.tx).await
     }
 
     /// The app with this name.
     pub async fn app(&mut self, name: &str) -> Result<Option<AppRecord>, sqlx::Error> {
-        rows::app(&mut self.tx, name).await
+        apps::app(&mut self.tx, name).await
     }
 
     /// Every app.
     pub async fn apps(&mut self) -> Result<Vec<AppRecord>, sqlx::Error> {
-        rows::apps(&mut self.tx).await
+        apps::apps(&mut self.tx).await
     }
 
     /// The apps with these names (those that exist), by name.
     pub async fn apps_named(&mut self, names: &[&str]) -> Result<Vec<AppRecord>, sqlx::Error> {
-        rows::apps_named(&mut self.tx, names).await
+        apps::apps_named(&mut self.tx, names).await
     }
 
     /// The names of every app, in order.
     pub async fn app_names(&mut self) -> Result<Vec<String>, sqlx::Error> {
-        rows::app_names(&mut self.tx).await
+        apps::app_names(&mut self.tx).await
     }
 
     /// Up to `limit` app names after `after` (from the first when `None`), in order.
@@ -221,22 +226,22 @@ impl ReadSnapshot {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, sqlx::Error> {
-        rows::app_names_after(&mut self.tx, after, limit).await
+        apps::app_names_after(&mut self.tx, after, limit).await
     }
 
     /// Every node.
     pub async fn nodes(&mut self) -> Result<Vec<NodeRecord>, sqlx::Error> {
-        worker_rows::nodes(&mut self.tx).await
+        nodes::nodes(&mut self.tx).await
     }
 
     /// The nodes with these names (those that exist).
     pub async fn nodes_named(&mut self, names: &[&str]) -> Result<Vec<NodeRecord>, sqlx::Error> {
-        worker_rows::nodes_named(&mut self.tx, names).await
+        nodes::nodes_named(&mut self.tx, names).await
     }
 
     /// Releases of one app (every app when `None`), newest first.
     pub async fn releases(&mut self, app: Option<&str>) -> Result<Vec<ReleaseRecord>, sqlx::Error> {
-        worker_rows::releases(&mut self.tx, app).await
+        releases::releases(&mut self.tx, app).await
     }
 
     /// The live releases (rolling or active) of these apps, by app, newest first.
@@ -244,17 +249,17 @@ impl ReadSnapshot {
         &mut self,
         apps: &[&str],
     ) -> Result<Vec<ReleaseRecord>, sqlx::Error> {
-        worker_rows::live_releases_of(&mut self.tx, apps).await
+        releases::live_releases_of(&mut self.tx, apps).await
     }
 
     /// Apps with a release still rolling out after `at`, its deadline.
     pub async fn rolling_past_deadline(&mut self, at: u64) -> Result<Vec<String>, sqlx::Error> {
-        worker_rows::rolling_past_deadline(&mut self.tx, at).await
+        releases::rolling_past_deadline(&mut self.tx, at).await
     }
 
     /// Instances wanted running, of every app.
     pub async fn running_instances(&mut self) -> Result<Vec<InstanceRecord>, sqlx::Error> {
-        worker_rows::instances(&mut self.tx, Which::Running).await
+        instances::instances(&mut self.tx, Which::Running).await
     }
 
     /// Instances wanted running of these apps, by app.
@@ -262,23 +267,23 @@ impl ReadSnapshot {
         &mut self,
         apps: &[&str],
     ) -> Result<Vec<InstanceRecord>, sqlx::Error> {
-        worker_rows::running_instances_of(&mut self.tx, apps).await
+        instances::running_instances_of(&mut self.tx, apps).await
     }
 
     /// Apps with an instance wanted running on this node.
     pub async fn apps_on_node(&mut self, node: &str) -> Result<Vec<String>, sqlx::Error> {
-        worker_rows::apps_on_node(&mut self.tx, node).await
+        instances::apps_on_node(&mut self.tx, node).await
     }
 
     /// Per app and node: instances wanted running there, and the app's CPU and memory per
     /// instance.
-    pub async fn footprints(&mut self) -> Result<Vec<worker_rows::Footprint>, sqlx::Error> {
-        worker_rows::footprints(&mut self.tx).await
+    pub async fn footprints(&mut self) -> Result<Vec<Footprint>, sqlx::Error> {
+        instances::footprints(&mut self.tx).await
     }
 
     /// What could not be placed, per app.
     pub async fn unplaced(&mut self) -> Result<Vec<(String, Vec<Unplaced>)>, sqlx::Error> {
-        worker_rows::unplaced(&mut self.tx).await
+        schedule::unplaced(&mut self.tx).await
     }
 
     /// What could not be placed, of these apps.
@@ -286,33 +291,33 @@ impl ReadSnapshot {
         &mut self,
         apps: &[&str],
     ) -> Result<Vec<(String, Vec<Unplaced>)>, sqlx::Error> {
-        worker_rows::unplaced_of(&mut self.tx, apps).await
+        schedule::unplaced_of(&mut self.tx, apps).await
     }
 
     /// Apps with something unplaced.
     pub async fn pending_apps(&mut self) -> Result<Vec<String>, sqlx::Error> {
-        worker_rows::pending_apps(&mut self.tx).await
+        schedule::pending_apps(&mut self.tx).await
     }
 
     /// Instances routers may send to: (id, app, node, region, address).
     pub async fn routable_instances(
         &mut self,
     ) -> Result<Vec<(String, String, String, String, String)>, sqlx::Error> {
-        worker_rows::routable_instances(&mut self.tx).await
+        routing::routable_instances(&mut self.tx).await
     }
 
     /// Registered routers: (name, region, url).
     pub async fn routers(&mut self) -> Result<Vec<(String, String, String)>, sqlx::Error> {
-        worker_rows::routers(&mut self.tx).await
+        routing::routers(&mut self.tx).await
     }
 
     /// The apps domain.
     pub async fn apps_domain(&mut self) -> Result<meridian_core::DomainName, sqlx::Error> {
-        rows::apps_domain(&mut self.tx).await
+        settings::apps_domain(&mut self.tx).await
     }
 
     /// The jurisdiction catalog.
     pub async fn catalog(&mut self) -> Result<JurisdictionCatalog, sqlx::Error> {
-        rows::catalog(&mut self.tx).await
+        regions::catalog(&mut self.tx).await
     }
 }

@@ -10,7 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{ConnectOptions, SqliteConnection};
 use tokio::sync::Mutex;
 
-use crate::rows::json;
+use crate::sql::json;
 use crate::types::{LogId, SnapshotMeta, StoredMembership};
 
 /// The snapshot directory, with a lock so building, installing and reading never interleave.

@@ -16,8 +16,8 @@ use crate::auth_cache::AuthCache;
 use crate::changes::{ChangeLog, Touched};
 use crate::command::{Applied, CommandResult};
 use crate::db::STATE_MIGRATIONS;
-use crate::rows::to_json;
 use crate::snapshot::{copy_options, open_copy, read_applied, SnapshotDir, SnapshotError};
+use crate::sql::to_json;
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };

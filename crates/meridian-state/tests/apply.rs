@@ -3,7 +3,7 @@
 use meridian_core::{AppSpec, CountryCode, Jurisdiction, Name, Region, Role};
 use meridian_state::apply::apply;
 use meridian_state::db;
-use meridian_state::{rows, Applied, Command, CommandResult, Refusal, TokenRecord};
+use meridian_state::{apps, settings, tokens, Applied, Command, CommandResult, Refusal, TokenRecord};
 use sqlx::SqlitePool;
 
 async fn state() -> (tempfile::TempDir, SqlitePool) {
@@ -67,7 +67,7 @@ fn token(id: &str) -> TokenRecord {
 
 async fn app_names(pool: &SqlitePool) -> Vec<String> {
     let mut c = pool.acquire().await.unwrap();
-    rows::apps(&mut c)
+    apps::apps(&mut c)
         .await
         .unwrap()
         .into_iter()
@@ -98,14 +98,14 @@ async fn bootstrap_works_once() {
     assert_eq!(second, Err(Refusal::AlreadyBootstrapped));
     let mut c = pool.acquire().await.unwrap();
     assert_eq!(
-        rows::setting(&mut c, "signing_key")
+        settings::setting(&mut c, "signing_key")
             .await
             .unwrap()
             .as_deref(),
         Some("k1")
     );
     assert!(
-        rows::token(&mut c, "b").await.unwrap().is_none(),
+        tokens::token(&mut c, "b").await.unwrap().is_none(),
         "a refused bootstrap wrote nothing"
     );
 }
@@ -305,7 +305,7 @@ async fn a_custom_domain_belongs_to_one_app() {
     .await
     .unwrap();
     let mut c = pool.acquire().await.unwrap();
-    let b = rows::app(&mut c, "b").await.unwrap().unwrap();
+    let b = apps::app(&mut c, "b").await.unwrap().unwrap();
     assert_eq!(b.spec.domains[0].as_str(), "shop.example.com");
 }
 
@@ -329,7 +329,7 @@ async fn the_apps_domain_cannot_swallow_a_custom_domain() {
     run(&pool, domain("apps.example.org")).await.unwrap();
     let mut c = pool.acquire().await.unwrap();
     assert_eq!(
-        rows::apps_domain(&mut c).await.unwrap().as_str(),
+        settings::apps_domain(&mut c).await.unwrap().as_str(),
         "apps.example.org"
     );
 }
@@ -350,7 +350,7 @@ async fn origin_bound_names_known_jurisdictions_only() {
         .await
         .unwrap();
     let mut c = pool.acquire().await.unwrap();
-    let a = rows::app(&mut c, "a").await.unwrap().unwrap();
+    let a = apps::app(&mut c, "a").await.unwrap().unwrap();
     assert_eq!(a.spec.origin_bound, [Jurisdiction::parse("EU").unwrap()]);
 }
 

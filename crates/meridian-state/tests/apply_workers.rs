@@ -8,7 +8,7 @@ use meridian_core::{
     AppSpec, CountryCode, InstanceState, Jurisdiction, Name, NodeStatus, Region, ReleaseStatus,
 };
 use meridian_state::apply::apply;
-use meridian_state::worker_records::{NewInstance, StopInstance};
+use meridian_state::{NewInstance, StopInstance};
 use meridian_state::{
     db, Applied, Command, CommandResult, Observed, Refusal, ReleaseUpdate, Schedule, StateReader,
 };

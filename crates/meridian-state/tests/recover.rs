@@ -7,7 +7,7 @@ use meridian_core::{AppSpec, Name};
 use meridian_state::db;
 use meridian_state::snapshot::SnapshotDir;
 use meridian_state::state_machine::StateMachine;
-use meridian_state::{rows, Command, TypeConfig};
+use meridian_state::{apps, Command, TypeConfig};
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
 
@@ -83,7 +83,7 @@ async fn a_state_older_than_the_snapshot_is_replaced_by_it() {
     let pool = db::open_state(&dir.path().join("state.db"), 1)
         .await
         .unwrap();
-    let apps = rows::apps(&mut pool.acquire().await.unwrap())
+    let apps = apps::apps(&mut pool.acquire().await.unwrap())
         .await
         .unwrap();
     assert_eq!(apps.len(), 10);

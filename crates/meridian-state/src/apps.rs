@@ -1,0 +1,343 @@
+//! Apps: the record, its rows, custom domains, and creating, changing and deleting apps.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use meridian_core::{AppSpec, CountryCode, Jurisdiction, JurisdictionCatalog, Name};
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use crate::command::{Applied, CommandResult, Refusal};
+use crate::instances::{prune_stopped, Which};
+use crate::nodes::bump_generations;
+use crate::sql::{corrupt, fetch_in, i, json, name, small, to_json, u};
+
+/// An app with its bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppRecord {
+    /// The app.
+    pub spec: AppSpec,
+    /// Bumped on every change.
+    pub version: u64,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub updated_at: u64,
+}
+
+pub(crate) fn app_row(r: &SqliteRow) -> Result<AppRecord, sqlx::Error> {
+    let regions: Option<String> = r.try_get("regions")?;
+    let health: Option<String> = r.try_get("health")?;
+    let port: i64 = r.try_get("port")?;
+    let replicas: i64 = r.try_get("replicas")?;
+    Ok(AppRecord {
+        spec: AppSpec {
+            name: name("app name", r.try_get("name")?)?,
+            image: r.try_get("image")?,
+            replicas: u32::try_from(replicas).map_err(|e| corrupt("app replicas", e))?,
+            port: u16::try_from(port).map_err(|e| corrupt("app port", e))?,
+            residency: json("app residency", r.try_get("residency")?)?,
+            regions: regions.map(|s| json("app regions", &s)).transpose()?,
+            env: json("app env", r.try_get("env")?)?,
+            health: health.map(|s| json("app health", &s)).transpose()?,
+            cpu_millis: small("app cpu_millis", r.try_get("cpu_millis")?)?,
+            memory_mb: small("app memory_mb", r.try_get("memory_mb")?)?,
+            origin_bound: json("app origin_bound", r.try_get("origin_bound")?)?,
+            domains: json("app domains", r.try_get("domains")?)?,
+        },
+        version: u(r.try_get("version")?),
+        created_at: u(r.try_get("created_at")?),
+        updated_at: u(r.try_get("updated_at")?),
+    })
+}
+
+/// One app by name.
+pub async fn app(c: &mut SqliteConnection, n: &str) -> Result<Option<AppRecord>, sqlx::Error> {
+    let row = sqlx::query("SELECT * FROM apps WHERE name = ?")
+        .bind(n)
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(app_row).transpose()
+}
+
+/// Every app, by name.
+pub async fn apps(c: &mut SqliteConnection) -> Result<Vec<AppRecord>, sqlx::Error> {
+    let rows = sqlx::query("SELECT * FROM apps ORDER BY name")
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(app_row).collect()
+}
+
+/// The apps with these names that exist.
+pub async fn apps_named(
+    c: &mut SqliteConnection,
+    names: &[&str],
+) -> Result<Vec<AppRecord>, sqlx::Error> {
+    let rows = fetch_in(c, "SELECT * FROM apps WHERE name IN (", names, ")").await?;
+    rows.iter().map(app_row).collect()
+}
+
+/// Every app's name, in order.
+pub async fn app_names(c: &mut SqliteConnection) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT name FROM apps ORDER BY name")
+        .fetch_all(c)
+        .await
+}
+
+/// Up to `limit` app names after `after` (from the first when `None`), in order.
+pub async fn app_names_after(
+    c: &mut SqliteConnection,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT name FROM apps WHERE name > ? ORDER BY name LIMIT ?")
+        .bind(after.unwrap_or(""))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(c)
+        .await
+}
+
+/// How `write_app` treats an existing row of the same name.
+pub(crate) enum Write {
+    /// Leave it and write nothing.
+    Create,
+    /// Replace it.
+    Replace,
+}
+
+/// Writes an app row; answers whether a row was written.
+pub(crate) async fn write_app(
+    c: &mut SqliteConnection,
+    rec: &AppRecord,
+    how: Write,
+) -> Result<bool, sqlx::Error> {
+    let s = &rec.spec;
+    let sql = match how {
+        Write::Create => {
+            "INSERT INTO apps (cpu_millis, memory_mb, name, image, replicas, port, residency, \
+             regions, env, health, origin_bound, domains, version, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING"
+        }
+        Write::Replace => {
+            "INSERT OR REPLACE INTO apps (cpu_millis, memory_mb, name, image, replicas, port, \
+             residency, regions, env, health, origin_bound, domains, version, created_at, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        }
+    };
+    let done = sqlx::query(sql)
+        .bind(i64::from(s.cpu_millis))
+        .bind(i64::from(s.memory_mb))
+        .bind(s.name.as_str())
+        .bind(&s.image)
+        .bind(i64::from(s.replicas))
+        .bind(i64::from(s.port))
+        .bind(to_json(&s.residency))
+        .bind(s.regions.as_ref().map(to_json))
+        .bind(to_json(&s.env))
+        .bind(s.health.as_ref().map(to_json))
+        .bind(to_json(&s.origin_bound))
+        .bind(to_json(&s.domains))
+        .bind(i(rec.version))
+        .bind(i(rec.created_at))
+        .bind(i(rec.updated_at))
+        .execute(&mut *c)
+        .await?;
+    let written = done.rows_affected() == 1;
+    if written {
+        set_domains(c, &s.name, &s.domains).await?;
+    }
+    Ok(written)
+}
+
+/// Makes `app_domains` hold exactly `domains` for `app`.
+pub(crate) async fn set_domains(
+    c: &mut SqliteConnection,
+    app: &Name,
+    domains: &[meridian_core::DomainName],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM app_domains WHERE app = ?")
+        .bind(app.as_str())
+        .execute(&mut *c)
+        .await?;
+    for d in domains {
+        sqlx::query("INSERT INTO app_domains (domain, app) VALUES (?, ?)")
+            .bind(d.as_str())
+            .bind(app.as_str())
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Refuses custom domains another app holds or that lie under the apps domain (where
+/// `<app>.<apps domain>` names apps).
+pub(crate) async fn check_domains(
+    c: &mut SqliteConnection,
+    spec: &meridian_core::AppSpec,
+) -> Result<Option<Refusal>, sqlx::Error> {
+    if spec.domains.is_empty() {
+        return Ok(None);
+    }
+    let apps_domain = crate::settings::apps_domain(c).await?;
+    for (i, d) in spec.domains.iter().enumerate() {
+        if d.is_within(&apps_domain) {
+            return Ok(Some(Refusal::Invalid {
+                field: format!("domains[{i}]"),
+                message: format!(
+                    "{d} lies under the apps domain {apps_domain}, where every app already has \
+                     <name>.{apps_domain}"
+                ),
+            }));
+        }
+        let holder: Option<String> =
+            sqlx::query_scalar("SELECT app FROM app_domains WHERE domain = ? AND app != ?")
+                .bind(d.as_str())
+                .bind(spec.name.as_str())
+                .fetch_optional(&mut *c)
+                .await?;
+        if let Some(holder) = holder {
+            return Ok(Some(Refusal::Conflict {
+                message: format!("domain {d} is already attached to app {holder}"),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Refuses an app whose residency names an unknown group or whose pinned regions are missing
+/// or outside its residency.
+pub(crate) async fn check_places(
+    c: &mut SqliteConnection,
+    spec: &meridian_core::AppSpec,
+) -> Result<Option<Refusal>, sqlx::Error> {
+    // Only read what the check needs: most apps pin no region and name built-in groups.
+    let custom_groups = spec.residency.iter().chain(&spec.origin_bound).any(|j| {
+        matches!(j, Jurisdiction::Group(g) if !JurisdictionCatalog::BUILT_IN.contains(&g.as_str()))
+    });
+    let catalog = if custom_groups {
+        crate::regions::catalog(c).await?
+    } else {
+        JurisdictionCatalog::built_in()
+    };
+    let countries: BTreeMap<Name, CountryCode> = if spec.regions.is_some() {
+        crate::regions::regions(c)
+            .await?
+            .into_iter()
+            .map(|r| (r.region.name, r.region.country))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    Ok(spec
+        .check_places(&catalog, |n| countries.get(n).copied())
+        .err()
+        .map(|e| Refusal::Invalid {
+            field: e.field,
+            message: e.problem.to_string(),
+        }))
+}
+
+/// After an app is deleted: stop its instances, forget its releases and status.
+pub(crate) async fn forget_app(
+    c: &mut SqliteConnection,
+    app: &Name,
+    at: u64,
+) -> Result<(), sqlx::Error> {
+    let live = crate::instances::instances(c, Which::OfApp(app.as_str())).await?;
+    let nodes: BTreeSet<&str> = live
+        .iter()
+        .filter(|r| r.desired == crate::Desired::Run)
+        .map(|r| r.node.as_str())
+        .collect();
+    bump_generations(c, &nodes).await?;
+    sqlx::query(
+        "UPDATE instances SET desired = 'stop', detail = 'app deleted', updated_at = ? \
+         WHERE app = ? AND desired = 'run'",
+    )
+    .bind(i(at))
+    .bind(app.as_str())
+    .execute(&mut *c)
+    .await?;
+    prune_stopped(c, &BTreeSet::from([app.to_string()])).await?;
+    for sql in [
+        "DELETE FROM releases WHERE app = ?",
+        "DELETE FROM app_status WHERE app = ?",
+    ] {
+        sqlx::query(sql).bind(app.as_str()).execute(&mut *c).await?;
+    }
+    Ok(())
+}
+
+/// `Command::CreateApp`: the app and its first release.
+pub(crate) async fn create(
+    c: &mut SqliteConnection,
+    spec: &AppSpec,
+    at: u64,
+) -> Result<CommandResult, sqlx::Error> {
+    if let Some(refusal) = check_places(c, spec).await? {
+        return Ok(Err(refusal));
+    }
+    if let Some(refusal) = check_domains(c, spec).await? {
+        return Ok(Err(refusal));
+    }
+    let rec = AppRecord {
+        spec: spec.clone(),
+        version: 1,
+        created_at: at,
+        updated_at: at,
+    };
+    // The insert is the existence check: creating apps is the hot path.
+    if !write_app(c, &rec, Write::Create).await? {
+        return Ok(Err(Refusal::exists("app", &spec.name)));
+    }
+    crate::releases::release_app(c, &rec, crate::releases::DEFAULT_DEADLINE_S, at).await?;
+    Ok(Ok(Applied::App(rec)))
+}
+
+/// `Command::UpdateApp`: the new spec, and a new release when what instances run changed.
+pub(crate) async fn update(
+    c: &mut SqliteConnection,
+    spec: &AppSpec,
+    expected_version: u64,
+    at: u64,
+) -> Result<CommandResult, sqlx::Error> {
+    let Some(old) = app(c, spec.name.as_str()).await? else {
+        return Ok(Err(Refusal::not_found("app", &spec.name)));
+    };
+    if old.version != expected_version {
+        return Ok(Err(Refusal::stale("app", &spec.name)));
+    }
+    if let Some(refusal) = check_places(c, spec).await? {
+        return Ok(Err(refusal));
+    }
+    if let Some(refusal) = check_domains(c, spec).await? {
+        return Ok(Err(refusal));
+    }
+    let rec = AppRecord {
+        spec: spec.clone(),
+        version: old.version + 1,
+        created_at: old.created_at,
+        updated_at: at,
+    };
+    write_app(c, &rec, Write::Replace).await?;
+    crate::releases::release_app(c, &rec, crate::releases::DEFAULT_DEADLINE_S, at).await?;
+    Ok(Ok(Applied::App(rec)))
+}
+
+/// `Command::DeleteApp`: the app goes, its instances are stopped.
+pub(crate) async fn delete(
+    c: &mut SqliteConnection,
+    name: &Name,
+    at: u64,
+) -> Result<CommandResult, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM apps WHERE name = ?")
+        .bind(name.as_str())
+        .execute(&mut *c)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Ok(Err(Refusal::not_found("app", name)));
+    }
+    set_domains(c, name, &[]).await?;
+    forget_app(c, name, at).await?;
+    Ok(Ok(Applied::Done))
+}

@@ -1,0 +1,97 @@
+//! The audit log of scheduling decisions: entries and their rows.
+
+use meridian_core::Name;
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use crate::sql::{i, name, u};
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Position; assigned on apply (0 in commands).
+    pub seq: u64,
+    /// Unix seconds.
+    pub at: u64,
+    /// The app.
+    pub app: Name,
+    /// `placed`, `stopped`, `refused` or `release`.
+    pub kind: String,
+    /// The instance concerned.
+    pub instance: Option<String>,
+    /// The node concerned.
+    pub node: Option<String>,
+    /// Its region.
+    pub region: Option<String>,
+    /// The region's country.
+    pub country: Option<String>,
+    /// The policy checked, e.g. `residency [EU]`.
+    pub policy: String,
+    /// What happened.
+    pub detail: String,
+}
+
+pub(crate) fn audit_row(r: &SqliteRow) -> Result<AuditRecord, sqlx::Error> {
+    Ok(AuditRecord {
+        seq: u(r.try_get("seq")?),
+        at: u(r.try_get("at")?),
+        app: name("audit app", r.try_get("app")?)?,
+        kind: r.try_get("kind")?,
+        instance: r.try_get("instance")?,
+        node: r.try_get("node")?,
+        region: r.try_get("region")?,
+        country: r.try_get("country")?,
+        policy: r.try_get("policy")?,
+        detail: r.try_get("detail")?,
+    })
+}
+
+/// Audit entries after `after`, oldest first, at most `limit`, of one app or all.
+pub async fn audit(
+    c: &mut SqliteConnection,
+    app: Option<&str>,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<AuditRecord>, sqlx::Error> {
+    let rows = match app {
+        Some(a) => {
+            sqlx::query("SELECT * FROM audit WHERE app = ? AND seq > ? ORDER BY seq LIMIT ?")
+                .bind(a)
+                .bind(i(after))
+                .bind(i64::from(limit))
+                .fetch_all(c)
+                .await?
+        }
+        None => {
+            sqlx::query("SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?")
+                .bind(i(after))
+                .bind(i64::from(limit))
+                .fetch_all(c)
+                .await?
+        }
+    };
+    rows.iter().map(audit_row).collect()
+}
+
+pub(crate) async fn insert_audit(
+    c: &mut SqliteConnection,
+    rows: &[AuditRecord],
+) -> Result<(), sqlx::Error> {
+    let mut insert = sqlx::QueryBuilder::new(
+        "INSERT INTO audit (at, app, kind, instance, node, region, country, policy, detail) ",
+    );
+    insert.push_values(rows, |mut row, a| {
+        row.push_bind(i(a.at))
+            .push_bind(a.app.as_str())
+            .push_bind(&a.kind)
+            .push_bind(&a.instance)
+            .push_bind(&a.node)
+            .push_bind(&a.region)
+            .push_bind(&a.country)
+            .push_bind(&a.policy)
+            .push_bind(&a.detail);
+    });
+    insert.build().execute(&mut *c).await?;
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! Worker nodes: the record, its rows, registration, status changes and assignment generations.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use meridian_core::{Name, NodeStatus};
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use crate::command::{Applied, CommandResult, Refusal};
+use crate::sql::{corrupt, fetch_in, i, json, name, small, to_json, u, ROWS_PER_STATEMENT};
+
+/// A worker node as the state keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Unique name.
+    pub name: Name,
+    /// Its region.
+    pub region: Name,
+    /// CPU offered, in thousandths of a core.
+    pub cpu_millis: u32,
+    /// Memory offered, in MiB.
+    pub memory_mb: u32,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Where instance ports are published.
+    pub advertise_host: String,
+    /// Status.
+    pub status: NodeStatus,
+    /// Bumped on every change to its assignments.
+    pub generation: u64,
+    /// Unix seconds.
+    pub registered_at: u64,
+    /// Unix seconds.
+    pub updated_at: u64,
+}
+
+pub(crate) fn node_row(r: &SqliteRow) -> Result<NodeRecord, sqlx::Error> {
+    let status: String = r.try_get("status")?;
+    Ok(NodeRecord {
+        name: name("node name", r.try_get("name")?)?,
+        region: name("node region", r.try_get("region")?)?,
+        cpu_millis: small("node cpu", r.try_get("cpu_millis")?)?,
+        memory_mb: small("node memory", r.try_get("memory_mb")?)?,
+        labels: json("node labels", r.try_get("labels")?)?,
+        advertise_host: r.try_get("advertise_host")?,
+        status: NodeStatus::parse(&status).ok_or_else(|| corrupt("node status", &status))?,
+        generation: u(r.try_get("generation")?),
+        registered_at: u(r.try_get("registered_at")?),
+        updated_at: u(r.try_get("updated_at")?),
+    })
+}
+
+/// One node by name.
+pub async fn node(c: &mut SqliteConnection, n: &str) -> Result<Option<NodeRecord>, sqlx::Error> {
+    let row = sqlx::query("SELECT * FROM nodes WHERE name = ?")
+        .bind(n)
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(node_row).transpose()
+}
+
+/// Every node, by name.
+pub async fn nodes(c: &mut SqliteConnection) -> Result<Vec<NodeRecord>, sqlx::Error> {
+    let rows = sqlx::query("SELECT * FROM nodes ORDER BY name")
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(node_row).collect()
+}
+
+/// The nodes with these names that exist.
+pub async fn nodes_named(
+    c: &mut SqliteConnection,
+    names: &[&str],
+) -> Result<Vec<NodeRecord>, sqlx::Error> {
+    let rows = fetch_in(c, "SELECT * FROM nodes WHERE name IN (", names, ")").await?;
+    rows.iter().map(node_row).collect()
+}
+
+/// `Command::RegisterNode`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn register_node(
+    c: &mut SqliteConnection,
+    name: &Name,
+    region: &Name,
+    cpu_millis: u32,
+    memory_mb: u32,
+    labels: &BTreeMap<String, String>,
+    advertise_host: &str,
+    at: u64,
+) -> Result<CommandResult, sqlx::Error> {
+    if crate::regions::region(c, region.as_str()).await?.is_none() {
+        return Ok(Err(Refusal::Invalid {
+            field: "region".into(),
+            message: format!("region {region} does not exist"),
+        }));
+    }
+    let old = node(c, name.as_str()).await?;
+    let rec = NodeRecord {
+        name: name.clone(),
+        region: region.clone(),
+        cpu_millis,
+        memory_mb,
+        labels: labels.clone(),
+        advertise_host: advertise_host.to_string(),
+        // A drain outlives a restart of the agent; a down node is back.
+        status: match old.as_ref().map(|o| o.status) {
+            Some(NodeStatus::Draining) => NodeStatus::Draining,
+            _ => NodeStatus::Ready,
+        },
+        generation: old.as_ref().map_or(0, |o| o.generation),
+        registered_at: old.as_ref().map_or(at, |o| o.registered_at),
+        updated_at: at,
+    };
+    sqlx::query(
+        "INSERT OR REPLACE INTO nodes (name, region, cpu_millis, memory_mb, labels, \
+         advertise_host, status, generation, registered_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(rec.name.as_str())
+    .bind(rec.region.as_str())
+    .bind(i64::from(rec.cpu_millis))
+    .bind(i64::from(rec.memory_mb))
+    .bind(to_json(&rec.labels))
+    .bind(&rec.advertise_host)
+    .bind(rec.status.as_str())
+    .bind(i(rec.generation))
+    .bind(i(rec.registered_at))
+    .bind(i(rec.updated_at))
+    .execute(&mut *c)
+    .await?;
+    Ok(Ok(Applied::Node(rec)))
+}
+
+/// `Command::SetNodeStatus`.
+pub(crate) async fn set_node_status(
+    c: &mut SqliteConnection,
+    name: &Name,
+    status: NodeStatus,
+    at: u64,
+) -> Result<CommandResult, sqlx::Error> {
+    let Some(mut rec) = node(c, name.as_str()).await? else {
+        return Ok(Err(Refusal::not_found("node", name)));
+    };
+    if rec.status != status {
+        sqlx::query("UPDATE nodes SET status = ?, updated_at = ? WHERE name = ?")
+            .bind(status.as_str())
+            .bind(i(at))
+            .bind(name.as_str())
+            .execute(&mut *c)
+            .await?;
+        rec.status = status;
+        rec.updated_at = at;
+    }
+    Ok(Ok(Applied::Node(rec)))
+}
+
+pub(crate) async fn bump_generations(
+    c: &mut SqliteConnection,
+    nodes: &BTreeSet<&str>,
+) -> Result<(), sqlx::Error> {
+    let names: Vec<&str> = nodes.iter().copied().collect();
+    for chunk in names.chunks(ROWS_PER_STATEMENT) {
+        let mut update =
+            sqlx::QueryBuilder::new("UPDATE nodes SET generation = generation + 1 WHERE name IN (");
+        let mut list = update.separated(", ");
+        for n in chunk {
+            list.push_bind(*n);
+        }
+        update.push(")");
+        update.build().execute(&mut *c).await?;
+    }
+    Ok(())
+}

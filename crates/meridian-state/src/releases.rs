@@ -1,0 +1,336 @@
+//! Releases: what each release of an app runs, its rows, deploys, and status changes (promote, halt, supersede).
+
+use std::collections::BTreeMap;
+
+use meridian_core::{AppSpec, HealthCheck, Name, ReleaseStatus};
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use crate::apps::AppRecord;
+use crate::command::{Applied, CommandResult, Refusal};
+use crate::sql::{corrupt, fetch_in, i, json, name, to_json, u};
+
+/// What every instance of one release runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseConfig {
+    /// Image reference.
+    pub image: String,
+    /// Container port.
+    pub port: u16,
+    /// Environment.
+    pub env: BTreeMap<String, String>,
+    /// Health check.
+    pub health: Option<HealthCheck>,
+    /// CPU per instance.
+    pub cpu_millis: u32,
+    /// Memory per instance.
+    pub memory_mb: u32,
+}
+
+impl ReleaseConfig {
+    /// The runtime part of an app spec.
+    pub fn of(spec: &AppSpec) -> Self {
+        Self {
+            image: spec.image.clone(),
+            port: spec.port,
+            env: spec.env.clone(),
+            health: spec.health.clone(),
+            cpu_millis: spec.cpu_millis,
+            memory_mb: spec.memory_mb,
+        }
+    }
+
+    /// Writes this config back into `spec`.
+    pub fn apply_to(&self, spec: &mut AppSpec) {
+        spec.image = self.image.clone();
+        spec.port = self.port;
+        spec.env = self.env.clone();
+        spec.health = self.health.clone();
+        spec.cpu_millis = self.cpu_millis;
+        spec.memory_mb = self.memory_mb;
+    }
+}
+
+/// A release as the state keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRecord {
+    /// The app.
+    pub app: Name,
+    /// Its number, from 1.
+    pub number: u64,
+    /// What its instances run.
+    pub config: ReleaseConfig,
+    /// Status.
+    pub status: ReleaseStatus,
+    /// Why it halted.
+    pub reason: Option<String>,
+    /// Unix seconds by which a rolling release must be fully healthy.
+    pub deadline_at: u64,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub updated_at: u64,
+}
+
+/// A release status change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseUpdate {
+    /// The app.
+    pub app: Name,
+    /// The release.
+    pub number: u64,
+    /// Its new status: `active` supersedes the other active and rolling releases; `halted`
+    /// restores the app's config from the serving release.
+    pub status: ReleaseStatus,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+pub(crate) fn release_row(r: &SqliteRow) -> Result<ReleaseRecord, sqlx::Error> {
+    let status: String = r.try_get("status")?;
+    Ok(ReleaseRecord {
+        app: name("release app", r.try_get("app")?)?,
+        number: u(r.try_get("number")?),
+        config: json("release config", r.try_get("config")?)?,
+        status: ReleaseStatus::parse(&status).ok_or_else(|| corrupt("release status", &status))?,
+        reason: r.try_get("reason")?,
+        deadline_at: u(r.try_get("deadline_at")?),
+        created_at: u(r.try_get("created_at")?),
+        updated_at: u(r.try_get("updated_at")?),
+    })
+}
+
+/// One release.
+pub async fn release(
+    c: &mut SqliteConnection,
+    app: &str,
+    number: u64,
+) -> Result<Option<ReleaseRecord>, sqlx::Error> {
+    let row = sqlx::query("SELECT * FROM releases WHERE app = ? AND number = ?")
+        .bind(app)
+        .bind(i(number))
+        .fetch_optional(c)
+        .await?;
+    row.as_ref().map(release_row).transpose()
+}
+
+/// Releases of one app (every app when `None`), newest first.
+pub async fn releases(
+    c: &mut SqliteConnection,
+    app: Option<&str>,
+) -> Result<Vec<ReleaseRecord>, sqlx::Error> {
+    let rows = match app {
+        Some(a) => {
+            sqlx::query("SELECT * FROM releases WHERE app = ? ORDER BY number DESC")
+                .bind(a)
+                .fetch_all(c)
+                .await?
+        }
+        None => {
+            sqlx::query("SELECT * FROM releases ORDER BY app, number DESC")
+                .fetch_all(c)
+                .await?
+        }
+    };
+    rows.iter().map(release_row).collect()
+}
+
+/// The releases of these apps that are rolling or active, newest first within each app.
+pub async fn live_releases_of(
+    c: &mut SqliteConnection,
+    apps: &[&str],
+) -> Result<Vec<ReleaseRecord>, sqlx::Error> {
+    let rows = fetch_in(
+        c,
+        "SELECT * FROM releases WHERE status IN ('rolling', 'active') AND app IN (",
+        apps,
+        ") ORDER BY app, number DESC",
+    )
+    .await?;
+    rows.iter().map(release_row).collect()
+}
+
+/// Apps with a release still rolling out whose deadline is before `at`.
+pub async fn rolling_past_deadline(
+    c: &mut SqliteConnection,
+    at: u64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT app FROM releases WHERE status = 'rolling' AND deadline_at < ? \
+         ORDER BY app",
+    )
+    .bind(i(at))
+    .fetch_all(c)
+    .await
+}
+
+/// Adds release `number` of an app.
+pub(crate) async fn insert_release(
+    c: &mut SqliteConnection,
+    r: &ReleaseRecord,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO releases (app, number, config, status, reason, deadline_at, created_at, \
+         updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(r.app.as_str())
+    .bind(i(r.number))
+    .bind(to_json(&r.config))
+    .bind(r.status.as_str())
+    .bind(&r.reason)
+    .bind(i(r.deadline_at))
+    .bind(i(r.created_at))
+    .bind(i(r.updated_at))
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Seconds a release made by an app change has to become healthy.
+pub const DEFAULT_DEADLINE_S: u64 = 300;
+
+/// After an app is created or changed: its first release (serving at once), or a new rolling
+/// release when what its instances run changed. Answers the release written, if any.
+pub(crate) async fn release_app(
+    c: &mut SqliteConnection,
+    app: &AppRecord,
+    deadline_s: u64,
+    at: u64,
+) -> Result<Option<ReleaseRecord>, sqlx::Error> {
+    let config = ReleaseConfig::of(&app.spec);
+    let existing = releases(c, Some(app.spec.name.as_str())).await?;
+    let latest_live = existing
+        .iter()
+        .find(|r| matches!(r.status, ReleaseStatus::Active | ReleaseStatus::Rolling));
+    if latest_live.is_some_and(|r| r.config == config) {
+        return Ok(None);
+    }
+    let rec = new_release(c, &app.spec.name, config, &existing, deadline_s, at).await?;
+    Ok(Some(rec))
+}
+
+/// Writes the next release of an app after `existing` (newest first): serving at once when it
+/// is the first, else rolling, superseding one still rolling out.
+pub(crate) async fn new_release(
+    c: &mut SqliteConnection,
+    app: &Name,
+    config: ReleaseConfig,
+    existing: &[ReleaseRecord],
+    deadline_s: u64,
+    at: u64,
+) -> Result<ReleaseRecord, sqlx::Error> {
+    let rec = ReleaseRecord {
+        app: app.clone(),
+        number: existing.first().map_or(1, |r| r.number + 1),
+        config,
+        status: if existing.is_empty() {
+            ReleaseStatus::Active
+        } else {
+            ReleaseStatus::Rolling
+        },
+        reason: None,
+        deadline_at: at + deadline_s,
+        created_at: at,
+        updated_at: at,
+    };
+    sqlx::query(
+        "UPDATE releases SET status = 'superseded', updated_at = ? WHERE app = ? AND status = 'rolling'",
+    )
+    .bind(i(at))
+    .bind(app.as_str())
+    .execute(&mut *c)
+    .await?;
+    insert_release(c, &rec).await?;
+    Ok(rec)
+}
+
+/// `Command::Deploy`.
+pub(crate) async fn deploy(
+    c: &mut SqliteConnection,
+    app: &Name,
+    image: &str,
+    deadline_s: u64,
+    at: u64,
+) -> Result<CommandResult, sqlx::Error> {
+    let Some(mut rec) = crate::apps::app(c, app.as_str()).await? else {
+        return Ok(Err(Refusal::not_found("app", app)));
+    };
+    rec.spec.image = image.to_string();
+    rec.version += 1;
+    rec.updated_at = at;
+    sqlx::query("UPDATE apps SET image = ?, version = ?, updated_at = ? WHERE name = ?")
+        .bind(image)
+        .bind(i(rec.version))
+        .bind(i(at))
+        .bind(app.as_str())
+        .execute(&mut *c)
+        .await?;
+    // A deploy of what already runs still makes a release: the user asked for a rollout.
+    let existing = releases(c, Some(app.as_str())).await?;
+    let config = ReleaseConfig::of(&rec.spec);
+    let release = new_release(c, app, config, &existing, deadline_s, at).await?;
+    Ok(Ok(Applied::Release(release)))
+}
+
+pub(crate) async fn update_release(
+    c: &mut SqliteConnection,
+    app: &Name,
+    number: u64,
+    status: ReleaseStatus,
+    reason: Option<&str>,
+    at: u64,
+) -> Result<(), sqlx::Error> {
+    let Some(release) = release(c, app.as_str(), number).await? else {
+        return Ok(());
+    };
+    if status == ReleaseStatus::Active {
+        sqlx::query(
+            "UPDATE releases SET status = 'superseded', updated_at = ? \
+             WHERE app = ? AND number != ? AND status IN ('active', 'rolling')",
+        )
+        .bind(i(at))
+        .bind(app.as_str())
+        .bind(i(number))
+        .execute(&mut *c)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE releases SET status = ?, reason = ?, updated_at = ? WHERE app = ? AND number = ?",
+    )
+    .bind(status.as_str())
+    .bind(reason)
+    .bind(i(at))
+    .bind(app.as_str())
+    .bind(i(number))
+    .execute(&mut *c)
+    .await?;
+    if status == ReleaseStatus::Halted {
+        // The app shows what still serves, not the release that failed.
+        let serving = releases(c, Some(app.as_str()))
+            .await?
+            .into_iter()
+            .find(|r| r.status == ReleaseStatus::Active);
+        if let (Some(serving), Some(mut rec)) = (serving, crate::apps::app(c, app.as_str()).await?)
+        {
+            if ReleaseConfig::of(&rec.spec) == release.config {
+                serving.config.apply_to(&mut rec.spec);
+                sqlx::query(
+                    "UPDATE apps SET image = ?, port = ?, env = ?, health = ?, cpu_millis = ?, \
+                     memory_mb = ?, version = version + 1, updated_at = ? WHERE name = ?",
+                )
+                .bind(&rec.spec.image)
+                .bind(i64::from(rec.spec.port))
+                .bind(to_json(&rec.spec.env))
+                .bind(rec.spec.health.as_ref().map(to_json))
+                .bind(i64::from(rec.spec.cpu_millis))
+                .bind(i64::from(rec.spec.memory_mb))
+                .bind(i(at))
+                .bind(app.as_str())
+                .execute(&mut *c)
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! What edge routers read: routable instances and registered routers, and router registration.
+
+use meridian_core::Name;
+use sqlx::SqliteConnection;
+
+use crate::command::{Applied, CommandResult, Refusal};
+use crate::sql::i;
+
+/// Instances a router may send requests to: wanted running, healthy, with an address, on a
+/// node that is not down. Each with its node's region: (id, app, node, region, address).
+pub async fn routable_instances(
+    c: &mut SqliteConnection,
+) -> Result<Vec<(String, String, String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT i.id, i.app, i.node, n.region, i.address FROM instances i \
+         JOIN nodes n ON n.name = i.node \
+         WHERE i.desired = 'run' AND i.state = 'healthy' AND i.address IS NOT NULL \
+         AND n.status != 'down' ORDER BY i.app, i.id",
+    )
+    .fetch_all(c)
+    .await
+}
+
+/// Registered routers whose region still exists: (name, region, url).
+pub async fn routers(
+    c: &mut SqliteConnection,
+) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT r.name, r.region, r.url FROM routers r \
+         JOIN regions g ON g.name = r.region ORDER BY r.region, r.name",
+    )
+    .fetch_all(c)
+    .await
+}
+
+/// `Command::RegisterRouter`.
+pub(crate) async fn register_router(
+    c: &mut SqliteConnection,
+    name: &Name,
+    region: &Name,
+    url: &str,
+    at: u64,
+) -> Result<CommandResult, sqlx::Error> {
+    if crate::regions::region(c, region.as_str()).await?.is_none() {
+        return Ok(Err(Refusal::Invalid {
+            field: "region".into(),
+            message: format!("region {region} does not exist"),
+        }));
+    }
+    sqlx::query(
+        "INSERT OR REPLACE INTO routers (name, region, url, registered_at) \
+         VALUES (?, ?, ?, ?)",
+    )
+    .bind(name.as_str())
+    .bind(region.as_str())
+    .bind(url)
+    .bind(i(at))
+    .execute(&mut *c)
+    .await?;
+    Ok(Ok(Applied::Done))
+}
