@@ -111,6 +111,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         geoip_db: None,
         geo_map: None,
         rtt_table: None,
+        retention: Default::default(),
     };
     if let Some(socket) = args.docker.strip_prefix("unix://") {
         if !Path::new(socket).exists() {

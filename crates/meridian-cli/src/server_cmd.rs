@@ -11,7 +11,7 @@ use clap::Args;
 use meridian_server::ServerConfig;
 
 use crate::output::write_stdout;
-use crate::server_file::{RaftFile, ServerFile};
+use crate::server_file::{RaftFile, RetentionFile, ServerFile};
 
 /// Settings for `meridian server`. Each flag can also come from its `MERIDIAN_*` variable;
 /// anything given neither way is read from `--config`.
@@ -99,6 +99,35 @@ pub struct ServerArgs {
     #[arg(long, env = "MERIDIAN_RAFT_KEEP_ENTRIES", value_name = "N")]
     raft_keep_entries: Option<u64>,
 
+    /// Releases kept per app, newest first; serving and rolling-out ones always stay
+    /// [default: 20; 0 keeps all].
+    #[arg(long, env = "MERIDIAN_KEEP_RELEASES", value_name = "N")]
+    keep_releases: Option<u32>,
+
+    /// Seconds audit entries are kept before they are exported and forgotten
+    /// [default: 7776000 (90 days); 0 keeps all].
+    #[arg(long, env = "MERIDIAN_AUDIT_MAX_AGE_S", value_name = "SECONDS")]
+    audit_max_age_s: Option<u64>,
+
+    /// Directory audit entries are written to (JSON lines) before they are forgotten
+    /// [default: <data dir>/audit-export].
+    #[arg(long, env = "MERIDIAN_AUDIT_EXPORT_DIR", value_name = "DIR")]
+    audit_export_dir: Option<PathBuf>,
+
+    /// Seconds a node may stay down, or a router unregistered, before it is forgotten
+    /// [default: 86400; 0 never].
+    #[arg(long, env = "MERIDIAN_FORGET_GONE_AFTER_S", value_name = "SECONDS")]
+    forget_gone_after_s: Option<u64>,
+
+    /// Seconds expired or revoked tokens are still listed before they are forgotten
+    /// [default: 604800; 0 never].
+    #[arg(long, env = "MERIDIAN_FORGET_TOKENS_AFTER_S", value_name = "SECONDS")]
+    forget_tokens_after_s: Option<u64>,
+
+    /// Milliseconds between the leader's retention passes [default: 60000].
+    #[arg(long, env = "MERIDIAN_RETENTION_EVERY_MS", value_name = "MS")]
+    retention_every_ms: Option<u64>,
+
     /// Print the resolved settings as TOML and exit without starting.
     #[arg(long)]
     print_config: bool,
@@ -129,6 +158,14 @@ impl ServerArgs {
                 election_max_ms: self.raft_election_max_ms,
                 snapshot_after_entries: self.raft_snapshot_after_entries,
                 keep_entries_behind_snapshot: self.raft_keep_entries,
+            },
+            retention: RetentionFile {
+                releases_per_app: self.keep_releases,
+                audit_max_age_s: self.audit_max_age_s,
+                audit_export_dir: self.audit_export_dir.clone(),
+                forget_gone_after_s: self.forget_gone_after_s,
+                forget_tokens_after_s: self.forget_tokens_after_s,
+                every_ms: self.retention_every_ms,
             },
         }
     }

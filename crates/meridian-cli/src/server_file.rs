@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use meridian_server::config::default_max_body;
-use meridian_server::{ServerConfig, StartMode};
+use meridian_server::{RetentionSettings, ServerConfig, StartMode};
 use meridian_state::RaftSettings;
 use serde::Deserialize;
 
@@ -51,6 +51,54 @@ pub struct ServerFile {
     /// Raft timing and compaction.
     #[serde(default)]
     pub raft: RaftFile,
+    /// What the state keeps.
+    #[serde(default)]
+    pub retention: RetentionFile,
+}
+
+/// Any subset of `RetentionSettings`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionFile {
+    /// Releases kept per app.
+    pub releases_per_app: Option<u32>,
+    /// Seconds audit entries are kept.
+    pub audit_max_age_s: Option<u64>,
+    /// Where audit entries are exported before they are forgotten.
+    pub audit_export_dir: Option<PathBuf>,
+    /// Seconds before down nodes and silent routers are forgotten.
+    pub forget_gone_after_s: Option<u64>,
+    /// Seconds before expired or revoked tokens are forgotten.
+    pub forget_tokens_after_s: Option<u64>,
+    /// Milliseconds between the leader's looks.
+    pub every_ms: Option<u64>,
+}
+
+impl RetentionFile {
+    fn over(self, lower: RetentionFile) -> RetentionFile {
+        RetentionFile {
+            releases_per_app: self.releases_per_app.or(lower.releases_per_app),
+            audit_max_age_s: self.audit_max_age_s.or(lower.audit_max_age_s),
+            audit_export_dir: self.audit_export_dir.or(lower.audit_export_dir),
+            forget_gone_after_s: self.forget_gone_after_s.or(lower.forget_gone_after_s),
+            forget_tokens_after_s: self.forget_tokens_after_s.or(lower.forget_tokens_after_s),
+            every_ms: self.every_ms.or(lower.every_ms),
+        }
+    }
+
+    fn into_settings(self) -> RetentionSettings {
+        let d = RetentionSettings::default();
+        RetentionSettings {
+            releases_per_app: self.releases_per_app.unwrap_or(d.releases_per_app),
+            audit_max_age_s: self.audit_max_age_s.unwrap_or(d.audit_max_age_s),
+            audit_export_dir: self.audit_export_dir.or(d.audit_export_dir),
+            forget_gone_after_s: self.forget_gone_after_s.unwrap_or(d.forget_gone_after_s),
+            forget_tokens_after_s: self
+                .forget_tokens_after_s
+                .unwrap_or(d.forget_tokens_after_s),
+            every_ms: self.every_ms.unwrap_or(d.every_ms),
+        }
+    }
 }
 
 /// Any subset of `RaftSettings`.
@@ -194,6 +242,7 @@ impl ServerFile {
                     .keep_entries_behind_snapshot
                     .or(lower.raft.keep_entries_behind_snapshot),
             },
+            retention: self.retention.over(lower.retention),
         })
     }
 
@@ -265,6 +314,7 @@ impl ServerFile {
             geo_map: self.geo_map,
             rtt_table: self.rtt_table,
             raft,
+            retention: self.retention.into_settings(),
         })
     }
 }

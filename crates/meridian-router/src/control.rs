@@ -198,6 +198,9 @@ async fn save(path: &Path, table: &RouteTable) {
     }
 }
 
+/// How often a router registers again while it runs.
+const REREGISTER_EVERY: Duration = Duration::from_secs(600);
+
 /// Registers, then keeps `tx` holding the newest route table until `tx` has no receivers,
 /// starting from the table of `version` already published. Each new table is also saved to
 /// `cache` when given. Failures are logged and retried with back-off; the last table stays
@@ -210,12 +213,19 @@ pub async fn run(
 ) {
     let mut backoff = MIN_BACKOFF;
     let mut registered = false;
+    let mut registered_at = tokio::time::Instant::now();
     let mut version = version;
     while !tx.is_closed() {
+        // Registering again now and then tells the control plane this router is alive: the
+        // leader forgets routers silent for longer than its retention grace.
+        if registered && registered_at.elapsed() >= REREGISTER_EVERY {
+            registered = false;
+        }
         if !registered {
             match control.register().await {
                 Ok(()) => {
                     registered = true;
+                    registered_at = tokio::time::Instant::now();
                     tracing::info!(
                         name = %control.config.name,
                         region = %control.config.region,
@@ -231,6 +241,15 @@ pub async fn run(
         match control.table(version).await {
             Ok(wire) => {
                 backoff = MIN_BACKOFF;
+                if registered
+                    && !wire
+                        .routers
+                        .iter()
+                        .any(|r| r.name == control.config.name.as_str())
+                {
+                    // Forgotten (silent too long, say behind a partition): register again.
+                    registered = false;
+                }
                 if wire.version != version {
                     version = wire.version;
                     let table = RoutingTable::from_wire(&wire);

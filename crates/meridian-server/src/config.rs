@@ -48,6 +48,44 @@ pub struct ServerConfig {
     /// CSV of measured round trips between regions `from,to,ms`, overriding distance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt_table: Option<PathBuf>,
+    /// What the leader lets go of, and when.
+    #[serde(default)]
+    pub retention: RetentionSettings,
+}
+
+/// What the state keeps, so it (and every snapshot) stops growing without bound. The leader
+/// applies these through replicated commands; a `0` age keeps that kind of thing forever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Releases kept per app, newest first; the serving and rolling-out ones always stay.
+    pub releases_per_app: u32,
+    /// Audit entries older than this many seconds are exported, then forgotten.
+    pub audit_max_age_s: u64,
+    /// Where the leader writes audit entries (JSON lines) before they are forgotten.
+    /// Defaults to `<data_dir>/audit-export`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_export_dir: Option<PathBuf>,
+    /// Nodes down, and routers not registered again, for longer than this many seconds are
+    /// forgotten.
+    pub forget_gone_after_s: u64,
+    /// Tokens expired or revoked for longer than this many seconds are forgotten.
+    pub forget_tokens_after_s: u64,
+    /// How often the leader looks, in milliseconds.
+    pub every_ms: u64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            releases_per_app: 20,
+            audit_max_age_s: 90 * 24 * 3600,
+            audit_export_dir: None,
+            forget_gone_after_s: 24 * 3600,
+            forget_tokens_after_s: 7 * 24 * 3600,
+            every_ms: 60_000,
+        }
+    }
 }
 
 /// Default node grace: 10 s.
@@ -74,6 +112,14 @@ pub fn default_max_body() -> usize {
 }
 
 impl ServerConfig {
+    /// Where audit entries go before they are forgotten.
+    pub fn audit_export_dir(&self) -> PathBuf {
+        self.retention
+            .audit_export_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit-export"))
+    }
+
     /// The URL other servers reach this one at.
     pub fn advertise(&self) -> String {
         self.advertise_url

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod query;
 pub mod reconcile;
+pub mod retention;
 pub mod router;
 pub mod routes;
 
@@ -20,7 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use config::{ServerConfig, StartMode};
+pub use config::{RetentionSettings, ServerConfig, StartMode};
 use meridian_core::ErrorChain;
 use meridian_state::HttpNetwork;
 
@@ -154,6 +155,15 @@ pub async fn run(
     }));
     let app = router::build(ctx.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (retention_stop, retention_rx) = tokio::sync::oneshot::channel::<()>();
+    let retention = tokio::spawn(retention::run(
+        ctx.clone(),
+        config.retention.clone(),
+        config.audit_export_dir(),
+        async move {
+            let _ = retention_rx.await;
+        },
+    ));
     let reconciler = tokio::spawn(reconcile::run(ctx, async move {
         let _ = stop_rx.await;
     }));
@@ -189,7 +199,9 @@ pub async fn run(
         let _ = task.await;
     }
     let _ = stop_tx.send(());
+    let _ = retention_stop.send(());
     let _ = reconciler.await;
+    let _ = retention.await;
     tracing::info!("stopping raft and closing the databases");
     node.shutdown().await;
     served.map_err(ServerError::Serve)

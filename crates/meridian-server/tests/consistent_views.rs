@@ -14,8 +14,8 @@ use std::time::Duration;
 use meridian_core::{AppSpec, CountryCode, InstanceState, Name, Region};
 use meridian_server::reconcile::{read_round, RoundView, World};
 use meridian_server::routes::routing::RouteRows;
-use meridian_state::{NewInstance, Observed};
 use meridian_state::{Command, HttpNetwork, MemberNode, Node, RaftSettings, Schedule};
+use meridian_state::{NewInstance, Observed};
 
 const APPS: usize = 6;
 

@@ -6,9 +6,9 @@
 use sqlx::SqliteConnection;
 
 use crate::changes::Touched;
-use crate::command::{Applied, Command, CommandResult};
+use crate::command::{Applied, Command, CommandResult, Forget, Forgotten};
 use crate::{
-    apps, images, instances, nodes, regions, releases, routing, schedule, settings, tokens,
+    apps, audit, images, instances, nodes, regions, releases, routing, schedule, settings, tokens,
 };
 
 /// Applies `cmd` inside the caller's transaction, a `Command::Batch` one command at a time.
@@ -51,6 +51,12 @@ async fn apply_marked(
         | Command::UpdateRegion { .. }
         | Command::DeleteRegion { .. } => t.regions = true,
         Command::RegisterRouter { .. } | Command::SetAppsDomain { .. } => t.routing = true,
+        Command::Forget(f) => {
+            for n in &f.nodes {
+                t.node(n);
+            }
+            t.routing |= !f.routers.is_empty();
+        }
         // Reports and rounds mark the apps whose rows they changed as they write them.
         Command::ReportInstances { .. } | Command::Schedule { .. } => {}
         Command::Bootstrap { .. }
@@ -141,5 +147,32 @@ async fn apply_one(
             holder,
             at,
         } => images::register_image(c, name, digest, *size, *holder, *at).await,
+        Command::Forget(f) => forget(c, f).await,
     }
+}
+
+/// `Command::Forget`: each entity lets go of what still qualifies.
+async fn forget(c: &mut SqliteConnection, f: &Forget) -> Result<CommandResult, sqlx::Error> {
+    let mut done = Forgotten::default();
+    if f.audit_through > 0 {
+        let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit WHERE seq <= ?")
+            .bind(crate::sql::i(f.audit_through))
+            .fetch_one(&mut *c)
+            .await?;
+        audit::forget_through(c, f.audit_through).await?;
+        done.audit = crate::sql::u(before);
+    }
+    for (app, number) in &f.releases {
+        done.releases += u64::from(releases::forget(c, app, *number).await?);
+    }
+    for node in &f.nodes {
+        done.nodes += u64::from(nodes::forget(c, node, f.gone_before).await?);
+    }
+    for router in &f.routers {
+        done.routers += u64::from(routing::forget_router(c, router, f.gone_before).await?);
+    }
+    for id in &f.tokens {
+        done.tokens += u64::from(tokens::forget(c, id, f.tokens_before).await?);
+    }
+    Ok(Ok(Applied::Forgotten(done)))
 }

@@ -95,3 +95,36 @@ pub(crate) async fn insert_audit(
     insert.build().execute(&mut *c).await?;
     Ok(())
 }
+
+/// The oldest entries, at most `limit`, up to the first one at or after `before` (unix
+/// seconds): what an age limit lets go now, oldest first.
+pub async fn older_than(
+    c: &mut SqliteConnection,
+    before: u64,
+    limit: u32,
+) -> Result<Vec<AuditRecord>, sqlx::Error> {
+    let rows = sqlx::query("SELECT * FROM audit ORDER BY seq LIMIT ?")
+        .bind(i64::from(limit))
+        .fetch_all(c)
+        .await?;
+    let mut out = Vec::new();
+    for r in &rows {
+        let rec = audit_row(r)?;
+        // Entries are in commit order; a leader's clock may step back at a change of leader,
+        // so stop at the first young entry rather than skipping over it.
+        if rec.at >= before {
+            break;
+        }
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+/// Forgets every entry up to `seq`.
+pub(crate) async fn forget_through(c: &mut SqliteConnection, seq: u64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM audit WHERE seq <= ?")
+        .bind(i(seq))
+        .execute(c)
+        .await?;
+    Ok(())
+}

@@ -169,6 +169,9 @@ pub enum Command {
         /// Unix seconds.
         at: u64,
     },
+    /// Lets go of what is old enough, so the state and its snapshots stop growing. The leader
+    /// picks what to forget; apply forgets each only if it still qualifies then.
+    Forget(Forget),
     /// Several independent commands in one log entry, applied in order; each gets its own
     /// result and a refusal of one does not affect the others. Made by the proposer so that
     /// concurrent writes share one log append and one fsync. Never nested.
@@ -185,10 +188,64 @@ impl Command {
             Command::Bootstrap { .. }
             | Command::CreateToken { .. }
             | Command::RevokeToken { .. } => true,
+            Command::Forget(f) => !f.tokens.is_empty(),
             Command::Batch { commands } => commands.iter().any(Command::touches_auth),
             _ => false,
         }
     }
+}
+
+/// What a [`Command::Forget`] lets go of. Every list is checked again on apply: a release that
+/// serves again, a node back up, a router that registered again, stays.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forget {
+    /// Audit entries up to this sequence number (the leader exported them first); 0 for none.
+    #[serde(default)]
+    pub audit_through: u64,
+    /// Releases (app, number) that neither serve nor roll out.
+    #[serde(default)]
+    pub releases: Vec<(Name, u64)>,
+    /// Nodes down since before `gone_before` with nothing wanted running on them.
+    #[serde(default)]
+    pub nodes: Vec<Name>,
+    /// Routers that last registered before `gone_before`.
+    #[serde(default)]
+    pub routers: Vec<Name>,
+    /// Cut-off for nodes and routers, unix seconds.
+    #[serde(default)]
+    pub gone_before: u64,
+    /// Tokens that expired or were revoked before `tokens_before`.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// Cut-off for tokens, unix seconds.
+    #[serde(default)]
+    pub tokens_before: u64,
+}
+
+impl Forget {
+    /// Whether there is nothing to forget.
+    pub fn is_empty(&self) -> bool {
+        self.audit_through == 0
+            && self.releases.is_empty()
+            && self.nodes.is_empty()
+            && self.routers.is_empty()
+            && self.tokens.is_empty()
+    }
+}
+
+/// How much a [`Command::Forget`] let go of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forgotten {
+    /// Audit entries.
+    pub audit: u64,
+    /// Releases.
+    pub releases: u64,
+    /// Nodes.
+    pub nodes: u64,
+    /// Routers.
+    pub routers: u64,
+    /// Tokens.
+    pub tokens: u64,
 }
 
 /// What applying one log entry produced.
@@ -212,6 +269,8 @@ pub enum Applied {
     Release(ReleaseRecord),
     /// The image as stored.
     Image(ImageRecord),
+    /// What a `Command::Forget` let go of.
+    Forgotten(Forgotten),
     /// One result per command of a `Command::Batch`, in order.
     Batch(Vec<CommandResult>),
 }

@@ -45,7 +45,7 @@ pub use apps::AppRecord;
 pub use audit::AuditRecord;
 pub use auth_cache::{AuthCache, AuthView};
 pub use changes::{ChangeLog, Touched};
-pub use command::{Applied, Command, CommandResult, Refusal};
+pub use command::{Applied, Command, CommandResult, Forget, Forgotten, Refusal};
 pub use error::StateError;
 pub use images::ImageRecord;
 pub use instances::{Desired, Footprint, InstanceRecord, NewInstance, Observed, StopInstance};

@@ -172,3 +172,34 @@ pub(crate) async fn bump_generations(
     }
     Ok(())
 }
+
+/// Nodes down since before `before` (unix seconds) with no instance wanted running.
+pub async fn gone_since(c: &mut SqliteConnection, before: u64) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT n.name FROM nodes n WHERE n.status = 'down' AND n.updated_at < ? \
+         AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.node = n.name AND i.desired = 'run') \
+         ORDER BY n.name",
+    )
+    .bind(i(before))
+    .fetch_all(c)
+    .await
+}
+
+/// Forgets `node` if it is still down since before `before` with nothing wanted running on
+/// it. Answers whether it went.
+pub(crate) async fn forget(
+    c: &mut SqliteConnection,
+    node: &Name,
+    before: u64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM nodes WHERE name = ? AND status = 'down' AND updated_at < ? \
+         AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.node = ? AND i.desired = 'run')",
+    )
+    .bind(node.as_str())
+    .bind(i(before))
+    .bind(node.as_str())
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}

@@ -334,3 +334,39 @@ pub(crate) async fn update_release(
     }
     Ok(())
 }
+
+/// Releases beyond each app's newest `keep` that neither serve nor roll out, at most `limit`:
+/// (app, number).
+pub async fn beyond_newest(
+    c: &mut SqliteConnection,
+    keep: u32,
+    limit: u32,
+) -> Result<Vec<(String, u64)>, sqlx::Error> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT r.app, r.number FROM releases r \
+         WHERE r.status NOT IN ('active', 'rolling') AND r.number <= \
+         (SELECT MAX(n.number) FROM releases n WHERE n.app = r.app) - ? \
+         ORDER BY r.app, r.number LIMIT ?",
+    )
+    .bind(i64::from(keep))
+    .bind(i64::from(limit))
+    .fetch_all(c)
+    .await?;
+    Ok(rows.into_iter().map(|(a, n)| (a, u(n))).collect())
+}
+
+/// Forgets release `number` of `app` unless it serves or rolls out. Answers whether it went.
+pub(crate) async fn forget(
+    c: &mut SqliteConnection,
+    app: &Name,
+    number: u64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM releases WHERE app = ? AND number = ? AND status NOT IN ('active', 'rolling')",
+    )
+    .bind(app.as_str())
+    .bind(i(number))
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}

@@ -59,3 +59,28 @@ pub(crate) async fn register_router(
     .await?;
     Ok(Ok(Applied::Done))
 }
+
+/// Routers that last registered before `before` (unix seconds).
+pub async fn routers_silent_since(
+    c: &mut SqliteConnection,
+    before: u64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT name FROM routers WHERE registered_at < ? ORDER BY name")
+        .bind(i(before))
+        .fetch_all(c)
+        .await
+}
+
+/// Forgets `router` if it still last registered before `before`. Answers whether it went.
+pub(crate) async fn forget_router(
+    c: &mut SqliteConnection,
+    router: &Name,
+    before: u64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM routers WHERE name = ? AND registered_at < ?")
+        .bind(router.as_str())
+        .bind(i(before))
+        .execute(c)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}

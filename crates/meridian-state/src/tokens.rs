@@ -119,3 +119,28 @@ pub(crate) async fn revoke(
     }
     Ok(Ok(Applied::Done))
 }
+
+/// Tokens that expired, or were revoked, before `before` (unix seconds).
+pub async fn done_since(c: &mut SqliteConnection, before: u64) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM tokens WHERE expires_at < ? OR revoked_at < ? ORDER BY id")
+        .bind(i(before))
+        .bind(i(before))
+        .fetch_all(c)
+        .await
+}
+
+/// Forgets token `id` if it expired or was revoked before `before`. Answers whether it went.
+pub(crate) async fn forget(
+    c: &mut SqliteConnection,
+    id: &str,
+    before: u64,
+) -> Result<bool, sqlx::Error> {
+    let done =
+        sqlx::query("DELETE FROM tokens WHERE id = ? AND (expires_at < ? OR revoked_at < ?)")
+            .bind(id)
+            .bind(i(before))
+            .bind(i(before))
+            .execute(c)
+            .await?;
+    Ok(done.rows_affected() > 0)
+}

@@ -3,7 +3,9 @@
 use meridian_core::{AppSpec, CountryCode, Jurisdiction, Name, Region, Role};
 use meridian_state::apply::apply;
 use meridian_state::db;
-use meridian_state::{apps, settings, tokens, Applied, Command, CommandResult, Refusal, TokenRecord};
+use meridian_state::{
+    apps, settings, tokens, Applied, Command, CommandResult, Refusal, TokenRecord,
+};
 use sqlx::SqlitePool;
 
 async fn state() -> (tempfile::TempDir, SqlitePool) {

@@ -8,10 +8,10 @@ use meridian_core::{
     AppSpec, CountryCode, InstanceState, Jurisdiction, Name, NodeStatus, Region, ReleaseStatus,
 };
 use meridian_state::apply::apply;
-use meridian_state::{NewInstance, StopInstance};
 use meridian_state::{
     db, Applied, Command, CommandResult, Observed, Refusal, ReleaseUpdate, Schedule, StateReader,
 };
+use meridian_state::{NewInstance, StopInstance};
 use sqlx::SqlitePool;
 
 async fn state() -> (tempfile::TempDir, SqlitePool, StateReader) {
@@ -231,4 +231,97 @@ async fn a_halted_release_gives_the_app_back_its_serving_config() {
         run(&pool, missing).await,
         Err(Refusal::NotFound { .. })
     ));
+}
+
+#[tokio::test]
+async fn forget_lets_go_only_of_what_still_qualifies() {
+    use meridian_state::{nodes, releases, routing, tokens, Forget, Forgotten, TokenRecord};
+    let (_dir, pool, reader) = state().await;
+    setup(&pool).await;
+    for (n, image) in [(2, "web:2"), (3, "web:3")] {
+        let deploy = Command::Deploy {
+            app: self::n("web"),
+            image: image.into(),
+            deadline_s: 60,
+            at: n,
+        };
+        run(&pool, deploy).await.unwrap();
+    }
+    // fra-1 goes down at 10, iad-1 goes down and comes back.
+    for (node, status) in [
+        ("fra-1", NodeStatus::Down),
+        ("iad-1", NodeStatus::Down),
+        ("iad-1", NodeStatus::Ready),
+    ] {
+        let cmd = Command::SetNodeStatus {
+            name: n(node),
+            status,
+            at: 10,
+        };
+        run(&pool, cmd).await.unwrap();
+    }
+    for (name, at) in [("old", 5), ("fresh", 50)] {
+        let cmd = Command::RegisterRouter {
+            name: n(name),
+            region: n("eu-fra"),
+            url: "http://127.0.0.1:9".into(),
+            at,
+        };
+        run(&pool, cmd).await.unwrap();
+    }
+    for (id, expires_at) in [("expired", 5), ("valid", 1_000)] {
+        let token = TokenRecord {
+            id: id.into(),
+            role: meridian_core::Role::Viewer,
+            apps: None,
+            created_at: 1,
+            expires_at,
+            revoked_at: None,
+        };
+        run(&pool, Command::CreateToken { token }).await.unwrap();
+    }
+    // The leader's picks, some of which no longer qualify by the time the command applies:
+    // release 1 serves, release 3 rolls out, iad-1 is up, "fresh" registered after the
+    // cut-off, "valid" has not expired.
+    let forget = Forget {
+        audit_through: 0,
+        releases: vec![(n("web"), 1), (n("web"), 2), (n("web"), 3)],
+        nodes: vec![n("fra-1"), n("iad-1")],
+        routers: vec![n("old"), n("fresh")],
+        gone_before: 20,
+        tokens: vec!["expired".into(), "valid".into()],
+        tokens_before: 20,
+    };
+    let done = run(&pool, Command::Forget(forget)).await.unwrap();
+    assert_eq!(
+        done,
+        Applied::Forgotten(Forgotten {
+            audit: 0,
+            releases: 1,
+            nodes: 1,
+            routers: 1,
+            tokens: 1,
+        })
+    );
+    let mut c = pool.acquire().await.unwrap();
+    let left: Vec<u64> = releases::releases(&mut c, Some("web"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.number)
+        .collect();
+    assert_eq!(left, vec![3, 1]);
+    assert!(nodes::node(&mut c, "fra-1").await.unwrap().is_none());
+    assert!(nodes::node(&mut c, "iad-1").await.unwrap().is_some());
+    let routers: Vec<String> = routing::routers(&mut c)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(routers, vec!["fresh".to_string()]);
+    assert!(tokens::token(&mut c, "expired").await.unwrap().is_none());
+    assert!(tokens::token(&mut c, "valid").await.unwrap().is_some());
+    drop(c);
+    assert!(reader.running_instances().await.unwrap().is_empty());
 }

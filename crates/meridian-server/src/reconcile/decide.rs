@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use meridian_core::rollout::{self, InstanceHealth, ReleaseChange, ReleaseInfo};
 use meridian_core::schedule::{self, ClusterView, Demand, LiveInstance, NodeView, Plan};
 use meridian_core::{AppSpec, InstanceState, Name, ReleaseStatus};
-use meridian_state::{AppUnplaced, NewInstance, ReleaseUpdate, StopInstance};
 use meridian_state::{
     AppRecord, AuditRecord, DbError, InstanceRecord, ReadSnapshot, ReleaseRecord, Schedule,
 };
+use meridian_state::{AppUnplaced, NewInstance, ReleaseUpdate, StopInstance};
 
 use super::world::World;
 
