@@ -13,10 +13,12 @@
 //! (`schedule/place.rs`), each in the region `schedule/spread.rs` chooses.
 //!
 //! A rollout replaces region by region. While an app wants two releases, the newest is the
-//! one it keeps: its new instances count only each other toward the spread and go first to
-//! regions where an old instance waits for its replacement, and the old instance let go as one
-//! becomes healthy is one whose region has its replacement. A rollout ends on the spread a
-//! fresh plan of the app would choose, whatever spread it started from (when capacity allows).
+//! one it keeps, decided first: its new instances count only each other toward the spread, so
+//! they fill the spread a fresh plan would choose in that plan's own order, which from the
+//! fresh spread sends each to a region where an old instance waits for its replacement; the
+//! old instance let go as one becomes healthy is then one whose region has its replacement,
+//! since the keep pass keeps the whole app evenly spread. A rollout ends on the fresh spread,
+//! whatever spread it started from, when capacity allows (see `schedule/spread.rs`).
 //!
 //! What the scheduler cannot know: a live instance of an app that has no [`Demand`] is left
 //! alone (neither kept nor stopped) and, since its size is unknown, counts as using no CPU or
@@ -216,9 +218,9 @@ pub struct NodeVerdict {
 ///   nodes, as those do not count toward `count`.
 /// - Each wanted release then gets `count` minus its kept instances on ready nodes as new
 ///   [`Placement`]s, each spread to the allowed region with the fewest instances of the app
-///   (while the app wants several releases, those of the newest go where older instances wait
-///   for a replacement, as the module docs say), or an [`Unplaced`] entry saying what was
-///   required and what the nodes lacked.
+///   (while the app wants several releases, the newest release's instances count only each
+///   other, as the module docs say), or an [`Unplaced`] entry saying what was required and
+///   what the nodes lacked.
 /// - Of several wanted releases, the newest is kept first; the others keep, among their
 ///   instances, those that leave the whole app most evenly spread.
 /// - Demands are placed in the order given, each with the capacity left by kept instances and

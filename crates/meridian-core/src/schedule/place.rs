@@ -1,7 +1,8 @@
-//! Placing an app's missing instances: the region `spread.rs` ranks first, then within it the
-//! node with the fewest of the app's instances (in a rollout, for a new-release instance, the
-//! fewest of the new release's, so that it takes the place of an old one rather than joining
-//! one already replaced), the most free memory, the lowest name.
+//! Placing an app's missing instances: the region with the fewest of the app's instances
+//! first, then within it the node with the fewest, the most free memory, the lowest name. In a
+//! rollout regions and nodes count only some instances (`spread.rs`): for a new-release
+//! instance, the new release's, so that it takes the place of an old instance rather than
+//! joining one already replaced; for an old-release one, those that serve.
 //!
 //! Each allowed region gets a max-heap of its eligible nodes keyed exactly by that order, so a
 //! placement costs a scan of the few allowed regions and a heap pop, never a scan of the nodes.
@@ -31,13 +32,13 @@ pub(super) fn place(
         return;
     }
     let demand = policy.demand;
-    let mut spread = Spread::new(ix, policy, kept);
+    let mut spread = Spread::new(ix, kept);
     let staying = kept.staying.map(|s| s.release);
     let first_placement = plan.place.len();
     // A region's heap is built the first time the region is the best choice, so an app
     // placing a few instances pays for the nodes of one or two regions, not of all it may use.
     let mut heaps: Vec<Option<BinaryHeap<u128>>> = vec![None; ix.region_names.len()];
-    // Whether `nodes` (and the heaps' keys) count the staying release's instances only.
+    // Whether `nodes` (and the heaps' keys) count as a staying instance does, or an outgoing one.
     let mut counting: Option<bool> = None;
     let mut shortfall: Option<String> = None;
     for &(release, missing) in &kept.missing {
@@ -47,15 +48,14 @@ pub(super) fn place(
         let is_staying = Some(release) == staying;
         if counting != Some(is_staying) {
             nodes.clear();
-            let counts = |s: bool| s || !is_staying;
-            for k in kept.ready.iter().filter(|k| counts(k.staying)) {
+            let counts = |s: bool, healthy: bool| if is_staying { s } else { !s || healthy };
+            for k in kept.ready.iter().filter(|k| counts(k.staying, k.healthy)) {
                 nodes.add(k.node);
             }
+            // Instances placed by this plan are not healthy yet.
             for p in &plan.place[first_placement..] {
-                if let Some(n) = ix
-                    .find_node(&p.node)
-                    .filter(|_| counts(Some(p.release) == staying))
-                {
+                let counted = counts(Some(p.release) == staying, false);
+                if let Some(n) = ix.find_node(&p.node).filter(|_| counted) {
                     nodes.add(n);
                 }
             }
@@ -66,7 +66,7 @@ pub(super) fn place(
         while placed < missing {
             let best = (0..heaps.len())
                 .filter(|&r| policy.allowed[r] && heaps[r].as_ref().is_none_or(|h| !h.is_empty()))
-                .min_by_key(|&r| spread.rank(r, is_staying));
+                .min_by_key(|&r| spread.count(r, is_staying));
             let Some(r) = best else {
                 let reason = shortfall.get_or_insert_with(|| shortfall_reason(ix, policy, cap));
                 plan.unplaced.push(Unplaced {

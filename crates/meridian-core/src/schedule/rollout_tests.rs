@@ -375,9 +375,9 @@ fn a_rollout_returns_a_lopsided_app_to_the_fresh_spread() {
     // Nothing moves a running instance...
     let p = sim.round();
     assert!(p.place.is_empty() && p.stop.is_empty());
-    // ...but a deploy ends on the spread a fresh plan would choose.
+    // ...but a deploy ends on the spread a fresh plan would choose, eu-ams served first.
     let placed = sim.roll_out(&["web"]);
-    assert_eq!(placed[0].len(), 4);
+    assert_eq!(placed[0], ["eu-ams", "eu-fra", "us-iad", "eu-ams"]);
     assert_eq!(
         sim.spread("web", None),
         counts(&[("eu-ams", 2), ("eu-fra", 1), ("us-iad", 1)])
