@@ -17,9 +17,9 @@ pub(super) struct Kept {
     pub migrating: Vec<usize>,
     /// Per wanted release, in want order: how many new instances it needs.
     pub missing: Vec<(u64, u32)>,
-    /// The newest wanted release and its count: the release the app keeps. The other wanted
-    /// releases are on their way out, each instance until one of this release replaces it.
-    pub staying: Option<ReleaseWant>,
+    /// The newest wanted release: the one the app keeps. The other wanted releases are on
+    /// their way out, each instance until one of this release replaces it.
+    pub staying: Option<u64>,
 }
 
 /// One kept instance on a ready node.
@@ -75,17 +75,16 @@ pub(super) fn decide(
     // The staying release is decided first, so that which instances of an outgoing release
     // stay is chosen around it: an outgoing instance whose region already has its replacement
     // is the one let go.
-    let staying = wants.iter().copied().max_by_key(|w| w.release);
-    let first = staying.map(|s| s.release);
+    let staying = wants.iter().map(|w| w.release).max();
     let order = wants
         .iter()
         .enumerate()
-        .filter(|(_, w)| Some(w.release) == first)
+        .filter(|(_, w)| Some(w.release) == staying)
         .chain(
             wants
                 .iter()
                 .enumerate()
-                .filter(|(_, w)| Some(w.release) != first),
+                .filter(|(_, w)| Some(w.release) != staying),
         );
     let mut kept = Kept {
         ready: Vec::new(),
@@ -135,7 +134,7 @@ pub(super) fn decide(
             plan.keep.push(all[i].id.clone());
             kept.ready.push(KeptInstance {
                 node: n,
-                staying: Some(want.release) == first,
+                staying: Some(want.release) == staying,
                 healthy: all[i].healthy,
             });
         }

@@ -33,7 +33,7 @@ pub(super) fn place(
     }
     let demand = policy.demand;
     let mut spread = Spread::new(ix, kept);
-    let staying = kept.staying.map(|s| s.release);
+    let staying = kept.staying;
     let first_placement = plan.place.len();
     // A region's heap is built the first time the region is the best choice, so an app
     // placing a few instances pays for the nodes of one or two regions, not of all it may use.
