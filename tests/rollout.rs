@@ -14,15 +14,28 @@ use meridian_api::Client;
 use meridian_tests::workers::{eventually, hello_images, remove_containers, unique};
 use meridian_tests::Cluster;
 
-/// (app, residency, replicas, share per region).
-const APPS: [(&str, &[&str], u32, &[(&str, usize)]); 2] = [
-    ("eu-shop", &["EU"], 4, &[("eu-ams", 2), ("eu-fra", 2)]),
-    (
-        "world",
-        &[],
-        3,
-        &[("eu-ams", 1), ("eu-fra", 1), ("us-iad", 1)],
-    ),
+/// One of the apps deployed.
+struct TestApp {
+    name: &'static str,
+    residency: &'static [&'static str],
+    replicas: u32,
+    /// Instances per region, as a fresh plan spreads them.
+    share: &'static [(&'static str, usize)],
+}
+
+const APPS: [TestApp; 2] = [
+    TestApp {
+        name: "eu-shop",
+        residency: &["EU"],
+        replicas: 4,
+        share: &[("eu-ams", 2), ("eu-fra", 2)],
+    },
+    TestApp {
+        name: "world",
+        residency: &[],
+        replicas: 3,
+        share: &[("eu-ams", 1), ("eu-fra", 1), ("us-iad", 1)],
+    },
 ];
 
 fn app(name: &str, residency: &[&str], replicas: u32) -> AppBody {
@@ -101,29 +114,29 @@ async fn rolling_deploys_keep_each_region_share() {
         .collect();
     c.wait_nodes_ready(nodes.len()).await;
 
-    for (name, residency, replicas, _) in APPS {
+    for a in &APPS {
         admin
-            .create_app(&app(name, residency, replicas))
+            .create_app(&app(a.name, a.residency, a.replicas))
             .await
             .expect("create app");
     }
     eventually("both apps healthy", Duration::from_secs(90), || async {
         let mut all = true;
-        for (name, _, replicas, _) in APPS {
-            all &= promoted(&admin, name, 1, replicas as usize).await;
+        for a in &APPS {
+            all &= promoted(&admin, a.name, 1, a.replicas as usize).await;
         }
         all
     })
     .await;
-    for (name, _, _, spread) in APPS {
-        let live = admin.instances(name).await.expect("instances");
-        assert_eq!(healthy_of(&live, 1), share(spread), "{name} release 1");
+    for a in &APPS {
+        let live = admin.instances(a.name).await.expect("instances");
+        assert_eq!(healthy_of(&live, 1), share(a.share), "{} release 1", a.name);
     }
 
     // Both apps roll out v2 at once. Every poll, every region serves at least its share.
-    for (name, ..) in APPS {
+    for a in &APPS {
         let release = admin
-            .deploy(name, "meridian-hello:v2")
+            .deploy(a.name, "meridian-hello:v2")
             .await
             .expect("deploy");
         assert_eq!(release.number, 2);
@@ -136,10 +149,11 @@ async fn rolling_deploys_keep_each_region_share() {
             "release 2 was not promoted everywhere"
         );
         let mut done = true;
-        for (name, _, replicas, spread) in APPS {
+        for a in &APPS {
+            let name = a.name;
             let live = admin.instances(name).await.unwrap_or_default();
             let now = serving(&live, 2);
-            for (region, want) in share(spread) {
+            for (region, want) in share(a.share) {
                 let got = now.get(&region).copied().unwrap_or(0);
                 assert!(
                     got >= want,
@@ -148,7 +162,7 @@ async fn rolling_deploys_keep_each_region_share() {
                     start.elapsed()
                 );
             }
-            done &= promoted(&admin, name, 2, replicas as usize).await;
+            done &= promoted(&admin, name, 2, a.replicas as usize).await;
         }
         polls += 1;
         if done {
@@ -161,9 +175,10 @@ async fn rolling_deploys_keep_each_region_share() {
         start.elapsed()
     );
 
-    for (name, _, _, spread) in APPS {
+    for a in &APPS {
+        let name = a.name;
         let live = admin.instances(name).await.expect("instances");
-        assert_eq!(healthy_of(&live, 2), share(spread), "{name} release 2");
+        assert_eq!(healthy_of(&live, 2), share(a.share), "{name} release 2");
         // Each new instance was placed in a region whose old one waited for it, in turn.
         let audit = admin.audit(Some(name)).await.expect("audit");
         let placed: Vec<&str> = audit
@@ -176,7 +191,7 @@ async fn rolling_deploys_keep_each_region_share() {
         for r in &placed {
             *placed_spread.entry(r.to_string()).or_default() += 1;
         }
-        assert_eq!(placed_spread, share(spread), "{name}: {placed:?}");
+        assert_eq!(placed_spread, share(a.share), "{name}: {placed:?}");
         if name == "eu-shop" {
             assert!(
                 audit
