@@ -10,7 +10,15 @@
 //! [`plan`] works in two passes. First, for every app, it decides which live instances stay
 //! (`schedule/keep.rs`); capacity plays no part there. Then, with every kept instance's
 //! resources taken, it places each app's missing instances in the order the demands are given
-//! (`schedule/place.rs`).
+//! (`schedule/place.rs`), each in the region `schedule/spread.rs` chooses.
+//!
+//! A rollout replaces region by region. While an app wants two releases, the newest is the
+//! one it keeps, decided first: its new instances count only each other toward the spread, so
+//! they fill the spread a fresh plan would choose in that plan's own order, which from the
+//! fresh spread sends each to a region where an old instance waits for its replacement; the
+//! old instance let go as one becomes healthy is then one whose region has its replacement,
+//! since the keep pass keeps the whole app evenly spread. A rollout ends on the fresh spread,
+//! whatever spread it started from, when capacity allows (see `schedule/spread.rs`).
 //!
 //! What the scheduler cannot know: a live instance of an app that has no [`Demand`] is left
 //! alone (neither kept nor stopped) and, since its size is unknown, counts as using no CPU or
@@ -27,6 +35,9 @@ use crate::name::Name;
 mod index;
 mod keep;
 mod place;
+#[cfg(test)]
+mod rollout_tests;
+mod spread;
 #[cfg(test)]
 mod tests;
 
@@ -206,8 +217,12 @@ pub struct NodeVerdict {
 ///   reason. On a draining node: kept while fewer than `count` healthy instances run on ready
 ///   nodes, as those do not count toward `count`.
 /// - Each wanted release then gets `count` minus its kept instances on ready nodes as new
-///   [`Placement`]s, each spread to the allowed region with the fewest instances of the app,
-///   or an [`Unplaced`] entry saying what was required and what the nodes lacked.
+///   [`Placement`]s, each spread to the allowed region with the fewest instances of the app
+///   (while the app wants several releases, the newest release's instances count only each
+///   other, as the module docs say), or an [`Unplaced`] entry saying what was required and
+///   what the nodes lacked.
+/// - Of several wanted releases, the newest is kept first; the others keep, among their
+///   instances, those that leave the whole app most evenly spread.
 /// - Demands are placed in the order given, each with the capacity left by kept instances and
 ///   by the placements before it. Only the first demand for an app counts; within a demand, the
 ///   first [`ReleaseWant`] for a release.
@@ -250,7 +265,12 @@ pub fn plan(view: &ClusterView, demands: &[Demand]) -> Plan {
             &mut nodes,
             &mut plan,
         );
-        for &n in kept.ready.iter().chain(&kept.migrating) {
+        for n in kept
+            .ready
+            .iter()
+            .map(|k| k.node)
+            .chain(kept.migrating.iter().copied())
+        {
             cap.take(n, demand);
         }
         decided.push((policy, kept));

@@ -10,13 +10,27 @@ use super::{NodeStatus, Plan, ReleaseWant, Stop};
 
 /// What the keep pass decided for one app, for the placement pass.
 pub(super) struct Kept {
-    /// Nodes of kept instances on ready nodes, one entry per instance: they count toward
-    /// `count` and toward spread.
-    pub ready: Vec<usize>,
+    /// Kept instances on ready nodes, one entry per instance: they count toward `count` and
+    /// toward spread.
+    pub ready: Vec<KeptInstance>,
     /// Nodes of kept instances on draining nodes: they use resources but count for nothing.
     pub migrating: Vec<usize>,
     /// Per wanted release, in want order: how many new instances it needs.
     pub missing: Vec<(u64, u32)>,
+    /// The newest wanted release: the one the app keeps. The other wanted releases are on
+    /// their way out, each instance until one of this release replaces it.
+    pub staying: Option<u64>,
+}
+
+/// One kept instance on a ready node.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct KeptInstance {
+    /// Its node.
+    pub node: usize,
+    /// It runs the staying release.
+    pub staying: bool,
+    /// It passed its health check.
+    pub healthy: bool,
 }
 
 /// Decides keep or stop for every live instance of `policy.demand`'s app. `instances` are
@@ -58,13 +72,28 @@ pub(super) fn decide(
         }
     }
 
+    // The staying release is decided first, so that which instances of an outgoing release
+    // stay is chosen around it: an outgoing instance whose region already has its replacement
+    // is the one let go.
+    let staying = wants.iter().map(|w| w.release).max();
+    let order = wants
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| Some(w.release) == staying)
+        .chain(
+            wants
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| Some(w.release) != staying),
+        );
     let mut kept = Kept {
         ready: Vec::new(),
         migrating: Vec::new(),
-        missing: Vec::with_capacity(wants.len()),
+        missing: wants.iter().map(|w| (w.release, 0)).collect(),
+        staying,
     };
     let mut region_counts = vec![0u32; ix.region_names.len()];
-    for want in &wants {
+    for (k, want) in order {
         let lo = instances.partition_point(|&i| all[i].release < want.release);
         let hi = instances.partition_point(|&i| all[i].release <= want.release);
         let mut ready = Vec::new();
@@ -103,7 +132,11 @@ pub(super) fn decide(
             nodes.add(n);
             healthy += usize::from(all[i].healthy);
             plan.keep.push(all[i].id.clone());
-            kept.ready.push(n);
+            kept.ready.push(KeptInstance {
+                node: n,
+                staying: Some(want.release) == staying,
+                healthy: all[i].healthy,
+            });
         }
 
         // Migrating instances stay until enough healthy replacements run elsewhere.
@@ -123,8 +156,7 @@ pub(super) fn decide(
                 stop(i, "scaled down".to_string());
             }
         }
-        kept.missing
-            .push((want.release, (count - keep.len()) as u32));
+        kept.missing[k].1 = (count - keep.len()) as u32;
     }
     nodes.clear();
     kept

@@ -1,16 +1,22 @@
-//! Placing an app's missing instances: the region with the fewest of its instances first,
-//! then within it the node with the fewest, the most free memory, the lowest name.
+//! Placing an app's missing instances: the region with the fewest of the app's instances
+//! first, then within it the node with the fewest, the most free memory, the lowest name. In a
+//! rollout regions and nodes count only some instances (`spread.rs`): for a new-release
+//! instance, the new release's, so that it takes the place of an old instance rather than
+//! joining one already replaced; for an old-release one, those that serve.
 //!
 //! Each allowed region gets a max-heap of its eligible nodes keyed exactly by that order, so a
 //! placement costs a scan of the few allowed regions and a heap pop, never a scan of the nodes.
 //! While one app is placed nothing else changes the cluster, so the keys never go stale: the
 //! popped node is the only one that changed, and it is pushed back if it still fits. Setting
-//! up costs one pass over the ready nodes of each region the app places in.
+//! up costs one pass over the ready nodes of each region the app places in (again for the
+//! rare app that places instances of both releases of a rollout in one plan, as the two count
+//! different instances).
 
 use std::collections::BinaryHeap;
 
 use super::index::{Capacity, ClusterIndex, NodeCounts, Policy};
 use super::keep::Kept;
+use super::spread::Spread;
 use super::{NodeStatus, Placement, Plan, Unplaced};
 
 /// Places what `kept.missing` asks for, taking from `cap`, or records it as unplaced.
@@ -26,23 +32,41 @@ pub(super) fn place(
         return;
     }
     let demand = policy.demand;
-    let mut region_counts = vec![0u32; ix.region_names.len()];
-    for &n in &kept.ready {
-        nodes.add(n);
-        if let Some(r) = ix.node_region[n] {
-            region_counts[r] += 1;
-        }
-    }
+    let mut spread = Spread::new(ix, kept);
+    let staying = kept.staying;
+    let first_placement = plan.place.len();
     // A region's heap is built the first time the region is the best choice, so an app
     // placing a few instances pays for the nodes of one or two regions, not of all it may use.
     let mut heaps: Vec<Option<BinaryHeap<u128>>> = vec![None; ix.region_names.len()];
+    // Whether `nodes` (and the heaps' keys) count as a staying instance does, or an outgoing one.
+    let mut counting: Option<bool> = None;
     let mut shortfall: Option<String> = None;
     for &(release, missing) in &kept.missing {
+        if missing == 0 {
+            continue;
+        }
+        let is_staying = Some(release) == staying;
+        if counting != Some(is_staying) {
+            nodes.clear();
+            let counts = |s: bool, healthy: bool| if is_staying { s } else { !s || healthy };
+            for k in kept.ready.iter().filter(|k| counts(k.staying, k.healthy)) {
+                nodes.add(k.node);
+            }
+            // Instances placed by this plan are not healthy yet.
+            for p in &plan.place[first_placement..] {
+                let counted = counts(Some(p.release) == staying, false);
+                if let Some(n) = ix.find_node(&p.node).filter(|_| counted) {
+                    nodes.add(n);
+                }
+            }
+            heaps.iter_mut().for_each(|h| *h = None);
+            counting = Some(is_staying);
+        }
         let mut placed = 0;
         while placed < missing {
             let best = (0..heaps.len())
                 .filter(|&r| policy.allowed[r] && heaps[r].as_ref().is_none_or(|h| !h.is_empty()))
-                .min_by_key(|&r| region_counts[r]);
+                .min_by_key(|&r| spread.count(r, is_staying));
             let Some(r) = best else {
                 let reason = shortfall.get_or_insert_with(|| shortfall_reason(ix, policy, cap));
                 plan.unplaced.push(Unplaced {
@@ -68,7 +92,7 @@ pub(super) fn place(
             let n = ix.by_name[(u32::MAX - top as u32) as usize];
             cap.take(n, demand);
             nodes.add(n);
-            region_counts[r] += 1;
+            spread.add(r, is_staying);
             if cap.fits(n, demand) {
                 heap.push(key(ix, cap, nodes, n));
             }
