@@ -143,7 +143,10 @@ pub(crate) async fn write_app(
         .execute(&mut *c)
         .await?;
     let written = done.rows_affected() == 1;
-    if written {
+    // A new app has no domain rows yet (deleting an app removes its rows), so creating one
+    // writes only the domains it has.
+    let fresh = matches!(how, Write::Create);
+    if written && !(fresh && s.domains.is_empty()) {
         set_domains(c, &s.name, &s.domains).await?;
     }
     Ok(written)
@@ -290,7 +293,7 @@ pub(crate) async fn create(
     if !write_app(c, &rec, Write::Create).await? {
         return Ok(Err(Refusal::exists("app", &spec.name)));
     }
-    crate::releases::release_app(c, &rec, crate::releases::DEFAULT_DEADLINE_S, at).await?;
+    crate::releases::first_release(c, &rec, at).await?;
     Ok(Ok(Applied::App(rec)))
 }
 

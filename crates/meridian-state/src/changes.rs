@@ -15,7 +15,7 @@ use std::sync::{Mutex, PoisonError};
 use meridian_core::Name;
 
 /// Most app and node marks kept. A reader that falls further behind reloads its whole view.
-pub const MAX_MARKS: usize = 100_000;
+pub const MAX_MARKS: usize = 16_384;
 
 /// What one or more applied entries touched.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

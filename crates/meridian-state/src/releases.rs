@@ -210,6 +210,27 @@ pub(crate) async fn release_app(
     Ok(Some(rec))
 }
 
+/// A new app's first release, serving at once. Deleting an app forgets its releases, so a new
+/// app has none: creating apps is the hot path, and this writes one row without reading.
+pub(crate) async fn first_release(
+    c: &mut SqliteConnection,
+    app: &AppRecord,
+    at: u64,
+) -> Result<ReleaseRecord, sqlx::Error> {
+    let rec = ReleaseRecord {
+        app: app.spec.name.clone(),
+        number: 1,
+        config: ReleaseConfig::of(&app.spec),
+        status: ReleaseStatus::Active,
+        reason: None,
+        deadline_at: at + DEFAULT_DEADLINE_S,
+        created_at: at,
+        updated_at: at,
+    };
+    insert_release(c, &rec).await?;
+    Ok(rec)
+}
+
 /// Writes the next release of an app after `existing` (newest first): serving at once when it
 /// is the first, else rolling, superseding one still rolling out.
 pub(crate) async fn new_release(
