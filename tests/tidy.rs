@@ -121,6 +121,12 @@ const LADDER: &[Rung] = &[
         may_use: &["meridian-core"],
         never: &["sqlx", "axum", "openraft", "bollard", "anyhow"],
     },
+    // The one HTTP client of the API, for everything that calls a server from outside it.
+    Rung {
+        krate: "meridian-client",
+        may_use: &["meridian-core", "meridian-api"],
+        never: &["sqlx", "axum", "openraft", "bollard", "anyhow"],
+    },
     // Locating clients is a pure lookup over files read once: no runtime, no network.
     Rung {
         krate: "meridian-geo",

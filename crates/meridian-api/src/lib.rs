@@ -27,6 +27,10 @@ pub const CLUSTER_SECRET_HEADER: &str = "meridian-cluster-secret";
 /// Header a server sets when it forwards a request to the leader, naming itself.
 pub const FORWARDED_BY_HEADER: &str = "meridian-forwarded-by";
 
+/// Header on an answer a follower relayed from the leader, naming the leader's URL (as the
+/// leader advertises it to the cluster). Clients may send their next calls there directly.
+pub const SERVED_BY_HEADER: &str = "meridian-served-by";
+
 /// `GET /v1/health`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Health {
