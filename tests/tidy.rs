@@ -154,7 +154,7 @@ const LADDER: &[Rung] = &[
     // Agents talk to the control plane over its API only.
     Rung {
         krate: "meridian-agent",
-        may_use: &["meridian-core", "meridian-api"],
+        may_use: &["meridian-core", "meridian-api", "meridian-client"],
         never: &["sqlx", "axum", "openraft", "anyhow"],
     },
     // Routers work from the route table alone: no Raft, no SQL, no Docker.
