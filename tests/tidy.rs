@@ -151,17 +151,23 @@ const LADDER: &[Rung] = &[
         ],
         never: &["bollard", "anyhow"],
     },
-    // Agents talk to the control plane over its API only.
+    // Agents talk to the control plane over its API only, through meridian-client.
     Rung {
         krate: "meridian-agent",
         may_use: &["meridian-core", "meridian-api", "meridian-client"],
-        never: &["sqlx", "axum", "openraft", "anyhow"],
+        never: &["sqlx", "axum", "reqwest", "openraft", "anyhow"],
     },
-    // Routers work from the route table alone: no Raft, no SQL, no Docker.
+    // Routers work from the route table alone: no Raft, no SQL, no Docker; the table comes
+    // through meridian-client.
     Rung {
         krate: "meridian-router",
-        may_use: &["meridian-core", "meridian-api", "meridian-geo"],
-        never: &["sqlx", "openraft", "bollard", "anyhow"],
+        may_use: &[
+            "meridian-core",
+            "meridian-api",
+            "meridian-client",
+            "meridian-geo",
+        ],
+        never: &["sqlx", "reqwest", "openraft", "bollard", "anyhow"],
     },
     // The test app goes alone into an image, built offline: the standard library only (see
     // `meridian_hello_has_no_dependencies`).

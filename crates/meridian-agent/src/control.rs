@@ -28,9 +28,7 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// A client for `servers`, sending `token`, on behalf of `node`.
     pub fn new(node: &str, servers: &[String], token: &str) -> Result<Self, BuildError> {
-        let client = Client::builder(servers)
-            .token(token.to_string())
-            .build()?;
+        let client = Client::builder(servers).token(token.to_string()).build()?;
         Ok(Self {
             node: node.to_string(),
             client,

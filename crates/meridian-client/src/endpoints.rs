@@ -146,14 +146,22 @@ impl Client {
         name: &str,
         p: &RegionPatch,
     ) -> Result<RegionBody, ClientError> {
-        self.write(Method::PATCH, format!("/v1/regions/{}", encode(name)), Some(p))
-            .await
+        self.write(
+            Method::PATCH,
+            format!("/v1/regions/{}", encode(name)),
+            Some(p),
+        )
+        .await
     }
 
     /// `DELETE /v1/regions/{name}`.
     pub async fn delete_region(&self, name: &str) -> Result<(), ClientError> {
-        self.write::<(), _>(Method::DELETE, format!("/v1/regions/{}", encode(name)), None)
-            .await
+        self.write::<(), _>(
+            Method::DELETE,
+            format!("/v1/regions/{}", encode(name)),
+            None,
+        )
+        .await
     }
 
     /// `POST /v1/apps`.
@@ -284,10 +292,7 @@ impl Client {
     /// (404).
     pub async fn fetch_image(&self, name: &str) -> Result<Option<ByteStream>, ClientError> {
         let path = format!("/v1/agent/images?name={}", encode(name));
-        let call = self
-            .get_call(path)?
-            .any()
-            .within(self.timeouts().transfer);
+        let call = self.get_call(path)?.any().within(self.timeouts().transfer);
         let fetched = self
             .send(call, |_, resp| async move {
                 let stream = resp.bytes_stream().map_err(std::io::Error::other);

@@ -172,7 +172,11 @@ mod tests {
         s.answered(2, None, true);
         assert_eq!(s.leader(), Some(2));
         s.answered(0, None, false);
-        assert_eq!(s.leader(), Some(2), "a local answer says nothing of the leader");
+        assert_eq!(
+            s.leader(),
+            Some(2),
+            "a local answer says nothing of the leader"
+        );
     }
 
     #[test]

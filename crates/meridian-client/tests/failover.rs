@@ -43,7 +43,9 @@ async fn handle(State(fake): State<Fake>, req: Request) -> Response {
     let method = req.method().clone();
     fake.hits.lock().unwrap().push(format!("{method} {path}"));
     let behaviour = fake.behaviour.lock().unwrap().clone();
-    let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap();
+    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .unwrap();
     let relayed = match behaviour {
         Behaviour::Refuse(code) => {
             let body = format!(r#"{{"error":{{"code":"{code}","message":"not now"}}}}"#);
@@ -128,7 +130,11 @@ async fn writes_skip_servers_that_cannot_be_reached() {
     let c = client(&[&down, &up], Timeouts::default());
     assert_eq!(c.create_region(&region()).await.unwrap(), region());
     assert_eq!(fake.hits(), ["POST /v1/regions"]);
-    assert_eq!(c.server(), up, "the next call starts where this one was answered");
+    assert_eq!(
+        c.server(),
+        up,
+        "the next call starts where this one was answered"
+    );
 }
 
 #[tokio::test]

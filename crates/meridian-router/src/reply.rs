@@ -5,7 +5,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use std::time::Duration;
 
 use http::{HeaderValue, Response, StatusCode};
-use meridian_api::ErrorCode;
+use meridian_api::{ErrorBody, ErrorCode, ErrorDetail};
 use meridian_core::Name;
 
 use crate::body::ProxyBody;
@@ -85,10 +85,16 @@ impl Refusal {
         if html {
             ("text/html; charset=utf-8", self.page())
         } else {
-            let json = serde_json::json!({
-                "error": { "code": self.code, "message": self.message }
-            });
-            ("application/json", json.to_string())
+            let body = ErrorBody {
+                error: ErrorDetail {
+                    code: self.code.clone(),
+                    message: self.message.clone(),
+                    field: None,
+                },
+            };
+            // Plain strings and a code: nothing here can fail to serialise.
+            let json = serde_json::to_string(&body).unwrap_or_default();
+            ("application/json", json)
         }
     }
 
