@@ -181,6 +181,7 @@ const LADDER: &[Rung] = &[
         may_use: &[
             "meridian-core",
             "meridian-api",
+            "meridian-client",
             "meridian-geo",
             "meridian-state",
             "meridian-server",
