@@ -192,7 +192,7 @@ const LADDER: &[Rung] = &[
     },
     Rung {
         krate: "meridian-bench",
-        may_use: &["meridian-api"],
+        may_use: &["meridian-api", "meridian-client"],
         never: &[],
     },
     // The test harness's latency relay stands apart: it knows nothing of Meridian.
