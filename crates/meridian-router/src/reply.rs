@@ -148,9 +148,13 @@ mod tests {
         let json = r.clone().into_response(false);
         assert_eq!(json.status(), 404);
         assert_eq!(json.headers()[CONTENT_TYPE], "application/json");
-        let v: serde_json::Value = serde_json::from_str(&text(json).await).unwrap();
-        assert_eq!(v["error"]["code"], "unknown_app");
-        assert_eq!(v["error"]["message"], "no app is served at <x>");
+        let sent = text(json).await;
+        assert_eq!(
+            sent,
+            r#"{"error":{"code":"unknown_app","message":"no app is served at <x>"}}"#
+        );
+        let body: ErrorBody = serde_json::from_str(&sent).unwrap();
+        assert_eq!(body.error.code, ErrorCode::UnknownApp);
         let page = text(r.into_response(true)).await;
         assert!(page.contains("404 Not Found"));
         assert!(page.contains("no app is served at &lt;x&gt;"));
