@@ -15,9 +15,6 @@ use meridian_client::{BuildError, Client, ClientError};
 use crate::images::ImageSource;
 use crate::runtime::ImageTar;
 
-/// How long the servers may take, between them, to start sending an image.
-const FETCH_ANSWER: Duration = Duration::from_secs(60);
-
 /// The control plane as one node's agent sees it.
 #[derive(Debug)]
 pub struct ControlPlane {
@@ -65,16 +62,14 @@ impl ControlPlane {
         self.client.report_instances(&self.node, body).await
     }
 
-    /// `GET /v1/agent/images?name=IMAGE` from whichever server sends it. `Ok(None)` when the
+    /// `GET /v1/agent/images?name=IMAGE` from whichever server sends it (one that does not
+    /// start sending within the client's request timeout is passed over). `Ok(None)` when the
     /// control plane says it has no such image.
     pub async fn fetch_image(&self, image: &str) -> Result<Option<ImageTar>, String> {
-        match tokio::time::timeout(FETCH_ANSWER, self.client.fetch_image(image)).await {
-            Ok(Ok(tar)) => Ok(tar),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!(
-                "no server started sending {image} within {FETCH_ANSWER:?}"
-            )),
-        }
+        self.client
+            .fetch_image(image)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

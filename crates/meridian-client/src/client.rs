@@ -26,7 +26,8 @@ pub struct Timeouts {
     /// Added to the wait a long poll asks the server for (the assignments and route table
     /// watches pass `wait_ms`), to give that whole request its deadline.
     pub long_poll_grace: Duration,
-    /// Streaming an image archive to or from a server (hundreds of megabytes).
+    /// Streaming an image archive to or from a server (hundreds of megabytes). A server must
+    /// still start answering within `request`, or the next one is asked.
     pub transfer: Duration,
 }
 
@@ -134,6 +135,9 @@ pub(crate) struct Call {
     pub(crate) repeat: Repeat,
     /// The whole request's deadline at one server.
     pub(crate) timeout: Duration,
+    /// For a long transfer: how long one server may take to start answering before the next
+    /// is tried (when the rules allow).
+    pub(crate) first_answer: Option<Duration>,
 }
 
 impl Client {
@@ -220,6 +224,7 @@ impl Client {
             served: Served::Leader,
             repeat,
             timeout: self.shared.timeouts.request,
+            first_answer: None,
         })
     }
 
@@ -247,9 +252,15 @@ impl Client {
         for (k, &i) in order.iter().enumerate() {
             let server = servers.url(i);
             let url = format!("{server}{}", call.path);
-            let outcome = match self.request(&url, &call).send().await {
-                Err(error) => Err(ClientError::Transport { url, error }),
-                Ok(resp) => {
+            let sent = self.request(&url, &call).send();
+            let sent = match call.first_answer {
+                None => Ok(sent.await),
+                Some(limit) => tokio::time::timeout(limit, sent).await.map_err(|_| limit),
+            };
+            let outcome = match sent {
+                Err(after) => Err(ClientError::NoAnswer { url, after }),
+                Ok(Err(error)) => Err(ClientError::Transport { url, error }),
+                Ok(Ok(resp)) => {
                     let hint = resp
                         .headers()
                         .get(SERVED_BY_HEADER)

@@ -51,6 +51,12 @@ impl Call {
         self.timeout = timeout;
         self
     }
+
+    /// A server that has not started answering after `limit` is given up for the next.
+    fn answering_within(mut self, limit: Duration) -> Self {
+        self.first_answer = Some(limit);
+        self
+    }
 }
 
 impl Client {
@@ -288,11 +294,16 @@ impl Client {
     }
 
     /// `GET /v1/agent/images?name=IMAGE`: the image as `docker save` wrote it, streamed from
-    /// whichever server has it to give. `Ok(None)` when the control plane has no such image
+    /// whichever server has it to give; a server that has not started sending within the
+    /// request timeout is passed over. `Ok(None)` when the control plane has no such image
     /// (404).
     pub async fn fetch_image(&self, name: &str) -> Result<Option<ByteStream>, ClientError> {
         let path = format!("/v1/agent/images?name={}", encode(name));
-        let call = self.get_call(path)?.any().within(self.timeouts().transfer);
+        let call = self
+            .get_call(path)?
+            .any()
+            .within(self.timeouts().transfer)
+            .answering_within(self.timeouts().request);
         let fetched = self
             .send(call, |_, resp| async move {
                 let stream = resp.bytes_stream().map_err(std::io::Error::other);

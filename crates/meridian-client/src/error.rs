@@ -27,6 +27,14 @@ pub enum ClientError {
         /// The underlying error.
         error: reqwest::Error,
     },
+    /// The server did not start answering a long transfer in time.
+    #[error("no answer from {url} within {after:?}")]
+    NoAnswer {
+        /// The URL called.
+        url: String,
+        /// How long it was given.
+        after: std::time::Duration,
+    },
     /// The server answered something that is not the expected JSON.
     #[error("unexpected answer from {url} ({status}): {detail}")]
     Decode {
@@ -73,10 +81,10 @@ impl fmt::Display for Attempts<'_> {
                 f.write_str("; ")?;
             }
             match &a.error {
-                // Transport and decode errors carry their URL already.
-                e @ (ClientError::Transport { .. } | ClientError::Decode { .. }) => {
-                    write!(f, "{e}")?
-                }
+                // These carry their URL already.
+                e @ (ClientError::Transport { .. }
+                | ClientError::NoAnswer { .. }
+                | ClientError::Decode { .. }) => write!(f, "{e}")?,
                 e => write!(f, "{}: {e}", a.server)?,
             }
         }
@@ -108,7 +116,10 @@ impl ClientError {
     pub fn status(&self) -> Option<u16> {
         match self.last() {
             Self::Api { status, .. } | Self::Decode { status, .. } => Some(*status),
-            Self::Transport { .. } | Self::Encode { .. } | Self::Servers { .. } => None,
+            Self::Transport { .. }
+            | Self::NoAnswer { .. }
+            | Self::Encode { .. }
+            | Self::Servers { .. } => None,
         }
     }
 
@@ -118,6 +129,7 @@ impl ClientError {
             Self::Api { code, .. } => Some(code),
             Self::Decode { .. }
             | Self::Transport { .. }
+            | Self::NoAnswer { .. }
             | Self::Encode { .. }
             | Self::Servers { .. } => None,
         }

@@ -22,6 +22,7 @@ use crate::error::ClientError;
 pub(crate) fn try_next(e: &ClientError, repeatable: bool) -> bool {
     match e {
         ClientError::Transport { error, .. } => error.is_connect() || repeatable,
+        ClientError::NoAnswer { .. } => repeatable,
         ClientError::Api {
             status: 503,
             code: ErrorCode::NoLeader | ErrorCode::ShuttingDown,

@@ -10,6 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use futures::TryStreamExt;
 use meridian_api::regions::RegionBody;
 use meridian_api::{ErrorCode, SERVED_BY_HEADER};
 use meridian_client::{BuildError, Client, ClientError, Timeouts};
@@ -63,6 +64,7 @@ async fn handle(State(fake): State<Fake>, req: Request) -> Response {
         ("GET", "/v1/health") => format!(r#"{{"status":"ok","node_id":{}}}"#, fake.node_id),
         ("GET", "/v1/cluster") => r#"{"leader":2,"term":3,"members":[]}"#.into(),
         ("POST", "/v1/agent/nodes/w1/heartbeat") => r#"{"status":"ready","generation":1}"#.into(),
+        ("GET", "/v1/agent/images") => "tar bytes".into(),
         ("GET", "/v1/agent/nodes/w1/assignments") => {
             r#"{"node":"w1","generation":4,"instances":[]}"#.into()
         }
@@ -224,6 +226,28 @@ async fn long_polls_wait_longer_than_ordinary_calls() {
     // 300 ms asked for, plus 800 ms of grace: the answer after 500 ms arrives in time.
     let got = c.assignments("w1", 3, 300).await.unwrap();
     assert_eq!(got.generation, 4);
+}
+
+#[tokio::test]
+async fn an_image_comes_from_the_next_server_when_one_stays_silent() {
+    let timeouts = Timeouts {
+        request: Duration::from_millis(300),
+        ..Timeouts::default()
+    };
+    let silent = Behaviour::Answer {
+        delay: Duration::from_secs(5),
+    };
+    let (a, _) = fake(1, silent).await;
+    let (b, second) = fake(2, answers()).await;
+    let c = client(&[&a, &b], timeouts);
+    let tar = c.fetch_image("web:1").await.unwrap().expect("an image");
+    let bytes: Vec<u8> = tar
+        .map_ok(|chunk| chunk.to_vec())
+        .try_concat()
+        .await
+        .unwrap();
+    assert_eq!(bytes, b"tar bytes");
+    assert_eq!(second.hits(), ["GET /v1/agent/images"]);
 }
 
 #[tokio::test]
