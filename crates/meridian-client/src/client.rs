@@ -44,11 +44,22 @@ impl Default for Timeouts {
 }
 
 /// Sets up a [`Client`]: see [`Client::builder`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientBuilder {
     servers: Vec<String>,
     token: Option<String>,
     timeouts: Timeouts,
+}
+
+/// Shows everything but the token.
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("servers", &self.servers)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("timeouts", &self.timeouts)
+            .finish()
+    }
 }
 
 impl ClientBuilder {
@@ -95,12 +106,22 @@ pub struct Client {
     repeat_writes: bool,
 }
 
-#[derive(Debug)]
 struct Shared {
     servers: Servers,
     token: Option<String>,
     http: reqwest::Client,
     timeouts: Timeouts,
+}
+
+/// Shows everything but the token.
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("servers", &self.servers)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("timeouts", &self.timeouts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which servers serve a call.

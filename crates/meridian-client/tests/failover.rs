@@ -300,6 +300,16 @@ async fn when_every_server_fails_each_is_named_once() {
 }
 
 #[test]
+fn the_token_is_never_shown() {
+    let c = Client::new("http://a:1", Some("s3cr3t".into())).unwrap();
+    let shown = format!(
+        "{c:?} {:?}",
+        Client::builder(["http://a:1"]).token("s3cr3t".to_string())
+    );
+    assert!(!shown.contains("s3cr3t"), "{shown}");
+}
+
+#[test]
 fn a_client_without_usable_servers_is_not_built() {
     let none = Client::builder(Vec::<String>::new()).build().unwrap_err();
     assert!(matches!(none, BuildError::NoServers));
