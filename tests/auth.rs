@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use meridian_api::tokens::CreateToken;
-use meridian_api::Client;
+use meridian_client::Client;
 use meridian_tests::{app_body, http, Cluster};
 use serde_json::{json, Value};
 
@@ -83,12 +83,13 @@ async fn tokens_are_checked_on_every_route() {
     let (_, viewer) = token(&c, "viewer", None, None).await;
     assert_eq!(get_apps(&url, Some(&viewer)).await.0, 200);
     let err = Client::new(&url, Some(viewer.clone()))
+        .expect("client")
         .create_app(&app_body("nope"))
         .await
         .unwrap_err();
     assert_eq!(err.status(), Some(403), "{err}");
     let (_, deployer) = token(&c, "deployer", None, None).await;
-    let dep = Client::new(&url, Some(deployer));
+    let dep = Client::new(&url, Some(deployer)).expect("client");
     dep.create_app(&app_body("web"))
         .await
         .expect("deployer writes apps");
@@ -109,7 +110,7 @@ async fn tokens_are_checked_on_every_route() {
 
     // A deployer limited to one app may touch only that one.
     let (_, scoped) = token(&c, "deployer", None, Some(vec!["web"])).await;
-    let scoped = Client::new(&url, Some(scoped));
+    let scoped = Client::new(&url, Some(scoped)).expect("client");
     scoped
         .delete_app("web")
         .await
@@ -210,7 +211,7 @@ async fn concurrent_bootstraps_have_exactly_one_winner() {
     for round in 0..6 {
         let url = c.url(round % 3);
         calls.push(tokio::spawn(async move {
-            Client::new(&url, None).bootstrap().await
+            Client::new(&url, None).expect("client").bootstrap().await
         }));
     }
     let mut won = 0;

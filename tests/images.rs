@@ -1,8 +1,9 @@
 //! Images without a registry: a blob uploaded to one server, named through another, fetched by
 //! an agent token from a third that holds no copy (it relays from the holder).
 
+use futures::TryStreamExt;
 use meridian_api::images::RegisterImage;
-use meridian_api::Client;
+use meridian_client::Client;
 use meridian_tests::workers::hello_images;
 use meridian_tests::{http, Cluster};
 use sha2::{Digest, Sha256};
@@ -15,6 +16,13 @@ fn saved_hello() -> Vec<u8> {
         .expect("docker save");
     assert!(out.status.success());
     out.stdout
+}
+
+/// `bytes` as the stream an upload sends.
+fn tar_stream(
+    bytes: Vec<u8>,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    futures::stream::iter([Ok(bytes::Bytes::from(bytes))])
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -32,7 +40,7 @@ async fn pushed_image_is_fetched_through_any_server() {
     let tar = saved_hello();
     let stored = c
         .client(1)
-        .upload_image_blob(tar.clone().into())
+        .upload_image_blob(tar_stream(tar.clone()))
         .await
         .expect("upload");
     assert_eq!(stored.digest, digest(&tar));
@@ -52,16 +60,20 @@ async fn pushed_image_is_fetched_through_any_server() {
 
     let agent_token = c.token("agent").await;
     for i in [0, 2, 1] {
-        let agent = Client::new(&c.url(i), Some(agent_token.clone()));
-        let resp = agent
+        let agent = Client::new(&c.url(i), Some(agent_token.clone())).expect("client");
+        let stream = agent
             .fetch_image("shop/web:1.0")
             .await
             .expect("fetch")
             .expect("found");
-        let body = resp.bytes().await.unwrap();
+        let body: Vec<u8> = stream
+            .map_ok(|chunk| chunk.to_vec())
+            .try_concat()
+            .await
+            .unwrap();
         assert_eq!(digest(&body), stored.digest, "through server {}", i + 1);
     }
-    let agent = Client::new(&c.url(0), Some(agent_token.clone()));
+    let agent = Client::new(&c.url(0), Some(agent_token.clone())).expect("client");
     assert!(agent.fetch_image("shop/none:1").await.unwrap().is_none());
 }
 
@@ -70,12 +82,12 @@ async fn bad_image_input_gets_clear_errors() {
     let mut c = Cluster::start(1).await;
     let admin = c.bootstrap().await;
     let client = c.client(0);
-    let status = |e: meridian_api::ClientError| e.status();
+    let status = |e: meridian_client::ClientError| e.status();
     // Empty upload.
     assert_eq!(
         status(
             client
-                .upload_image_blob(Vec::new().into())
+                .upload_image_blob(tar_stream(Vec::new()))
                 .await
                 .unwrap_err()
         ),
@@ -101,18 +113,18 @@ async fn bad_image_input_gets_clear_errors() {
     }
     // Viewers cannot push; agents fetch only with their own token; ?name is required.
     let viewer = c.token("viewer").await;
-    let as_viewer = Client::new(&c.url(0), Some(viewer));
+    let as_viewer = Client::new(&c.url(0), Some(viewer)).expect("client");
     assert_eq!(
         status(
             as_viewer
-                .upload_image_blob(vec![1, 2, 3].into())
+                .upload_image_blob(tar_stream(vec![1, 2, 3]))
                 .await
                 .unwrap_err()
         ),
         Some(403)
     );
     assert_eq!(
-        status(as_viewer.fetch_image("web:1").await.unwrap_err()),
+        status(as_viewer.fetch_image("web:1").await.err().expect("refused")),
         Some(403)
     );
     let resp = http()

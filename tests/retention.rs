@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use meridian_api::agent::{RegisterNode, AGENT_PROTOCOL};
 use meridian_api::regions::RegionBody;
 use meridian_api::tokens::CreateToken;
-use meridian_api::Client;
+use meridian_client::Client;
 use meridian_tests::{app_body, http, Cluster};
 use serde_json::{json, Value};
 
@@ -69,7 +69,7 @@ async fn old_things_are_forgotten_everywhere_and_audit_is_exported_first() {
     )
     .await;
     let admin_token = c.bootstrap().await;
-    let admin = Client::new(&c.url(0), Some(admin_token.clone()));
+    let admin = Client::new(&c.url(0), Some(admin_token.clone())).expect("client");
 
     // An app that cannot be placed (no nodes): its create is audited as refused. Then five
     // more releases: 1 serves, 6 rolls out, 2..5 are superseded.
@@ -119,7 +119,7 @@ async fn old_things_are_forgotten_everywhere_and_audit_is_exported_first() {
         })
         .await
         .expect("region");
-    let agent = Client::new(&c.url(0), Some(kept.token.clone()));
+    let agent = Client::new(&c.url(0), Some(kept.token.clone())).expect("client");
     agent
         .register_node(
             "gone-1",
@@ -206,7 +206,7 @@ async fn old_things_are_forgotten_everywhere_and_audit_is_exported_first() {
     // holds the same releases and tokens.
     c.wait_for_applied(Duration::from_secs(10)).await;
     for i in 0..3 {
-        let view = Client::new(&c.url(i), Some(admin_token.clone()));
+        let view = Client::new(&c.url(i), Some(admin_token.clone())).expect("client");
         let releases: Vec<u64> = http()
             .get(format!("{}/v1/apps/web/releases?stale=true", c.url(i)))
             .bearer_auth(&admin_token)

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use meridian_api::apps::AppBody;
 use meridian_api::nodes::InstanceView;
-use meridian_api::Client;
+use meridian_client::Client;
 use meridian_tests::workers::{eventually, hello_images, remove_containers, unique};
 use meridian_tests::Cluster;
 

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use meridian_api::apps::AppBody;
-use meridian_api::Client;
+use meridian_client::Client;
 use meridian_tests::workers::{
     eventually, hello_images, remove_containers, remove_labelled, RouterProcess,
 };

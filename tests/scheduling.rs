@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use meridian_api::agent::{InstanceReport, InstanceReports, RegisterNode, AGENT_PROTOCOL};
-use meridian_api::Client;
+use meridian_client::Client;
 use meridian_core::InstanceState;
 use meridian_tests::workers::eventually;
 use meridian_tests::Cluster;
@@ -19,7 +19,7 @@ async fn setup() -> (Cluster, Client, Client) {
     c.bootstrap().await;
     let admin = c.client(0);
     c.three_regions().await;
-    let agent = Client::new(&c.url(0), Some(c.token("agent").await));
+    let agent = Client::new(&c.url(0), Some(c.token("agent").await)).expect("client");
     (c, admin, agent)
 }
 

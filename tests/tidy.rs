@@ -116,9 +116,18 @@ const LADDER: &[Rung] = &[
             "tokio", "sqlx", "axum", "reqwest", "hyper", "openraft", "bollard", "anyhow",
         ],
     },
+    // Wire types only: no runtime, no HTTP client (that is meridian-client's).
     Rung {
         krate: "meridian-api",
         may_use: &["meridian-core"],
+        never: &[
+            "tokio", "sqlx", "axum", "reqwest", "hyper", "openraft", "bollard", "anyhow",
+        ],
+    },
+    // The one HTTP client of the API, for everything that calls a server from outside it.
+    Rung {
+        krate: "meridian-client",
+        may_use: &["meridian-core", "meridian-api"],
         never: &["sqlx", "axum", "openraft", "bollard", "anyhow"],
     },
     // Locating clients is a pure lookup over files read once: no runtime, no network.
@@ -129,10 +138,11 @@ const LADDER: &[Rung] = &[
             "tokio", "sqlx", "axum", "reqwest", "hyper", "openraft", "bollard", "anyhow",
         ],
     },
+    // The replicated store holds no transport: the server hands it the Raft network.
     Rung {
         krate: "meridian-state",
-        may_use: &["meridian-core", "meridian-api"],
-        never: &["axum", "bollard", "anyhow"],
+        may_use: &["meridian-core"],
+        never: &["axum", "reqwest", "hyper", "bollard", "anyhow"],
     },
     Rung {
         krate: "meridian-server",
@@ -144,17 +154,23 @@ const LADDER: &[Rung] = &[
         ],
         never: &["bollard", "anyhow"],
     },
-    // Agents talk to the control plane over its API only.
+    // Agents talk to the control plane over its API only, through meridian-client.
     Rung {
         krate: "meridian-agent",
-        may_use: &["meridian-core", "meridian-api"],
-        never: &["sqlx", "axum", "openraft", "anyhow"],
+        may_use: &["meridian-core", "meridian-api", "meridian-client"],
+        never: &["sqlx", "axum", "reqwest", "openraft", "anyhow"],
     },
-    // Routers work from the route table alone: no Raft, no SQL, no Docker.
+    // Routers work from the route table alone: no Raft, no SQL, no Docker; the table comes
+    // through meridian-client.
     Rung {
         krate: "meridian-router",
-        may_use: &["meridian-core", "meridian-api", "meridian-geo"],
-        never: &["sqlx", "openraft", "bollard", "anyhow"],
+        may_use: &[
+            "meridian-core",
+            "meridian-api",
+            "meridian-client",
+            "meridian-geo",
+        ],
+        never: &["sqlx", "reqwest", "openraft", "bollard", "anyhow"],
     },
     // The test app goes alone into an image, built offline: the standard library only (see
     // `meridian_hello_has_no_dependencies`).
@@ -168,6 +184,7 @@ const LADDER: &[Rung] = &[
         may_use: &[
             "meridian-core",
             "meridian-api",
+            "meridian-client",
             "meridian-geo",
             "meridian-state",
             "meridian-server",
@@ -178,7 +195,7 @@ const LADDER: &[Rung] = &[
     },
     Rung {
         krate: "meridian-bench",
-        may_use: &["meridian-api"],
+        may_use: &["meridian-api", "meridian-client"],
         never: &[],
     },
     // The test harness's latency relay stands apart: it knows nothing of Meridian.
@@ -189,7 +206,7 @@ const LADDER: &[Rung] = &[
     },
     Rung {
         krate: "meridian-tests",
-        may_use: &["meridian-core", "meridian-api"],
+        may_use: &["meridian-core", "meridian-api", "meridian-client"],
         never: &[],
     },
 ];

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use meridian_api::apps::AppBody;
-use meridian_api::Client;
+use meridian_client::Client;
 use meridian_tests::workers::{containers_of, eventually, hello_images, remove_containers};
 use meridian_tests::Cluster;
 

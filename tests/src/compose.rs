@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use meridian_api::Client;
+use meridian_client::Client;
 
 use crate::workers::repo_root;
 
@@ -42,6 +42,7 @@ impl ComposeCluster {
             let token = token.to_string();
             async move {
                 Client::new("http://127.0.0.1:7001", Some(token))
+                    .expect("client")
                     .nodes()
                     .await
                     .is_ok_and(|n| n.iter().filter(|n| n.status == "ready").count() >= 3)
@@ -75,6 +76,7 @@ impl ComposeCluster {
             &format!("http://127.0.0.1:{port}"),
             Some(self.token.clone()),
         )
+        .expect("client")
     }
 
     /// The container id of a compose service (`server-1`, `agent-fra-1`, ...).

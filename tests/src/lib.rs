@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use meridian_api::Client;
+use meridian_client::Client;
 use serde_json::Value;
 
 pub mod compose;
@@ -191,7 +191,7 @@ impl Cluster {
 
     /// A client for server `i` with the admin token (once bootstrapped).
     pub fn client(&self, i: usize) -> Client {
-        Client::new(&self.url(i), self.admin.clone())
+        Client::new(&self.url(i), self.admin.clone()).expect("client")
     }
 
     /// Everything server `i` logged.
@@ -304,6 +304,7 @@ impl Cluster {
     /// Bootstraps auth through server `i` and keeps the admin token.
     pub async fn bootstrap(&mut self) -> String {
         let resp = Client::new(&self.url(0), None)
+            .expect("client")
             .bootstrap()
             .await
             .expect("bootstrap");

@@ -78,11 +78,10 @@ pub async fn run_with<R: ContainerRuntime>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     config.validate()?;
-    let cp = Arc::new(ControlPlane::new(
-        &config.name,
-        &config.servers,
-        &config.token,
-    ));
+    let cp = Arc::new(
+        ControlPlane::new(&config.name, &config.servers, &config.token)
+            .map_err(AgentError::Client)?,
+    );
     let body = RegisterNode {
         protocol: AGENT_PROTOCOL,
         region: config.region.clone(),

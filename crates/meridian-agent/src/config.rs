@@ -91,10 +91,11 @@ impl AgentConfig {
         if self.servers.is_empty() {
             return bad("server", "at least one control-plane URL is needed".into());
         }
-        for s in &self.servers {
-            if !(s.starts_with("http://") || s.starts_with("https://")) || s.len() < 8 {
-                return bad("server", format!("{s:?} is not an http:// or https:// URL"));
-            }
+        // The client checks the addresses it is given; building one is cheap.
+        if let Err(e @ meridian_client::BuildError::BadAddress { .. }) =
+            meridian_client::Client::builder(&self.servers).build()
+        {
+            return bad("server", e.to_string());
         }
         if self.token.trim().is_empty() {
             return bad("token", "must not be empty".into());

@@ -47,6 +47,9 @@ pub enum AgentError {
         /// The error message from the answer.
         message: String,
     },
+    /// The client for the control plane cannot be set up.
+    #[error("cannot set up the control-plane client")]
+    Client(#[source] meridian_client::BuildError),
     /// The Docker engine address cannot be used (unsupported scheme, malformed).
     #[error("cannot use the Docker engine at {host}: {detail}")]
     Docker {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use meridian_api::agent::RegisterNode;
-use meridian_api::ClientError;
+use meridian_client::ClientError;
 use tokio::sync::watch;
 
 use crate::control::{is_not_found, is_refusal, Backoff, ControlPlane};
@@ -76,10 +76,11 @@ pub async fn register(
 ) -> Result<bool, AgentError> {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
-        let server = cp.server().to_string();
         let Some(result) = stop.run(cp.register(body)).await else {
             return Ok(false);
         };
+        // The server that answered (or the one the next attempt starts at).
+        let server = cp.server().to_string();
         match result {
             Ok(view) => {
                 tracing::info!(
@@ -104,14 +105,16 @@ pub async fn register(
 }
 
 fn refused(server: String, node: &str, e: ClientError) -> AgentError {
-    let (status, code, message) = match e {
+    let (status, code, message) = match e.last() {
         ClientError::Api {
             status,
             code,
             message,
-        } => (status, code.to_string(), message),
-        ClientError::Decode { status, detail, .. } => (status, "unexpected_answer".into(), detail),
-        e @ ClientError::Transport { .. } => (0, "transport".into(), e.to_string()),
+        } => (*status, code.to_string(), message.clone()),
+        ClientError::Decode { status, detail, .. } => {
+            (*status, "unexpected_answer".into(), detail.clone())
+        }
+        other => (0, "transport".into(), other.to_string()),
     };
     AgentError::Refused {
         server,

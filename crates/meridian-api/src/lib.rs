@@ -1,4 +1,6 @@
-//! Meridian's wire types for the REST API (version 1) and a typed HTTP client.
+//! Meridian's wire types for the REST API (version 1). Types only: the HTTP client that sends
+//! them is `meridian-client`, so the server and everything else that only reads or writes the
+//! wire format use them without one.
 //!
 //! API Boundary: everything a client or another Meridian process sends or receives over HTTP is
 //! defined here. Inputs carry plain strings and numbers; `into_*` methods turn them into checked
@@ -6,7 +8,6 @@
 
 pub mod agent;
 pub mod apps;
-pub mod client;
 pub mod cluster;
 pub mod error;
 pub mod images;
@@ -15,7 +16,6 @@ pub mod regions;
 pub mod routing;
 pub mod tokens;
 
-pub use client::{Client, ClientError};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 
 /// The API version prefix every route lives under.
@@ -26,6 +26,10 @@ pub const CLUSTER_SECRET_HEADER: &str = "meridian-cluster-secret";
 
 /// Header a server sets when it forwards a request to the leader, naming itself.
 pub const FORWARDED_BY_HEADER: &str = "meridian-forwarded-by";
+
+/// Header on an answer a follower relayed from the leader, naming the leader's URL (as the
+/// leader advertises it to the cluster). Clients may send their next calls there directly.
+pub const SERVED_BY_HEADER: &str = "meridian-served-by";
 
 /// `GET /v1/health`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]

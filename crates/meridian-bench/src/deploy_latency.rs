@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use meridian_api::apps::AppBody;
-use meridian_api::Client;
+use meridian_client::Client;
 use serde::Serialize;
 
 /// What the run is asked to do.
@@ -243,7 +243,7 @@ async fn bare_once(http: &reqwest::Client, p: &Params) -> anyhow::Result<BareRun
 /// Meridian and bare (and which goes first).
 pub async fn run(p: Params) -> anyhow::Result<Outcome> {
     anyhow::ensure!(p.runs > 0, "--runs must be at least 1");
-    let client = Client::new(&p.url, Some(p.token.clone()));
+    let client = Client::new(&p.url, Some(p.token.clone()))?;
     let http = probe_client()?;
     let tag = std::process::id() % 100_000;
     let mut meridian = Vec::new();

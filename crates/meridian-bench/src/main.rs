@@ -303,8 +303,13 @@ async fn bench(workload: Workload, args: LoadArgs) -> anyhow::Result<()> {
         .context("building the HTTP client")?;
     let urls = match args.target {
         Target::All => urls,
-        Target::Leader => vec![match workload {
-            Workload::Creates { .. } => target::meridian_leader(&http, &urls).await?,
+        Target::Leader => vec![match &workload {
+            Workload::Creates { token, .. } => {
+                let client = meridian_client::Client::builder(&urls)
+                    .token(token.clone())
+                    .build()?;
+                target::meridian_leader(&client).await?
+            }
             Workload::EtcdPut { .. } => target::etcd_leader(&http, &urls).await?,
         }],
     };

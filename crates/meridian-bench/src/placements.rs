@@ -11,7 +11,7 @@ use meridian_api::agent::{RegisterNode, AGENT_PROTOCOL};
 use meridian_api::apps::AppBody;
 use meridian_api::regions::RegionBody;
 use meridian_api::tokens::CreateToken;
-use meridian_api::Client;
+use meridian_client::Client;
 use serde::Serialize;
 
 /// What the run is asked to do.
@@ -97,7 +97,7 @@ pub async fn run(p: Params) -> anyhow::Result<Outcome> {
         p.nodes > 0 && p.apps > 0 && p.replicas > 0,
         "nothing to place"
     );
-    let admin = Client::new(&p.url, Some(p.token.clone()));
+    let admin = Client::new(&p.url, Some(p.token.clone()))?;
     ensure_region(&admin, &p.region, &p.country).await?;
     let agent_token = admin
         .create_token(&CreateToken {
@@ -108,7 +108,7 @@ pub async fn run(p: Params) -> anyhow::Result<Outcome> {
         .await
         .context("creating an agent token")?
         .token;
-    let agent = Client::new(&p.url, Some(agent_token));
+    let agent = Client::new(&p.url, Some(agent_token))?;
     let tag = run_tag();
     let names: Vec<String> = (0..p.nodes).map(|i| format!("sim{tag}-{i:04}")).collect();
     let body = RegisterNode {

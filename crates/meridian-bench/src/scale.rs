@@ -13,7 +13,7 @@ use meridian_api::agent::{RegisterNode, AGENT_PROTOCOL};
 use meridian_api::apps::AppBody;
 use meridian_api::regions::RegionBody;
 use meridian_api::tokens::CreateToken;
-use meridian_api::Client;
+use meridian_client::Client;
 use serde::Serialize;
 
 use crate::load::{self, Plan};
@@ -93,8 +93,10 @@ pub async fn run(p: Params) -> anyhow::Result<Outcome> {
         .connect_timeout(Duration::from_secs(2))
         .build()
         .context("building the HTTP client")?;
-    let leader = target::meridian_leader(&http, &p.urls).await?;
-    let admin = Client::new(&leader, Some(p.token.clone()));
+    // Setup calls go through one client over every server; once the leader is found, the
+    // calls it serves start there.
+    let admin = Client::builder(&p.urls).token(p.token.clone()).build()?;
+    let leader = target::meridian_leader(&admin).await?;
     let known: Vec<String> = admin.regions().await?.into_iter().map(|r| r.name).collect();
     for (name, country, latitude, longitude) in REGIONS {
         if !known.iter().any(|k| k == name) {
@@ -118,7 +120,7 @@ pub async fn run(p: Params) -> anyhow::Result<Outcome> {
         .await
         .context("creating an agent token")?
         .token;
-    let agent = Client::new(&leader, Some(agent_token));
+    let agent = Client::new(&leader, Some(agent_token))?;
     let tag = run_id();
     let nodes: Vec<(String, &str)> = (0..p.nodes)
         .map(|i| {

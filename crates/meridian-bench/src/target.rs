@@ -1,6 +1,7 @@
 //! Which servers the workers talk to: every given URL, or only the current leader.
 
 use anyhow::{bail, Context};
+use meridian_client::Client;
 use serde::Deserialize;
 
 /// Where requests go.
@@ -12,28 +13,14 @@ pub enum Target {
     All,
 }
 
-/// Whether a Prometheus text body says this Meridian server leads.
-pub fn metrics_say_leader(text: &str) -> bool {
-    text.lines().any(|l| {
-        let mut parts = l.split_whitespace();
-        parts.next() == Some("meridian_raft_is_leader") && parts.next() == Some("1")
-    })
-}
-
-/// The Meridian URL whose `/metrics` has `meridian_raft_is_leader 1`.
-pub async fn meridian_leader(http: &reqwest::Client, urls: &[String]) -> anyhow::Result<String> {
-    for url in urls {
-        let Ok(resp) = http.get(format!("{url}/metrics")).send().await else {
-            continue;
-        };
-        let Ok(text) = resp.text().await else {
-            continue;
-        };
-        if metrics_say_leader(&text) {
-            return Ok(url.clone());
-        }
-    }
-    bail!("no server in {urls:?} reports meridian_raft_is_leader 1")
+/// The URL of the Meridian server that leads now, found through the client: the leader's id
+/// from `GET /v1/cluster`, matched against each server's `GET /v1/health`.
+pub async fn meridian_leader(client: &Client) -> anyhow::Result<String> {
+    client
+        .find_leader()
+        .await
+        .context("asking the cluster for its leader")?
+        .with_context(|| format!("no server in {:?} leads right now", client.servers()))
 }
 
 /// The part of etcd's `Maintenance/Status` answer that names the leader. The JSON gateway
@@ -92,14 +79,6 @@ pub fn parse_urls(list: &str) -> anyhow::Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_the_leader_gauge() {
-        let text = "# TYPE meridian_raft_is_leader gauge\nmeridian_raft_is_leader 1\n";
-        assert!(metrics_say_leader(text));
-        assert!(!metrics_say_leader("meridian_raft_is_leader 0\n"));
-        assert!(!metrics_say_leader("meridian_raft_is_leader_x 1\n"));
-    }
 
     #[test]
     fn urls_are_split_and_checked() {

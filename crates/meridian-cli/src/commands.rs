@@ -12,7 +12,7 @@ pub mod route;
 pub mod tokens;
 
 use clap::Subcommand;
-use meridian_api::Client;
+use meridian_client::Client;
 
 use crate::output::Output;
 

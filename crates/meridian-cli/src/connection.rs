@@ -1,9 +1,10 @@
-//! Which server client commands call, and with which token: flags and environment first, then
-//! what `meridian login` saved, then the local default address.
+//! Which servers client commands call, and with which token: flags and environment first,
+//! then what `meridian login` saved, then the local default address. The calls themselves,
+//! failover between several servers included, are `meridian_client::Client`'s.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
-use meridian_api::{Client, ClientError};
+use meridian_client::{Client, ClientError};
 
 use crate::credentials::{self, Credentials};
 use crate::error_report::Hint;
@@ -14,13 +15,14 @@ pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7001";
 /// Server address and token as given on the command line or in the environment.
 #[derive(Args)]
 pub struct Target {
-    /// Server base URL [default: the one `meridian login` saved, else http://127.0.0.1:7001].
+    /// Server base URL, or several separated by commas to fail over between them [default:
+    /// the one `meridian login` saved, else http://127.0.0.1:7001].
     #[arg(
         long,
         global = true,
         help_heading = "Global options",
         env = "MERIDIAN_ADDR",
-        value_name = "URL"
+        value_name = "URL[,URL...]"
     )]
     pub addr: Option<String>,
 
@@ -71,9 +73,8 @@ impl Connection {
             target.token.as_deref(),
             saved.as_ref(),
         );
-        check_addr(&addr)?;
         Ok(Self {
-            client: Client::new(&addr, token),
+            client: client_for(&addr, token)?,
             token_from,
         })
     }
@@ -85,10 +86,9 @@ impl Connection {
             Err(err) => err,
         };
         let unauthorized = err.chain().any(|cause| {
-            matches!(
-                cause.downcast_ref::<ClientError>(),
-                Some(ClientError::Api { status: 401, .. })
-            )
+            cause
+                .downcast_ref::<ClientError>()
+                .is_some_and(|e| e.status() == Some(401))
         });
         match &self.token_from {
             TokenSource::Absent { saved_for } if unauthorized => {
@@ -123,18 +123,15 @@ pub fn resolve(
     token: Option<&str>,
     saved: Option<&Credentials>,
 ) -> (String, Option<String>, TokenSource) {
-    let addr = addr
-        .or(saved.map(|c| c.addr.as_str()))
-        .unwrap_or(DEFAULT_ADDR)
-        .trim_end_matches('/')
-        .to_string();
+    let addr = normalize(
+        addr.or(saved.map(|c| c.addr.as_str()))
+            .unwrap_or(DEFAULT_ADDR),
+    );
     if let Some(token) = token {
         return (addr, Some(token.to_string()), TokenSource::Given);
     }
     match saved {
-        Some(c) if c.addr.trim_end_matches('/') == addr => {
-            (addr, Some(c.token.clone()), TokenSource::Saved)
-        }
+        Some(c) if normalize(&c.addr) == addr => (addr, Some(c.token.clone()), TokenSource::Saved),
         Some(c) => (
             addr,
             None,
@@ -146,15 +143,24 @@ pub fn resolve(
     }
 }
 
-/// Refuses addresses the HTTP client would reject with a vaguer message.
-pub fn check_addr(addr: &str) -> anyhow::Result<()> {
-    let rest = addr
-        .strip_prefix("http://")
-        .or_else(|| addr.strip_prefix("https://"));
-    match rest {
-        Some(host) if !host.is_empty() => Ok(()),
-        _ => bail!("server address `{addr}` must look like http://HOST:PORT or https://HOST"),
-    }
+/// `addr` with each server's trailing `/` and surrounding spaces removed, so the same servers
+/// always read the same.
+fn normalize(addr: &str) -> String {
+    servers(addr).join(",")
+}
+
+/// The servers a comma-separated address names.
+fn servers(addr: &str) -> Vec<&str> {
+    addr.split(',')
+        .map(|s| s.trim().trim_end_matches('/'))
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// A client for the servers `addr` names, sending `token`; refuses addresses that are not
+/// http(s) URLs.
+pub fn client_for(addr: &str, token: Option<String>) -> anyhow::Result<Client> {
+    Ok(Client::builder(servers(addr)).token(token).build()?)
 }
 
 /// The address `login` talks to: `--addr`/`MERIDIAN_ADDR`, else the saved one, else the default.
@@ -164,7 +170,6 @@ pub fn login_addr(target: &Target) -> anyhow::Result<String> {
         None => saved_credentials().context("reading the saved server address")?,
     };
     let (addr, _, _) = resolve(target.addr.as_deref(), None, saved.as_ref());
-    check_addr(&addr)?;
     Ok(addr)
 }
 
@@ -218,10 +223,31 @@ mod tests {
     }
 
     #[test]
+    fn several_servers_read_the_same_however_spelt() {
+        let (addr, _, _) = resolve(Some(" http://a:7001/, http://b:7001,"), None, None);
+        assert_eq!(addr, "http://a:7001,http://b:7001");
+        let saved = Credentials {
+            addr: "http://a:7001,http://b:7001/".into(),
+            token: "saved".into(),
+        };
+        let (_, token, _) = resolve(Some("http://a:7001/,http://b:7001"), None, Some(&saved));
+        assert_eq!(token.as_deref(), Some("saved"));
+        assert_eq!(
+            client_for(&addr, None).unwrap().servers(),
+            ["http://a:7001", "http://b:7001"]
+        );
+    }
+
+    #[test]
     fn addresses_need_a_scheme() {
-        assert!(check_addr("http://127.0.0.1:7001").is_ok());
-        assert!(check_addr("https://meridian.example").is_ok());
-        assert!(check_addr("127.0.0.1:7001").is_err());
-        assert!(check_addr("http://").is_err());
+        assert!(client_for("http://127.0.0.1:7001", None).is_ok());
+        assert!(client_for("https://meridian.example", None).is_ok());
+        let e = client_for("127.0.0.1:7001", None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "server address `127.0.0.1:7001` must look like http://HOST:PORT or https://HOST"
+        );
+        assert!(client_for("http://", None).is_err());
+        assert!(client_for(",", None).is_err());
     }
 }

@@ -14,7 +14,8 @@ use meridian_agent::config::DEFAULT_DOCKER_HOST;
 use meridian_agent::{AgentConfig, AgentError};
 use meridian_api::regions::RegionBody;
 use meridian_api::tokens::CreateToken;
-use meridian_api::{Client, ClientError, ErrorCode};
+use meridian_api::ErrorCode;
+use meridian_client::{Client, ClientError};
 use meridian_core::CountryCode;
 use meridian_server::{ServerConfig, ServerError, StartMode};
 use tokio_util::sync::CancellationToken;
@@ -167,7 +168,7 @@ async fn prepare(
     let admin = match read_token(&admin_file)? {
         Some(token) => token,
         None => {
-            let anonymous = Client::new(url, None);
+            let anonymous = Client::new(url, None)?;
             let answer = until_ready(|| anonymous.bootstrap()).await.map_err(|e| {
                 let hint = (e.code() == Some(&ErrorCode::AlreadyBootstrapped))
                     .then_some("was bootstrapped before");
@@ -177,7 +178,7 @@ async fn prepare(
             answer.token
         }
     };
-    let client = Client::new(url, Some(admin.clone()));
+    let client = Client::new(url, Some(admin.clone()))?;
     let regions = until_ready(|| client.regions()).await.map_err(|e| {
         let hint = (e.status() == Some(401)).then_some("refuses admin.token (expired or revoked?)");
         start_over(anyhow!(e).context("listing regions"), dir, hint)

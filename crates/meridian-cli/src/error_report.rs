@@ -32,7 +32,8 @@ pub fn render(err: &anyhow::Error) -> String {
 mod tests {
     use super::*;
     use anyhow::Context;
-    use meridian_api::{ClientError, ErrorCode};
+    use meridian_api::ErrorCode;
+    use meridian_client::ClientError;
 
     fn api(status: u16) -> anyhow::Error {
         ClientError::Api {

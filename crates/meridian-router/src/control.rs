@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_api::routing::{RegisterRouter, RouteTable};
+use meridian_api::routing::{RegisterRouter, RouteTable, RouterEntry};
+use meridian_client::{BuildError, Client, ClientError};
 use meridian_core::Name;
 use tokio::sync::watch;
 
@@ -34,133 +35,43 @@ pub struct ControlConfig {
     pub advertise_url: String,
 }
 
-/// Talks to whichever server answers, moving on to the next on failure.
+/// The router's calls to the control plane, through one client over all the servers: a call
+/// moves on to the next server when the first cannot answer it (both calls here may be
+/// repeated: registering again changes nothing, the table is a read).
 #[derive(Debug, Clone)]
 pub struct Control {
     config: ControlConfig,
-    http: reqwest::Client,
-    next: usize,
+    client: Client,
 }
 
-/// Why a call to the control plane failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    /// No server answered.
-    #[error("{server}: {detail}")]
-    Unreachable {
-        /// The server tried.
-        server: String,
-        /// What went wrong.
-        detail: String,
-    },
-    /// A server refused the request.
-    #[error("{server} answered {status}: {body}")]
-    Refused {
-        /// The server.
-        server: String,
-        /// HTTP status.
-        status: u16,
-        /// Its error body.
-        body: String,
-    },
-}
-
-impl ControlError {
-    /// Whether retrying cannot help until an operator acts (bad token, unknown region).
-    pub fn is_permanent(&self) -> bool {
-        matches!(self, ControlError::Refused { status, .. } if matches!(status, 401 | 403 | 422))
-    }
+/// Whether retrying cannot help until an operator acts (bad token, unknown region).
+pub fn is_permanent(e: &ClientError) -> bool {
+    matches!(e.status(), Some(401 | 403 | 422))
 }
 
 impl Control {
-    /// A client for `config`.
-    pub fn new(config: ControlConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(POLL_WAIT + Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
-        Self {
-            config,
-            http,
-            next: 0,
-        }
-    }
-
-    fn server(&mut self) -> String {
-        let servers = &self.config.servers;
-        let s = servers[self.next % servers.len()]
-            .trim_end_matches('/')
-            .to_string();
-        s
-    }
-
-    fn rotate(&mut self) {
-        self.next = self.next.wrapping_add(1);
-    }
-
-    async fn answer<T: serde::de::DeserializeOwned>(
-        server: &str,
-        sent: Result<reqwest::Response, reqwest::Error>,
-    ) -> Result<T, ControlError> {
-        let unreachable = |e: reqwest::Error| ControlError::Unreachable {
-            server: server.to_string(),
-            detail: e.to_string(),
-        };
-        let resp = sent.map_err(unreachable)?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            return Err(ControlError::Refused {
-                server: server.to_string(),
-                status: status.as_u16(),
-                body,
-            });
-        }
-        resp.json().await.map_err(unreachable)
+    /// A client for `config`, or why none can be built (an address that is not a URL).
+    pub fn new(config: ControlConfig) -> Result<Self, BuildError> {
+        let client = Client::builder(&config.servers)
+            .token(config.token.clone())
+            .build()?;
+        Ok(Self { config, client })
     }
 
     /// Registers this router so others can forward to it.
-    pub async fn register(&mut self) -> Result<(), ControlError> {
-        let server = self.server();
+    pub async fn register(&self) -> Result<RouterEntry, ClientError> {
         let body = RegisterRouter {
             name: self.config.name.to_string(),
             region: self.config.region.to_string(),
             url: self.config.advertise_url.clone(),
         };
-        let sent = self
-            .http
-            .post(format!("{server}/v1/router/register"))
-            .bearer_auth(&self.config.token)
-            .json(&body)
-            .send()
-            .await;
-        let done: Result<serde_json::Value, _> = Self::answer(&server, sent).await;
-        if done.is_err() {
-            self.rotate();
-        }
-        done.map(|_| ())
+        self.client.register_router(&body).await
     }
 
     /// The route table once its version differs from `after` (or after the server's wait).
-    pub async fn table(&mut self, after: u64) -> Result<RouteTable, ControlError> {
-        let server = self.server();
-        let sent = self
-            .http
-            .get(format!("{server}/v1/router/table"))
-            .query(&[
-                ("after", after.to_string()),
-                ("wait_ms", POLL_WAIT.as_millis().to_string()),
-                ("stale", "true".to_string()),
-            ])
-            .bearer_auth(&self.config.token)
-            .send()
-            .await;
-        let table = Self::answer(&server, sent).await;
-        if table.is_err() {
-            self.rotate();
-        }
-        table
+    pub async fn table(&self, after: u64) -> Result<RouteTable, ClientError> {
+        let wait_ms = u64::try_from(POLL_WAIT.as_millis()).unwrap_or(u64::MAX);
+        self.client.route_table(after, wait_ms).await
     }
 }
 
@@ -206,7 +117,7 @@ const REREGISTER_EVERY: Duration = Duration::from_secs(600);
 /// `cache` when given. Failures are logged and retried with back-off; the last table stays
 /// published meanwhile.
 pub async fn run(
-    mut control: Control,
+    control: Control,
     tx: watch::Sender<Arc<RoutingTable>>,
     version: u64,
     cache: Option<PathBuf>,
@@ -223,13 +134,14 @@ pub async fn run(
         }
         if !registered {
             match control.register().await {
-                Ok(()) => {
+                Ok(entry) => {
                     registered = true;
                     registered_at = tokio::time::Instant::now();
                     tracing::info!(
-                        name = %control.config.name,
-                        region = %control.config.region,
-                        url = %control.config.advertise_url,
+                        name = %entry.name,
+                        region = %entry.region,
+                        url = %entry.url,
+                        server = control.client.server(),
                         "router registered"
                     );
                 }
@@ -278,8 +190,8 @@ pub async fn run(
     }
 }
 
-fn log_failure(what: &str, e: &ControlError) {
-    if e.is_permanent() {
+fn log_failure(what: &str, e: &ClientError) {
+    if is_permanent(e) {
         tracing::error!(error = %e, "{what}");
     } else {
         tracing::warn!(error = %e, "{what}");
@@ -308,18 +220,13 @@ mod tests {
 
     #[test]
     fn bad_tokens_and_unknown_regions_are_permanent() {
-        let refused = |status| ControlError::Refused {
-            server: "http://s1".into(),
+        let refused = |status| ClientError::Api {
             status,
-            body: String::new(),
+            code: meridian_api::ErrorCode::Other("x".into()),
+            message: String::new(),
         };
-        assert!(refused(401).is_permanent());
-        assert!(refused(422).is_permanent());
-        assert!(!refused(503).is_permanent());
-        let down = ControlError::Unreachable {
-            server: "http://s1".into(),
-            detail: "refused".into(),
-        };
-        assert!(!down.is_permanent());
+        assert!(is_permanent(&refused(401)));
+        assert!(is_permanent(&refused(422)));
+        assert!(!is_permanent(&refused(503)));
     }
 }

@@ -5,7 +5,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use std::time::Duration;
 
 use http::{HeaderValue, Response, StatusCode};
-use meridian_api::ErrorCode;
+use meridian_api::{ErrorBody, ErrorCode, ErrorDetail};
 use meridian_core::Name;
 
 use crate::body::ProxyBody;
@@ -85,10 +85,16 @@ impl Refusal {
         if html {
             ("text/html; charset=utf-8", self.page())
         } else {
-            let json = serde_json::json!({
-                "error": { "code": self.code, "message": self.message }
-            });
-            ("application/json", json.to_string())
+            let body = ErrorBody {
+                error: ErrorDetail {
+                    code: self.code.clone(),
+                    message: self.message.clone(),
+                    field: None,
+                },
+            };
+            // Plain strings and a code: nothing here can fail to serialise.
+            let json = serde_json::to_string(&body).unwrap_or_default();
+            ("application/json", json)
         }
     }
 
@@ -142,9 +148,13 @@ mod tests {
         let json = r.clone().into_response(false);
         assert_eq!(json.status(), 404);
         assert_eq!(json.headers()[CONTENT_TYPE], "application/json");
-        let v: serde_json::Value = serde_json::from_str(&text(json).await).unwrap();
-        assert_eq!(v["error"]["code"], "unknown_app");
-        assert_eq!(v["error"]["message"], "no app is served at <x>");
+        let sent = text(json).await;
+        assert_eq!(
+            sent,
+            r#"{"error":{"code":"unknown_app","message":"no app is served at <x>"}}"#
+        );
+        let body: ErrorBody = serde_json::from_str(&sent).unwrap();
+        assert_eq!(body.error.code, ErrorCode::UnknownApp);
         let page = text(r.into_response(true)).await;
         assert!(page.contains("404 Not Found"));
         assert!(page.contains("no app is served at &lt;x&gt;"));

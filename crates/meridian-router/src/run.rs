@@ -64,6 +64,9 @@ pub enum RouterError {
         #[source]
         source: std::io::Error,
     },
+    /// The client for the control plane cannot be set up.
+    #[error("cannot set up the control-plane client")]
+    Client(#[source] meridian_client::BuildError),
     /// Serving failed.
     #[error("serving failed")]
     Serve(#[source] std::io::Error),
@@ -136,6 +139,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RouterError> {
     let (locator, rtt) = load(&settings)?;
+    let control = Control::new(ControlConfig {
+        servers: settings.servers.clone(),
+        token: settings.token.clone(),
+        name: settings.name.clone(),
+        region: settings.region.clone(),
+        advertise_url: settings.advertise_url.clone(),
+    })
+    .map_err(RouterError::Client)?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|source| RouterError::Bind {
@@ -167,13 +178,6 @@ pub async fn run(
         );
     }
     let (tx, mut rx) = watch::channel(Arc::new(initial));
-    let control = Control::new(ControlConfig {
-        servers: settings.servers.clone(),
-        token: settings.token.clone(),
-        name: settings.name.clone(),
-        region: settings.region.clone(),
-        advertise_url: settings.advertise_url.clone(),
-    });
     let follower = tokio::spawn(control::run(
         control,
         tx,

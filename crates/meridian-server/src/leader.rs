@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use meridian_api::{ErrorCode, FORWARDED_BY_HEADER};
+use meridian_api::{ErrorCode, FORWARDED_BY_HEADER, SERVED_BY_HEADER};
 use meridian_state::NodeId;
 use openraft::error::{CheckIsLeaderError, RaftError};
 use tokio::time::Instant;
@@ -190,7 +190,7 @@ async fn forward(
         out.headers_mut().insert("content-type", ct);
     }
     if let Ok(v) = HeaderValue::from_str(leader) {
-        out.headers_mut().insert("meridian-served-by", v);
+        out.headers_mut().insert(SERVED_BY_HEADER, v);
     }
     Ok(out)
 }

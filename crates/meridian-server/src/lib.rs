@@ -12,6 +12,7 @@ pub mod membership;
 pub mod metrics;
 pub mod openapi;
 pub mod query;
+pub mod raft_network;
 pub mod reconcile;
 pub mod retention;
 pub mod router;
@@ -23,10 +24,10 @@ use std::time::Duration;
 
 pub use config::{RetentionSettings, ServerConfig, StartMode};
 use meridian_core::ErrorChain;
-use meridian_state::HttpNetwork;
 
 use crate::ctx::{Ctx, Inner};
 use crate::metrics::Metrics;
+use crate::raft_network::HttpNetwork;
 
 /// Why a server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,15 @@ pub enum ServerError {
     /// Serving HTTP failed.
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
+    /// An HTTP client for calls to other servers cannot be built.
+    #[error("cannot set up the HTTP client for {purpose}")]
+    HttpClient {
+        /// What the client is for.
+        purpose: &'static str,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
     /// A geo source or round-trip table cannot be used.
     #[error("{0}")]
     Geo(String),
@@ -126,17 +136,30 @@ pub async fn run(
             addr: config.listen,
             source,
         })?;
-    let node = meridian_state::open(
-        &config.data_dir,
-        config.node_id,
-        &config.raft,
-        HttpNetwork::new(&secret),
-    )
-    .await?;
+    let network = HttpNetwork::new(&secret).map_err(|source| ServerError::HttpClient {
+        purpose: "Raft",
+        source,
+    })?;
     let forward = reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(500))
         .build()
-        .unwrap_or_default();
+        .map_err(|source| ServerError::HttpClient {
+            purpose: "forwarding to the leader",
+            source,
+        })?;
+    let join_http = match &config.start {
+        StartMode::Join(_) => {
+            Some(
+                membership::join_client().map_err(|source| ServerError::HttpClient {
+                    purpose: "joining the cluster",
+                    source,
+                })?,
+            )
+        }
+        StartMode::Resume | StartMode::Bootstrap => None,
+    };
+    let node =
+        meridian_state::open(&config.data_dir, config.node_id, &config.raft, network).await?;
     let ctx = Ctx(Arc::new(Inner {
         id: config.node_id,
         node: node.clone(),
@@ -177,12 +200,15 @@ pub async fn run(
                 .map_err(ServerError::Bootstrap)?;
             None
         }
-        StartMode::Join(urls) => Some(tokio::spawn(membership::join(
-            node.raft.clone(),
-            config.clone(),
-            urls.clone(),
-            secret,
-        ))),
+        StartMode::Join(urls) => join_http.map(|http| {
+            tokio::spawn(membership::join(
+                http,
+                node.raft.clone(),
+                config.clone(),
+                urls.clone(),
+                secret,
+            ))
+        }),
     };
 
     // Small request/response exchanges: do not let Nagle hold them back.

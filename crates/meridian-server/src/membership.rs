@@ -29,13 +29,23 @@ pub async fn bootstrap(raft: &Raft, config: &ServerConfig) -> Result<(), String>
     Ok(())
 }
 
-/// `--join`: asks the given members, in turn and until one accepts, to add this server as a
-/// voter. Runs in the background while the server already answers Raft RPCs.
-pub async fn join(raft: Raft, config: ServerConfig, urls: Vec<String>, secret: String) {
-    let http = reqwest::Client::builder()
+/// The HTTP client [`join`] calls members with: one request may take 30 s (the leader adds a
+/// learner and waits for it to catch up before answering).
+pub fn join_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
-        .unwrap_or_default();
+}
+
+/// `--join`: asks the given members, in turn and until one accepts, to add this server as a
+/// voter. Runs in the background while the server already answers Raft RPCs.
+pub async fn join(
+    http: reqwest::Client,
+    raft: Raft,
+    config: ServerConfig,
+    urls: Vec<String>,
+    secret: String,
+) {
     let req = JoinRequest {
         node_id: config.node_id,
         addr: config.advertise(),

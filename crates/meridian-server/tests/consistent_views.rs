@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_core::{AppSpec, CountryCode, InstanceState, Name, Region};
+use meridian_server::raft_network::HttpNetwork;
 use meridian_server::reconcile::{read_round, RoundView, World};
 use meridian_server::routes::routing::RouteRows;
-use meridian_state::{Command, HttpNetwork, MemberNode, Node, RaftSettings, Schedule};
-use meridian_state::{NewInstance, Observed};
+use meridian_state::{Command, MemberNode, NewInstance, Node, Observed, RaftSettings, Schedule};
 
 const APPS: usize = 6;
 
@@ -41,9 +41,14 @@ fn spec(name: &str, image: &str) -> AppSpec {
 }
 
 async fn start(dir: &std::path::Path) -> Node {
-    let node = meridian_state::open(dir, 1, &RaftSettings::default(), HttpNetwork::new("s"))
-        .await
-        .unwrap();
+    let node = meridian_state::open(
+        dir,
+        1,
+        &RaftSettings::default(),
+        HttpNetwork::new("s").unwrap(),
+    )
+    .await
+    .unwrap();
     let member = MemberNode {
         addr: "http://127.0.0.1:9".into(),
         region: None,

@@ -1,6 +1,7 @@
 //! Meridian's replicated state: the commands that change it, their deterministic application
-//! to SQLite tables, and the openraft log, state machine, snapshots and network that keep
-//! every server's copy the same.
+//! to SQLite tables, and the openraft log, state machine and snapshots that keep every
+//! server's copy the same. The Raft network is the caller's: [`open`] takes any
+//! `RaftNetworkFactory`, so this crate holds no HTTP client.
 //!
 //! Architecture Invariant: this is the only crate that writes SQL.
 
@@ -33,7 +34,6 @@ pub mod db;
 pub mod error;
 pub mod leader_watch;
 pub mod log_store;
-pub mod network;
 pub mod node;
 pub mod proposer;
 pub mod reader;
@@ -49,7 +49,6 @@ pub use command::{Applied, Command, CommandResult, Forget, Forgotten, Refusal};
 pub use error::StateError;
 pub use images::ImageRecord;
 pub use instances::{Desired, Footprint, InstanceRecord, NewInstance, Observed, StopInstance};
-pub use network::HttpNetwork;
 pub use node::{open, Node, RaftSettings};
 pub use nodes::NodeRecord;
 pub use proposer::{ProposeError, Proposer};

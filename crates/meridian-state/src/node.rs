@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use openraft::network::RaftNetworkFactory;
 use openraft::SnapshotPolicy;
 use sqlx::SqlitePool;
 
@@ -10,12 +11,11 @@ use crate::auth_cache::AuthCache;
 use crate::db;
 use crate::error::StateError;
 use crate::log_store::LogStore;
-use crate::network::HttpNetwork;
 use crate::proposer::Proposer;
 use crate::reader::StateReader;
 use crate::snapshot::SnapshotDir;
 use crate::state_machine::StateMachine;
-use crate::types::{NodeId, Raft};
+use crate::types::{NodeId, Raft, TypeConfig};
 
 /// Raft timing and compaction settings.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -107,12 +107,13 @@ impl DataDir {
 }
 
 /// Opens the stores in `data_dir` (creating them on first start) for node `id`, starts Raft,
-/// and answers whether the node was already part of a cluster.
-pub async fn open(
+/// and answers whether the node was already part of a cluster. `network` carries the Raft
+/// RPCs to the other servers; this crate holds no transport of its own.
+pub async fn open<N: RaftNetworkFactory<TypeConfig>>(
     data_dir: &Path,
     id: NodeId,
     settings: &RaftSettings,
-    network: HttpNetwork,
+    network: N,
 ) -> Result<Node, StateError> {
     let dir = DataDir {
         path: data_dir.to_path_buf(),

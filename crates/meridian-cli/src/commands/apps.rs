@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use meridian_api::apps::{AppBody, AppPatch, AppView, HealthBody};
-use meridian_api::Client;
+use meridian_client::Client;
 use meridian_core::app::parse_duration_ms;
 
 use crate::output::{or_dash, Output, Table};

@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 use meridian_api::cluster::ClusterStatus;
-use meridian_api::Client;
+use meridian_client::Client;
 
 use crate::output::{or_dash, Output, Table};
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use clap::Args;
 use meridian_api::nodes::{InstanceView, ReleaseView};
-use meridian_api::Client;
+use meridian_client::Client;
 
 use crate::output::Output;
 

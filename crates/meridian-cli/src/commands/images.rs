@@ -5,7 +5,7 @@ use std::process::Stdio;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use meridian_api::images::{ImageView, RegisterImage};
-use meridian_api::Client;
+use meridian_client::Client;
 use tokio::io::AsyncReadExt;
 
 use crate::output::{Output, Table};
@@ -47,9 +47,9 @@ async fn push(client: &Client, out: &Output, image: &str) -> anyhow::Result<()> 
         .context("cannot run `docker save` (is the docker CLI installed?)")?;
     let stdout = save.stdout.take().context("docker save has no stdout")?;
     let mut stderr = save.stderr.take().context("docker save has no stderr")?;
-    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(stdout));
+    let tar = tokio_util::io::ReaderStream::new(stdout);
     let started = std::time::Instant::now();
-    let uploaded = client.upload_image_blob(body).await;
+    let uploaded = client.upload_image_blob(tar).await;
     let status = save.wait().await.context("waiting for docker save")?;
     if !status.success() {
         let mut text = String::new();

@@ -4,9 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use meridian_api::Client;
 
-use crate::connection::{login_addr, Target};
+use crate::connection::{client_for, login_addr, Target};
 use crate::credentials::{self, Credentials};
 use crate::output::Output;
 
@@ -29,7 +28,7 @@ pub async fn run(args: LoginArgs, target: &Target, out: &Output) -> anyhow::Resu
     let path = credentials::default_path()?;
     if args.bootstrap {
         // Bootstrap needs no token; any in MERIDIAN_TOKEN is simply not sent.
-        let answer = Client::new(&addr, None).bootstrap().await?;
+        let answer = client_for(&addr, None)?.bootstrap().await?;
         save(&path, &addr, &answer.token)?;
         if out.is_json() {
             out.json(&answer)?;
@@ -49,7 +48,7 @@ pub async fn run(args: LoginArgs, target: &Target, out: &Output) -> anyhow::Resu
              or use --bootstrap on a new cluster"
         ),
     };
-    let status = Client::new(&addr, Some(token.clone())).cluster().await?;
+    let status = client_for(&addr, Some(token.clone()))?.cluster().await?;
     save(&path, &addr, &token)?;
     if out.is_json() {
         out.json(&status)?;

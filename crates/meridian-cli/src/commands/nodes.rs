@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 use meridian_api::nodes::NodeView;
-use meridian_api::Client;
+use meridian_client::Client;
 
 use crate::output::{Output, Table};
 

@@ -1,7 +1,7 @@
 //! Where an app runs: `meridian apps instances|plan|releases`.
 
 use meridian_api::nodes::{InstanceView, PlanView, ReleaseView};
-use meridian_api::Client;
+use meridian_client::Client;
 
 use crate::output::{or_dash, Output, Table};
 use crate::timestamp::format_unix;

@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 use meridian_api::regions::RegionBody;
-use meridian_api::Client;
+use meridian_client::Client;
 
 use crate::output::{Output, Table};
 

@@ -2,7 +2,7 @@
 
 use clap::Args;
 use meridian_api::routing::RouteExplanation;
-use meridian_api::Client;
+use meridian_client::Client;
 
 use crate::output::{or_dash, Output, Table};
 

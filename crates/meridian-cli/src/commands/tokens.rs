@@ -3,7 +3,7 @@
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Subcommand};
 use meridian_api::tokens::{CreateToken, TokenCreated, TokenInfo};
-use meridian_api::Client;
+use meridian_client::Client;
 use meridian_core::Role;
 
 use crate::output::{or_dash, Output, Table};

@@ -3,7 +3,6 @@
 use axum::extract::State;
 use axum::Json;
 use meridian_api::ErrorBody;
-use meridian_state::network::SnapshotChunk;
 use meridian_state::TypeConfig;
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
@@ -14,9 +13,10 @@ use crate::auth::ClusterPeer;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::json::ApiJson;
+use crate::raft_network::{SnapshotChunk, APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH};
 
 /// AppendEntries.
-#[utoipa::path(post, path = meridian_state::network::APPEND_PATH, tag = "internal",
+#[utoipa::path(post, path = APPEND_PATH, tag = "internal",
     security(("cluster_secret" = [])),
     request_body(content = Object, description = "openraft's AppendEntriesRequest"),
     responses((status = 200, description = "openraft's answer, `{\"Ok\": ...}` or `{\"Err\": ...}`", body = Object)))]
@@ -29,7 +29,7 @@ pub async fn append(
 }
 
 /// RequestVote.
-#[utoipa::path(post, path = meridian_state::network::VOTE_PATH, tag = "internal",
+#[utoipa::path(post, path = VOTE_PATH, tag = "internal",
     security(("cluster_secret" = [])),
     request_body(content = Object, description = "openraft's VoteRequest"),
     responses((status = 200, description = "openraft's answer, `{\"Ok\": ...}` or `{\"Err\": ...}`", body = Object)))]
@@ -42,7 +42,7 @@ pub async fn vote(
 }
 
 /// InstallSnapshot, one chunk.
-#[utoipa::path(post, path = meridian_state::network::SNAPSHOT_PATH, tag = "internal",
+#[utoipa::path(post, path = SNAPSHOT_PATH, tag = "internal",
     security(("cluster_secret" = [])),
     request_body(content = Object, description = "One snapshot chunk: openraft's InstallSnapshotRequest with the data in base64"),
     responses(

@@ -1,5 +1,7 @@
-//! Raft RPCs over HTTP. Every call carries the cluster secret; the server side lives in
-//! meridian-server and answers with the JSON of `Result<response, RaftError>`.
+//! Raft RPCs over HTTP, the calling side: the `RaftNetworkFactory` a server hands to
+//! `meridian_state::open`. Every call carries the cluster secret; the answering side is
+//! `routes::raft`, which answers with the JSON of `Result<response, RaftError>`. Both sides
+//! live in this crate, so the paths and the snapshot chunk are defined once, here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,8 @@ use openraft::Vote;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{MemberNode, NodeId, SnapshotMeta, TypeConfig};
+use meridian_state::types::SnapshotMeta;
+use meridian_state::{MemberNode, NodeId, TypeConfig};
 
 /// Path of the append-entries RPC.
 pub const APPEND_PATH: &str = "/v1/internal/raft/append";
@@ -66,6 +69,10 @@ impl SnapshotChunk {
     }
 }
 
+/// How long a peer may take to accept a connection. Each RPC's whole deadline comes from
+/// openraft (`RPCOption::hard_ttl`), set per call.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Makes one connection per peer; all share one HTTP client (and its keep-alive pool).
 #[derive(Debug, Clone)]
 pub struct HttpNetwork {
@@ -74,17 +81,17 @@ pub struct HttpNetwork {
 }
 
 impl HttpNetwork {
-    /// A network that authenticates with `secret`.
-    pub fn new(secret: &str) -> Self {
+    /// A network that authenticates with `secret`. Fails only when the HTTP client cannot be
+    /// built, rather than falling back to one without the connect timeout.
+    pub fn new(secret: &str) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(500))
+            .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
-            .build()
-            .unwrap_or_default();
-        Self {
+            .build()?;
+        Ok(Self {
             http,
             secret: secret.into(),
-        }
+        })
     }
 }
 
