@@ -181,12 +181,12 @@ fn check_round(v: &RoundView) -> Result<(), String> {
     }
     for (name, app) in &v.apps {
         let newest = v.releases.get(name).and_then(|r| r.first());
-        if newest.is_none_or(|r| r.config.image != app.spec.image) {
+        if newest.is_none_or(|r| r.image != app.image) {
             return Err(format!(
                 "index {}: app {name} runs {} but its newest live release is {:?}",
                 v.index,
-                app.spec.image,
-                newest.map(|r| (r.number, &r.config.image))
+                app.image,
+                newest.map(|r| (r.number, &r.image))
             ));
         }
     }

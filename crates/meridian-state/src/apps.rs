@@ -68,13 +68,53 @@ pub async fn apps(c: &mut SqliteConnection) -> Result<Vec<AppRecord>, sqlx::Erro
     rows.iter().map(app_row).collect()
 }
 
-/// The apps with these names that exist.
-pub async fn apps_named(
+/// What scheduling reads of an app: its image, size and where it may run — not its
+/// environment, health check or domains, which the scheduler never looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppPlacement {
+    /// Name.
+    pub name: Name,
+    /// Image of its current spec.
+    pub image: String,
+    /// Instances wanted.
+    pub replicas: u32,
+    /// Jurisdictions it may run in; empty means anywhere.
+    pub residency: Vec<Jurisdiction>,
+    /// Regions it is pinned to, if any.
+    pub regions: Option<Vec<Name>>,
+    /// CPU per instance.
+    pub cpu_millis: u32,
+    /// Memory per instance.
+    pub memory_mb: u32,
+}
+
+/// What scheduling reads of the apps with these names (those that exist).
+pub async fn placements_of(
     c: &mut SqliteConnection,
     names: &[&str],
-) -> Result<Vec<AppRecord>, sqlx::Error> {
-    let rows = fetch_in(c, "SELECT * FROM apps WHERE name IN (", names, ")").await?;
-    rows.iter().map(app_row).collect()
+) -> Result<Vec<AppPlacement>, sqlx::Error> {
+    let rows = fetch_in(
+        c,
+        "SELECT name, image, replicas, residency, regions, cpu_millis, memory_mb FROM apps \
+         WHERE name IN (",
+        names,
+        ")",
+    )
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let regions: Option<String> = r.try_get("regions")?;
+            Ok(AppPlacement {
+                name: name("app name", r.try_get("name")?)?,
+                image: r.try_get("image")?,
+                replicas: small("app replicas", r.try_get("replicas")?)?,
+                residency: json("app residency", r.try_get("residency")?)?,
+                regions: regions.map(|s| json("app regions", &s)).transpose()?,
+                cpu_millis: small("app cpu_millis", r.try_get("cpu_millis")?)?,
+                memory_mb: small("app memory_mb", r.try_get("memory_mb")?)?,
+            })
+        })
+        .collect()
 }
 
 /// Every app's name, in order.

@@ -41,7 +41,7 @@ pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
-pub use apps::AppRecord;
+pub use apps::{AppPlacement, AppRecord};
 pub use audit::AuditRecord;
 pub use auth_cache::{AuthCache, AuthView};
 pub use changes::{ChangeLog, Touched};
@@ -54,7 +54,7 @@ pub use nodes::NodeRecord;
 pub use proposer::{ProposeError, Proposer};
 pub use reader::{ReadSnapshot, StateReader};
 pub use regions::RegionRecord;
-pub use releases::{ReleaseConfig, ReleaseRecord, ReleaseUpdate};
+pub use releases::{ReleaseConfig, ReleaseRecord, ReleaseState, ReleaseUpdate};
 pub use schedule::{AppUnplaced, Schedule};
 /// What a failed read of the state returns.
 pub use sqlx::Error as DbError;

@@ -210,9 +210,12 @@ impl ReadSnapshot {
         apps::apps(&mut self.tx).await
     }
 
-    /// The apps with these names (those that exist), by name.
-    pub async fn apps_named(&mut self, names: &[&str]) -> Result<Vec<AppRecord>, sqlx::Error> {
-        apps::apps_named(&mut self.tx, names).await
+    /// What scheduling reads of the apps with these names (those that exist).
+    pub async fn placements_of(
+        &mut self,
+        names: &[&str],
+    ) -> Result<Vec<apps::AppPlacement>, sqlx::Error> {
+        apps::placements_of(&mut self.tx, names).await
     }
 
     /// The names of every app, in order.
@@ -245,11 +248,11 @@ impl ReadSnapshot {
     }
 
     /// The live releases (rolling or active) of these apps, by app, newest first.
-    pub async fn live_releases_of(
+    pub async fn live_states_of(
         &mut self,
         apps: &[&str],
-    ) -> Result<Vec<ReleaseRecord>, sqlx::Error> {
-        releases::live_releases_of(&mut self.tx, apps).await
+    ) -> Result<Vec<releases::ReleaseState>, sqlx::Error> {
+        releases::live_states_of(&mut self.tx, apps).await
     }
 
     /// Apps with a release still rolling out after `at`, its deadline.

@@ -136,19 +136,47 @@ pub async fn releases(
     rows.iter().map(release_row).collect()
 }
 
+/// What a rollout reads of a release: no environment or health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseState {
+    /// The app.
+    pub app: Name,
+    /// Its number.
+    pub number: u64,
+    /// Status.
+    pub status: ReleaseStatus,
+    /// Unix seconds by which a rolling release must be fully healthy.
+    pub deadline_at: u64,
+    /// The image its instances run.
+    pub image: String,
+}
+
 /// The releases of these apps that are rolling or active, newest first within each app.
-pub async fn live_releases_of(
+pub async fn live_states_of(
     c: &mut SqliteConnection,
     apps: &[&str],
-) -> Result<Vec<ReleaseRecord>, sqlx::Error> {
+) -> Result<Vec<ReleaseState>, sqlx::Error> {
     let rows = fetch_in(
         c,
-        "SELECT * FROM releases WHERE status IN ('rolling', 'active') AND app IN (",
+        "SELECT app, number, status, deadline_at, json_extract(config, '$.image') AS image \
+         FROM releases WHERE status IN ('rolling', 'active') AND app IN (",
         apps,
         ") ORDER BY app, number DESC",
     )
     .await?;
-    rows.iter().map(release_row).collect()
+    rows.iter()
+        .map(|r| {
+            let status: String = r.try_get("status")?;
+            Ok(ReleaseState {
+                app: name("release app", r.try_get("app")?)?,
+                number: u(r.try_get("number")?),
+                status: ReleaseStatus::parse(&status)
+                    .ok_or_else(|| corrupt("release status", &status))?,
+                deadline_at: u(r.try_get("deadline_at")?),
+                image: r.try_get::<Option<String>, _>("image")?.unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 /// Apps with a release still rolling out whose deadline is before `at`.

@@ -4,11 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use meridian_core::jurisdiction::list_text;
 use meridian_core::rollout::{self, InstanceHealth, ReleaseChange, ReleaseInfo};
 use meridian_core::schedule::{self, ClusterView, Demand, LiveInstance, NodeView, Plan};
-use meridian_core::{AppSpec, InstanceState, Name, ReleaseStatus};
+use meridian_core::{InstanceState, Name, ReleaseStatus};
 use meridian_state::{
-    AppRecord, AuditRecord, DbError, InstanceRecord, ReadSnapshot, ReleaseRecord, Schedule,
+    AppPlacement, AuditRecord, DbError, InstanceRecord, ReadSnapshot, ReleaseState, Schedule,
 };
 use meridian_state::{AppUnplaced, NewInstance, ReleaseUpdate, StopInstance};
 
@@ -21,10 +22,10 @@ pub struct RoundView {
     /// The scheduler's view: every node, with the room other apps leave, and the planned apps'
     /// live instances.
     pub view: ClusterView,
-    /// The planned apps that exist, by name.
-    pub apps: BTreeMap<Name, AppRecord>,
+    /// What scheduling needs of the planned apps that exist, by name.
+    pub apps: BTreeMap<Name, AppPlacement>,
     /// Their live (rolling or active) releases, newest first.
-    pub releases: BTreeMap<Name, Vec<ReleaseRecord>>,
+    pub releases: BTreeMap<Name, Vec<ReleaseState>>,
     /// Their live instances.
     pub instances: Vec<InstanceRecord>,
     /// Their unplaced records.
@@ -39,14 +40,14 @@ pub async fn read_round(
     names: &BTreeSet<Name>,
 ) -> Result<RoundView, DbError> {
     let list: Vec<&str> = names.iter().map(Name::as_str).collect();
-    let apps: BTreeMap<Name, AppRecord> = snap
-        .apps_named(&list)
+    let apps: BTreeMap<Name, AppPlacement> = snap
+        .placements_of(&list)
         .await?
         .into_iter()
-        .map(|a| (a.spec.name.clone(), a))
+        .map(|a| (a.name.clone(), a))
         .collect();
-    let mut releases: BTreeMap<Name, Vec<ReleaseRecord>> = BTreeMap::new();
-    for rel in snap.live_releases_of(&list).await? {
+    let mut releases: BTreeMap<Name, Vec<ReleaseState>> = BTreeMap::new();
+    for rel in snap.live_states_of(&list).await? {
         releases.entry(rel.app.clone()).or_default().push(rel);
     }
     let instances = snap.running_instances_of(&list).await?;
@@ -58,7 +59,7 @@ pub async fn read_round(
     for name in names {
         let (cpu, mem) = apps
             .get(name)
-            .map_or((0, 0), |a| (a.spec.cpu_millis, a.spec.memory_mb));
+            .map_or((0, 0), |a| (a.cpu_millis, a.memory_mb));
         let live = by_app.get(name).map(Vec::as_slice).unwrap_or(&[]);
         world.set_app(name, cpu, mem, live);
     }
@@ -84,9 +85,9 @@ pub async fn read_round(
 }
 
 /// The policy an app is checked against, for the audit log.
-pub fn policy(spec: &AppSpec) -> String {
-    let mut p = format!("residency [{}]", spec.residency_text());
-    if let Some(regions) = &spec.regions {
+pub fn policy(app: &AppPlacement) -> String {
+    let mut p = format!("residency [{}]", list_text(&app.residency));
+    if let Some(regions) = &app.regions {
         let names: Vec<&str> = regions.iter().map(Name::as_str).collect();
         p.push_str(&format!(", regions [{}]", names.join(", ")));
     }
@@ -119,16 +120,16 @@ pub fn demands(snap: &RoundView, at: u64) -> (Vec<Demand>, Vec<(Name, ReleaseCha
             .find(|r| r.status == ReleaseStatus::Rolling)
             .is_some_and(|r| at > r.deadline_at);
         let health = by_app.get(name).map(Vec::as_slice).unwrap_or(&[]);
-        let step = rollout::step(app.spec.replicas, &infos, health, deadline_passed);
+        let step = rollout::step(app.replicas, &infos, health, deadline_passed);
         if let Some(change) = step.change {
             changes.push((name.clone(), change));
         }
         demands.push(Demand {
             app: name.clone(),
-            residency: app.spec.residency.clone(),
-            regions: app.spec.regions.clone(),
-            cpu_millis: app.spec.cpu_millis,
-            memory_mb: app.spec.memory_mb,
+            residency: app.residency.clone(),
+            regions: app.regions.clone(),
+            cpu_millis: app.cpu_millis,
+            memory_mb: app.memory_mb,
             wants: step.wants,
         });
     }
@@ -152,12 +153,7 @@ pub fn to_round(
         ..Schedule::default()
     };
     let nodes: HashMap<&Name, &NodeView> = snap.view.nodes.iter().map(|n| (&n.name, n)).collect();
-    let policy_of = |app: &Name| {
-        snap.apps
-            .get(app)
-            .map(|a| policy(&a.spec))
-            .unwrap_or_default()
-    };
+    let policy_of = |app: &Name| snap.apps.get(app).map(policy).unwrap_or_default();
     let audit = |app: &Name, kind: &str, detail: String| AuditRecord {
         seq: 0,
         at,

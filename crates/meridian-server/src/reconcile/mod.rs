@@ -197,9 +197,7 @@ impl Reconciler {
         }
         if let Some(world) = self.world.as_mut() {
             world.commit_round(&placed, &stopped, |app| {
-                view.apps
-                    .get(app)
-                    .map(|a| (a.spec.cpu_millis, a.spec.memory_mb))
+                view.apps.get(app).map(|a| (a.cpu_millis, a.memory_mb))
             });
         }
         tracing::info!(
