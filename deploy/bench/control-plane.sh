@@ -14,6 +14,9 @@
 #   BENCH_RESULTS=FILE          also keep the JSON lines of every run here
 #   BENCH_NO_ETCD=1             skip etcd
 #   BENCH_LOGS=DIR              keep the servers' logs here
+#   BENCH_COMPARE=REV           also run the servers built from git revision REV, in the same
+#                               script, as one more column of the table (BENCH_COMPARE_BIN=FILE
+#                               uses a meridian binary already built from REV)
 #
 # Both systems are driven by meridian-bench over HTTP/1.1 + JSON: Meridian with POST /v1/apps,
 # etcd with POST /v3/kv/put on its gRPC-JSON gateway, a fresh key per request and a value the
@@ -63,12 +66,30 @@ say "fsync cost: dd bs=4k count=1000 oflag=dsync: $dd_out"
 hr
 say "building meridian and meridian-bench (release)..."
 (cd "$root" && cargo build --release -q -p meridian-cli -p meridian-bench)
-meridian="$target/release/meridian"
 bench="$target/release/meridian-bench"
+cp "$target/release/meridian" "$work/meridian-head"
+head_rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "?")
+if [ -n "${BENCH_COMPARE:-}" ] && [ -n "${BENCH_COMPARE_BIN:-}" ]; then
+  # A build of that revision made earlier.
+  compare_rev=$(git -C "$root" rev-parse --short "$BENCH_COMPARE")
+  cp "$BENCH_COMPARE_BIN" "$work/meridian-base"
+elif [ -n "${BENCH_COMPARE:-}" ]; then
+  compare_rev=$(git -C "$root" rev-parse --short "$BENCH_COMPARE")
+  compare_tree="$work/tree-$compare_rev"
+  say "building meridian at $compare_rev (release) to run beside $head_rev..."
+  git -C "$root" worktree add --detach -q "$compare_tree" "$compare_rev"
+  (cd "$compare_tree" && CARGO_TARGET_DIR="$target/compare" cargo build --release -q -p meridian-cli)
+  cp "$target/compare/release/meridian" "$work/meridian-base"
+  git -C "$root" worktree remove --force "$compare_tree"
+fi
 
+# run_meridian BINARY SYSTEM: 3 servers from BINARY, the levels, memory; results as SYSTEM.
+run_meridian() {
+local meridian=$1 system=$2 before
+before=$(wc -l <"$results")
 # ------------------------------------------------------------------------------- meridian up
 hr
-say "starting 3 meridian servers..."
+say "starting 3 meridian servers ($system)..."
 head -c 32 /dev/urandom | base64 | tr -d '\n=/+' >"$work/cluster-secret"
 chmod 600 "$work/cluster-secret"
 mports=()
@@ -77,12 +98,12 @@ for n in 1 2 3; do
   port=$(free_port)
   mports+=("$port")
   if [ "$n" = 1 ]; then start=(--bootstrap); else start=(--join "http://127.0.0.1:${mports[0]}"); fi
-  "$meridian" server --node-id "$n" --listen "127.0.0.1:$port" --data-dir "$work/meridian-$n" \
-    --cluster-secret-file "$work/cluster-secret" "${start[@]}" >"$work/meridian-$n.log" 2>&1 &
+  "$meridian" server --node-id "$n" --listen "127.0.0.1:$port" --data-dir "$work/$system-$n" \
+    --cluster-secret-file "$work/cluster-secret" "${start[@]}" >"$work/$system-$n.log" 2>&1 &
   pids+=($!)
   mpids+=($!)
   wait_until 100 0.1 curl -fsS "http://127.0.0.1:$port/v1/health" ||
-    { say "meridian $n did not become healthy:"; tail -20 "$work/meridian-$n.log"; exit 1; }
+    { say "meridian $n did not become healthy:"; tail -20 "$work/$system-$n.log"; exit 1; }
 done
 voters() { curl -fsS "http://127.0.0.1:${mports[0]}/metrics" | awk '$1 == "meridian_raft_voters" {print $2}'; }
 three_voters() { [ "$(voters)" = 3 ]; }
@@ -145,9 +166,26 @@ sleep 5
 m_rss_after_leader=$(rss_mb "${mpids[$leader_idx]}")
 m_rss_after_follower=$(rss_mb "${mpids[$follower_idx]}")
 say "idle RSS after load: leader ${m_rss_after_leader} MB, follower ${m_rss_after_follower} MB"
-m_disk=$(du -sh "$work/meridian-$((leader_idx + 1))" | cut -f1)
+m_disk=$(du -sh "$work/$system-$((leader_idx + 1))" | cut -f1)
 stop_all
 say "meridian stopped (leader data dir after the runs: $m_disk)"
+if [ "$system" != meridian ]; then
+  # Relabel this build's result lines so the table shows it as its own column.
+  sed -i "$((before + 1)),\$ s/\"system\":\"meridian\"/\"system\":\"$system\"/" "$results"
+fi
+}
+
+run_meridian "$work/meridian-head" meridian
+head_rss=("$m_rss_start_leader" "$m_rss_after_leader" "$m_rss_start_follower" "$m_rss_after_follower")
+head_elections=$elections
+if [ -n "${BENCH_COMPARE:-}" ]; then
+  hr
+  run_meridian "$work/meridian-base" "meridian@$compare_rev"
+  base_rss=("$m_rss_start_leader" "$m_rss_after_leader" "$m_rss_start_follower" "$m_rss_after_follower")
+fi
+m_rss_start_leader=${head_rss[0]} m_rss_after_leader=${head_rss[1]}
+m_rss_start_follower=${head_rss[2]} m_rss_after_follower=${head_rss[3]}
+elections=$head_elections
 
 # ------------------------------------------------------------------------------------ etcd
 e_rss_start="-"
@@ -219,6 +257,11 @@ say ""
 say "idle RSS (MB)            after start   after load   goal"
 say "  meridian leader        ${m_rss_start_leader}          ${m_rss_after_leader}        <= 60"
 say "  meridian follower      ${m_rss_start_follower}          ${m_rss_after_follower}        <= 60"
+if [ -n "${BENCH_COMPARE:-}" ]; then
+  say "  leader @$compare_rev       ${base_rss[0]}          ${base_rss[1]}"
+  say "  follower @$compare_rev     ${base_rss[2]}          ${base_rss[3]}"
+fi
+say "meridian build: $head_rev (HEAD)${compare_rev:+, beside $compare_rev}"
 say "  etcd members           ${e_rss_start}   ${e_rss_after}"
 say "meridian raft during the runs: $elections"
 say "fsync floor: ${dd_out}"

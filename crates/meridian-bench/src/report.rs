@@ -110,8 +110,15 @@ pub fn side_by_side(jsonl: &str) -> String {
     for s in &systems {
         let _ = write!(out, " {s:>9} ops/s  p50 ms  p99 ms  err |");
     }
-    if systems.len() == 2 {
-        let _ = write!(out, " {} / {}", systems[0], systems[1]);
+    // Every system beside the last one (the anchor, run last by the scripts).
+    let (anchor, others) = match systems.split_last() {
+        Some((a, rest)) if !rest.is_empty() => (Some(a), rest),
+        _ => (None, &[][..]),
+    };
+    if let Some(a) = anchor {
+        for s in others {
+            let _ = write!(out, " {s} / {a}");
+        }
     }
     out.push('\n');
     for ((_, conc), by_system) in &rows {
@@ -131,10 +138,20 @@ pub fn side_by_side(jsonl: &str) -> String {
                 }
             }
         }
-        if let [a, b] = systems.as_slice() {
-            if let (Some(x), Some(y)) = (by_system.get(a.as_str()), by_system.get(b.as_str())) {
-                if y.throughput > 0.0 {
-                    let _ = write!(out, " {:.2}x", x.throughput / y.throughput);
+        if let Some(a) = anchor {
+            for s in others {
+                match (by_system.get(s.as_str()), by_system.get(a.as_str())) {
+                    (Some(x), Some(y)) if y.throughput > 0.0 => {
+                        let width = s.len() + a.len() + 3;
+                        let _ = write!(
+                            out,
+                            " {:>width$}",
+                            format!("{:.2}x", x.throughput / y.throughput)
+                        );
+                    }
+                    _ => {
+                        let _ = write!(out, " {:>width$}", "-", width = s.len() + a.len() + 3);
+                    }
                 }
             }
         }
