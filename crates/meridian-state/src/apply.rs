@@ -7,41 +7,79 @@ use sqlx::SqliteConnection;
 
 use crate::changes::Touched;
 use crate::command::{Applied, Command, CommandResult, Forget, Forgotten};
+use crate::releases::ReleaseRecord;
 use crate::{
     apps, audit, images, instances, nodes, regions, releases, routing, schedule, settings, tokens,
 };
 
 /// Applies `cmd` inside the caller's transaction, a `Command::Batch` one command at a time.
 pub async fn apply(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandResult, sqlx::Error> {
-    apply_tracked(c, cmd, &mut Touched::default()).await
+    let mut applier = Applier::default();
+    let result = applier.apply(c, cmd, &mut Touched::default()).await?;
+    applier.finish(c).await?;
+    Ok(result)
 }
 
-/// As [`apply`], adding to `touched` what the command changed (nothing when refused).
-pub async fn apply_tracked(
-    c: &mut SqliteConnection,
-    cmd: &Command,
-    touched: &mut Touched,
-) -> Result<CommandResult, sqlx::Error> {
-    let Command::Batch { commands } = cmd else {
-        return apply_marked(c, cmd, touched).await;
-    };
-    let mut results = Vec::with_capacity(commands.len());
-    for sub in commands {
-        results.push(apply_marked(c, sub, touched).await?);
-    }
-    Ok(Ok(Applied::Batch(results)))
+/// Applies a run of commands in order inside one transaction, holding back the writes no
+/// command in between reads so that a run of them goes in as one statement: the first
+/// releases of apps created one after another. [`Applier::finish`] writes what is held back
+/// and must run before the transaction commits.
+#[derive(Debug, Default)]
+pub struct Applier {
+    first_releases: Vec<ReleaseRecord>,
 }
 
-/// Applies one command and marks what it changed.
-async fn apply_marked(
-    c: &mut SqliteConnection,
-    cmd: &Command,
-    t: &mut Touched,
-) -> Result<CommandResult, sqlx::Error> {
-    let result = apply_one(c, cmd, t).await?;
-    if result.is_err() {
-        return Ok(result);
+impl Applier {
+    /// Applies `cmd` (a `Command::Batch` one command at a time), adding to `touched` what it
+    /// changed (nothing when refused).
+    pub async fn apply(
+        &mut self,
+        c: &mut SqliteConnection,
+        cmd: &Command,
+        touched: &mut Touched,
+    ) -> Result<CommandResult, sqlx::Error> {
+        let Command::Batch { commands } = cmd else {
+            return self.apply_marked(c, cmd, touched).await;
+        };
+        let mut results = Vec::with_capacity(commands.len());
+        for sub in commands {
+            results.push(self.apply_marked(c, sub, touched).await?);
+        }
+        Ok(Ok(Applied::Batch(results)))
     }
+
+    /// Writes what is held back.
+    pub async fn finish(&mut self, c: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+        if !self.first_releases.is_empty() {
+            releases::insert_releases(c, &self.first_releases).await?;
+            self.first_releases.clear();
+        }
+        Ok(())
+    }
+
+    /// Applies one command and marks what it changed.
+    async fn apply_marked(
+        &mut self,
+        c: &mut SqliteConnection,
+        cmd: &Command,
+        t: &mut Touched,
+    ) -> Result<CommandResult, sqlx::Error> {
+        // Creating an app reads no releases, so the first releases of a run of creates can
+        // wait; anything else may read them.
+        if !matches!(cmd, Command::CreateApp { .. }) {
+            self.finish(c).await?;
+        }
+        let result = apply_one(c, cmd, t, &mut self.first_releases).await?;
+        if result.is_err() {
+            return Ok(result);
+        }
+        mark(cmd, t);
+        Ok(result)
+    }
+}
+
+/// Marks what a command that was not refused changed.
+fn mark(cmd: &Command, t: &mut Touched) {
     match cmd {
         Command::CreateApp { spec, .. } | Command::UpdateApp { spec, .. } => t.app(&spec.name),
         Command::DeleteApp { name, .. } => t.app(name),
@@ -65,7 +103,6 @@ async fn apply_marked(
         | Command::RegisterImage { .. }
         | Command::Batch { .. } => {}
     }
-    Ok(result)
 }
 
 /// Applies one command.
@@ -77,6 +114,7 @@ async fn apply_one(
     c: &mut SqliteConnection,
     cmd: &Command,
     t: &mut Touched,
+    first_releases: &mut Vec<ReleaseRecord>,
 ) -> Result<CommandResult, sqlx::Error> {
     match cmd {
         Command::Bootstrap { signing_key, admin } => tokens::bootstrap(c, signing_key, admin).await,
@@ -96,7 +134,7 @@ async fn apply_one(
             at,
         } => routing::register_router(c, name, region, url, *at).await,
         Command::SetAppsDomain { domain } => settings::set_apps_domain(c, domain).await,
-        Command::CreateApp { spec, at } => apps::create(c, spec, *at).await,
+        Command::CreateApp { spec, at } => apps::create(c, spec, *at, first_releases).await,
         Command::UpdateApp {
             spec,
             expected_version,

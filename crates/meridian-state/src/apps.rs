@@ -312,10 +312,15 @@ pub(crate) async fn forget_app(
 }
 
 /// `Command::CreateApp`: the app and its first release.
+///
+/// The app's first release goes to `first_releases`, for the caller to write before anything
+/// reads releases: creating apps is the hot path, and a run of creates writes their first
+/// releases in one statement.
 pub(crate) async fn create(
     c: &mut SqliteConnection,
     spec: &AppSpec,
     at: u64,
+    first_releases: &mut Vec<crate::releases::ReleaseRecord>,
 ) -> Result<CommandResult, sqlx::Error> {
     if let Some(refusal) = check_places(c, spec).await? {
         return Ok(Err(refusal));
@@ -333,7 +338,7 @@ pub(crate) async fn create(
     if !write_app(c, &rec, Write::Create).await? {
         return Ok(Err(Refusal::exists("app", &spec.name)));
     }
-    crate::releases::first_release(c, &rec, at).await?;
+    first_releases.push(crate::releases::first_release(&rec, at));
     Ok(Ok(Applied::App(rec)))
 }
 

@@ -9,7 +9,7 @@ use sqlx::{Row, SqliteConnection};
 
 use crate::apps::AppRecord;
 use crate::command::{Applied, CommandResult, Refusal};
-use crate::sql::{corrupt, fetch_in, i, json, name, to_json, u};
+use crate::sql::{corrupt, fetch_in, i, json, name, to_json, u, ROWS_PER_STATEMENT};
 
 /// What every instance of one release runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,20 +198,31 @@ pub(crate) async fn insert_release(
     c: &mut SqliteConnection,
     r: &ReleaseRecord,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO releases (app, number, config, status, reason, deadline_at, created_at, \
-         updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(r.app.as_str())
-    .bind(i(r.number))
-    .bind(to_json(&r.config))
-    .bind(r.status.as_str())
-    .bind(&r.reason)
-    .bind(i(r.deadline_at))
-    .bind(i(r.created_at))
-    .bind(i(r.updated_at))
-    .execute(&mut *c)
-    .await?;
+    insert_releases(c, std::slice::from_ref(r)).await
+}
+
+/// Adds these releases, several rows per statement.
+pub(crate) async fn insert_releases(
+    c: &mut SqliteConnection,
+    records: &[ReleaseRecord],
+) -> Result<(), sqlx::Error> {
+    for chunk in records.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO releases (app, number, config, status, reason, deadline_at, created_at, \
+             updated_at) ",
+        );
+        insert.push_values(chunk, |mut row, r| {
+            row.push_bind(r.app.as_str())
+                .push_bind(i(r.number))
+                .push_bind(to_json(&r.config))
+                .push_bind(r.status.as_str())
+                .push_bind(r.reason.as_deref())
+                .push_bind(i(r.deadline_at))
+                .push_bind(i(r.created_at))
+                .push_bind(i(r.updated_at));
+        });
+        insert.build().execute(&mut *c).await?;
+    }
     Ok(())
 }
 
@@ -238,14 +249,10 @@ pub(crate) async fn release_app(
     Ok(Some(rec))
 }
 
-/// A new app's first release, serving at once. Deleting an app forgets its releases, so a new
-/// app has none: creating apps is the hot path, and this writes one row without reading.
-pub(crate) async fn first_release(
-    c: &mut SqliteConnection,
-    app: &AppRecord,
-    at: u64,
-) -> Result<ReleaseRecord, sqlx::Error> {
-    let rec = ReleaseRecord {
+/// A new app's first release, serving at once, for the caller to write. Deleting an app
+/// forgets its releases, so a new app has none and its first release needs no reading.
+pub(crate) fn first_release(app: &AppRecord, at: u64) -> ReleaseRecord {
+    ReleaseRecord {
         app: app.spec.name.clone(),
         number: 1,
         config: ReleaseConfig::of(&app.spec),
@@ -254,9 +261,7 @@ pub(crate) async fn first_release(
         deadline_at: at + DEFAULT_DEADLINE_S,
         created_at: at,
         updated_at: at,
-    };
-    insert_release(c, &rec).await?;
-    Ok(rec)
+    }
 }
 
 /// Writes the next release of an app after `existing` (newest first): serving at once when it

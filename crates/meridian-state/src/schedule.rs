@@ -3,11 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use meridian_core::schedule::Unplaced;
-use meridian_core::{InstanceState, Name, NodeStatus, ReleaseStatus};
+use meridian_core::{InstanceState, Name, NodeStatus};
 use serde::{Deserialize, Serialize};
 use sqlx::{Row, SqliteConnection};
 
-use crate::apps::AppRecord;
+use crate::apps::AppPlacement;
 use crate::audit::{insert_audit, AuditRecord};
 use crate::changes::Touched;
 use crate::command::{Applied, CommandResult, Refusal};
@@ -110,19 +110,26 @@ pub(crate) async fn schedule(
         t.app(&r.app);
         update_release(c, &r.app, r.number, r.status, r.reason.as_deref(), at).await?;
     }
-    for u in &round.unplaced {
-        if u.unplaced.is_empty() {
-            sqlx::query("DELETE FROM app_status WHERE app = ?")
-                .bind(u.app.as_str())
-                .execute(&mut *c)
-                .await?;
-        } else {
-            sqlx::query("INSERT OR REPLACE INTO app_status (app, unplaced) VALUES (?, ?)")
-                .bind(u.app.as_str())
-                .bind(to_json(&u.unplaced))
-                .execute(&mut *c)
-                .await?;
+    let (placed, unplaced): (Vec<&AppUnplaced>, Vec<&AppUnplaced>) =
+        round.unplaced.iter().partition(|u| u.unplaced.is_empty());
+    let placed: Vec<&str> = placed.iter().map(|u| u.app.as_str()).collect();
+    for chunk in placed.chunks(ROWS_PER_STATEMENT) {
+        let mut delete = sqlx::QueryBuilder::new("DELETE FROM app_status WHERE app IN (");
+        let mut list = delete.separated(", ");
+        for app in chunk {
+            list.push_bind(*app);
         }
+        delete.push(")");
+        delete.build().execute(&mut *c).await?;
+    }
+    for chunk in unplaced.chunks(ROWS_PER_STATEMENT) {
+        let mut insert =
+            sqlx::QueryBuilder::new("INSERT OR REPLACE INTO app_status (app, unplaced) ");
+        insert.push_values(chunk, |mut row, u| {
+            row.push_bind(u.app.as_str())
+                .push_bind(to_json(&u.unplaced));
+        });
+        insert.build().execute(&mut *c).await?;
     }
     for chunk in round.audit.chunks(ROWS_PER_STATEMENT) {
         insert_audit(c, chunk).await?;
@@ -145,7 +152,6 @@ pub(crate) async fn check_round(
         .into_iter()
         .map(|r| (r.region.name, r.region.country))
         .collect();
-    let mut apps: BTreeMap<Name, Option<AppRecord>> = BTreeMap::new();
     let named: BTreeSet<&str> = round.place.iter().map(|p| p.node.as_str()).collect();
     let named: Vec<&str> = named.into_iter().collect();
     let nodes: BTreeMap<Name, NodeRecord> = crate::nodes::nodes_named(c, &named)
@@ -153,13 +159,21 @@ pub(crate) async fn check_round(
         .into_iter()
         .map(|n| (n.name.clone(), n))
         .collect();
-    let mut live_releases: BTreeSet<(Name, u64)> = BTreeSet::new();
+    let app_names: BTreeSet<&str> = round.place.iter().map(|p| p.app.as_str()).collect();
+    let app_names: Vec<&str> = app_names.into_iter().collect();
+    let apps: BTreeMap<Name, AppPlacement> = crate::apps::placements_of(c, &app_names)
+        .await?
+        .into_iter()
+        .map(|a| (a.name.clone(), a))
+        .collect();
+    let live_releases: BTreeSet<(Name, u64)> = crate::releases::live_states_of(c, &app_names)
+        .await?
+        .into_iter()
+        .map(|r| (r.app, r.number))
+        .collect();
     for p in &round.place {
         let conflict = |message: String| Ok(Some(Refusal::Conflict { message }));
-        if !apps.contains_key(&p.app) {
-            apps.insert(p.app.clone(), crate::apps::app(c, p.app.as_str()).await?);
-        }
-        let (Some(Some(app)), Some(node)) = (apps.get(&p.app), nodes.get(&p.node)) else {
+        let (Some(app), Some(node)) = (apps.get(&p.app), nodes.get(&p.node)) else {
             return conflict(format!("app {} or node {} is gone", p.app, p.node));
         };
         if node.status != NodeStatus::Ready {
@@ -169,26 +183,18 @@ pub(crate) async fn check_round(
             return conflict(format!("region {} is gone", node.region));
         };
         let pinned_ok = app
-            .spec
             .regions
             .as_ref()
             .is_none_or(|r| r.contains(&node.region));
-        if !pinned_ok || !catalog.allows(&app.spec.residency, country) {
+        if !pinned_ok || !catalog.allows(&app.residency, country) {
             return conflict(format!(
                 "placing {} on {} in {} ({country}) is outside its policy",
                 p.app, node.name, node.region
             ));
         }
-        if live_releases.contains(&(p.app.clone(), p.release)) {
-            continue;
-        }
-        let release = crate::releases::release(c, p.app.as_str(), p.release).await?;
-        if !release
-            .is_some_and(|r| matches!(r.status, ReleaseStatus::Active | ReleaseStatus::Rolling))
-        {
+        if !live_releases.contains(&(p.app.clone(), p.release)) {
             return conflict(format!("release {} of {} is not live", p.release, p.app));
         }
-        live_releases.insert((p.app.clone(), p.release));
     }
     Ok(None)
 }

@@ -11,7 +11,7 @@ use openraft::{
 };
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
-use crate::apply::apply_tracked;
+use crate::apply::Applier;
 use crate::auth_cache::AuthCache;
 use crate::changes::{ChangeLog, Touched};
 use crate::command::{Applied, CommandResult};
@@ -246,6 +246,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut membership = None;
         let mut auth_changed = false;
         let mut marks = Vec::new();
+        let mut applier = Applier::default();
         for entry in entries {
             last = Some(entry.log_id);
             match entry.payload {
@@ -253,7 +254,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Normal(cmd) => {
                     auth_changed |= cmd.touches_auth();
                     let mut touched = Touched::default();
-                    let result = apply_tracked(&mut tx, &cmd, &mut touched).await;
+                    let result = applier.apply(&mut tx, &cmd, &mut touched).await;
                     results.push(result.map_err(w)?);
                     marks.push((entry.log_id.index, touched));
                 }
@@ -263,6 +264,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             }
         }
+        applier.finish(&mut tx).await.map_err(w)?;
         if let Some(last) = last {
             set_meta(&mut tx, "last_applied", to_json(&Some(last)))
                 .await

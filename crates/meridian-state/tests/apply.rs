@@ -386,3 +386,75 @@ async fn routers_register_in_existing_regions() {
             .unwrap();
     assert_eq!(routers.len(), 1, "re-registering replaces the entry");
 }
+
+#[tokio::test]
+async fn first_releases_held_back_are_written_before_anything_reads_them() {
+    use meridian_state::apply::Applier;
+    use meridian_state::{releases, Touched};
+    let (_dir, pool) = state().await;
+    let mut tx = pool.begin().await.unwrap();
+    let mut applier = Applier::default();
+    let mut touched = Touched::default();
+    // Two creates in a row, then a deploy of the first: the deploy must find release 1.
+    for name in ["a", "b"] {
+        let created = applier
+            .apply(
+                &mut tx,
+                &Command::CreateApp {
+                    spec: app(name, &[], None),
+                    at: 10,
+                },
+                &mut touched,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(created, Ok(Applied::App(_))), "{created:?}");
+    }
+    let deployed = applier
+        .apply(
+            &mut tx,
+            &Command::Deploy {
+                app: n("a"),
+                image: "web:2".into(),
+                deadline_s: 60,
+                at: 11,
+            },
+            &mut touched,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(deployed, Ok(Applied::Release(ref r)) if r.number == 2),
+        "{deployed:?}"
+    );
+    // A create refused as a duplicate holds back nothing.
+    let again = applier
+        .apply(
+            &mut tx,
+            &Command::CreateApp {
+                spec: app("b", &[], None),
+                at: 12,
+            },
+            &mut touched,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, Err(Refusal::AlreadyExists { .. })),
+        "{again:?}"
+    );
+    applier.finish(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut c = pool.acquire().await.unwrap();
+    let numbers = |rs: Vec<meridian_state::ReleaseRecord>| {
+        rs.into_iter().map(|r| r.number).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        numbers(releases::releases(&mut c, Some("a")).await.unwrap()),
+        vec![2, 1]
+    );
+    assert_eq!(
+        numbers(releases::releases(&mut c, Some("b")).await.unwrap()),
+        vec![1]
+    );
+}
