@@ -18,6 +18,9 @@
 #   BENCH_REPLICAS=1000  replicas per app (benchmark 1)
 #   BENCH_RUNS=5         measured runs of each kind (benchmark 2), after BENCH_WARMUP_RUNS=1
 #   BENCH_LOGS=DIR       keep the servers' and the agent's logs here
+#   BENCH_COMPARE=REV    also run benchmark 1 with the servers built from git revision REV, in
+#                        the same script (BENCH_COMPARE_BIN=FILE uses a meridian binary already
+#                        built from REV)
 #
 # Everything listens on 127.0.0.1, lives in a fresh temp dir, and is stopped (containers of its
 # agent removed, the dir deleted) when the script exits.
@@ -49,6 +52,7 @@ remove_containers() {
 cleanup() {
   stop_all
   remove_containers
+  if [ -n "${compare_tree:-}" ]; then git -C "$root" worktree remove --force "$compare_tree" 2>/dev/null || true; fi
   if [ -n "${BENCH_LOGS:-}" ]; then mkdir -p "$BENCH_LOGS" && cp "$work"/*.log "$BENCH_LOGS"/ 2>/dev/null || true; fi
   rm -rf "$work"
 }
@@ -97,20 +101,46 @@ meridian="$target/release/meridian"
 bench="$target/release/meridian-bench"
 "$root/deploy/images/hello-image.sh" latest >/dev/null
 
+if [ -n "${BENCH_COMPARE:-}" ]; then
+  compare_rev=$(git -C "$root" rev-parse --short "$BENCH_COMPARE")
+  if [ -n "${BENCH_COMPARE_BIN:-}" ]; then
+    cp "$BENCH_COMPARE_BIN" "$work/meridian-base"
+  else
+    compare_tree="$work/tree-$compare_rev"
+    say "building meridian at $compare_rev (release) for comparison..."
+    git -C "$root" worktree add --detach -q "$compare_tree" "$compare_rev"
+    (cd "$compare_tree" && CARGO_TARGET_DIR="$target/compare" cargo build --release -q -p meridian-cli)
+    cp "$target/compare/release/meridian" "$work/meridian-base"
+  fi
+fi
+head_rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "?")
+
 # ------------------------------------------------------------------------------ placements
-hr
-say "1. placements: 3 servers, $nodes simulated nodes, $apps apps x $replicas replicas"
-start_servers 3 p
-say "servers up: $murls (leader $leader_url)"
-placements_out=$(timeout 300 "$bench" placements --url "$leader_url" --token "$token" \
-  --nodes "$nodes" --apps "$apps" --replicas "$replicas" 2>&1) ||
-  { say "$placements_out"; say "placements failed"; exit 1; }
-say "$placements_out" | sed 's/^/  /'
-placements_rate=$(sed -n 's/.*=> \([0-9.]*\) placements\/s.*/\1/p' <<<"$placements_out" | head -1)
-grep -E '^meridian_raft_(term|last_log_index|applied_index) ' \
-  <(curl -fsS "$leader_url/metrics") | tr '\n' ' ' | sed 's/^/  leader raft: /'
-say ""
-stop_all
+# run_placements LABEL: benchmark 1 with the servers of "$meridian"; sets placements_rate.
+run_placements() {
+  hr
+  say "1. placements ($1): 3 servers, $nodes simulated nodes, $apps apps x $replicas replicas"
+  start_servers 3 "p-$1"
+  say "servers up: $murls (leader $leader_url)"
+  placements_out=$(timeout 300 "$bench" placements --url "$leader_url" --token "$token" \
+    --nodes "$nodes" --apps "$apps" --replicas "$replicas" 2>&1) ||
+    { say "$placements_out"; say "placements failed"; exit 1; }
+  say "$placements_out" | sed 's/^/  /'
+  placements_rate=$(sed -n 's/.*=> \([0-9.]*\) placements\/s.*/\1/p' <<<"$placements_out" | head -1)
+  grep -E '^meridian_raft_(term|last_log_index|applied_index) ' \
+    <(curl -fsS "$leader_url/metrics") | tr '\n' ' ' | sed 's/^/  leader raft: /'
+  say ""
+  stop_all
+}
+base_rate=""
+if [ -n "${BENCH_COMPARE:-}" ]; then
+  head_meridian=$meridian
+  meridian="$work/meridian-base"
+  run_placements "$compare_rev"
+  base_rate=$placements_rate
+  meridian=$head_meridian
+fi
+run_placements "$head_rev"
 
 # -------------------------------------------------------------------------- deploy latency
 hr
@@ -146,6 +176,9 @@ met() { awk -v v="$1" -v g="$2" -v op="$3" 'BEGIN { if (v == "") { print "?"; ex
 printf '%-58s %-22s %-12s %s\n' "figure" "measured" "goal" "met"
 printf '%-58s %-22s %-12s %s\n' "placements committed through Raft /s (3 servers, simulated)" \
   "${placements_rate:-?}/s" ">= $goal_placements/s" "$(met "${placements_rate:-}" "$goal_placements" ">=")"
+if [ -n "$base_rate" ]; then
+  printf '%-58s %-22s %-12s %s\n' "  the same at $compare_rev, in this run" "${base_rate}/s" "" ""
+fi
 printf '%-58s %-22s %-12s %s\n' "deploy latency, API accept -> HTTP 200 (median of $runs)" \
   "${m_median:-?} ms" "" ""
 printf '%-58s %-22s %-12s %s\n' "bare docker run -> HTTP 200 (median of $runs)" \

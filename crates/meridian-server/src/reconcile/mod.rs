@@ -37,6 +37,10 @@ pub use world::World;
 const TICK: Duration = Duration::from_secs(1);
 /// Changes arriving within this window are planned together.
 const DEBOUNCE: Duration = Duration::from_millis(20);
+/// A round that would only record unplaced instances (and audit that) waits up to this long
+/// for more of its kind, so a stream of apps the cluster cannot place costs one entry per
+/// interval rather than one per round. Rounds that place, stop or move a release never wait.
+const BOOKKEEPING_WAIT: Duration = Duration::from_millis(250);
 /// Most new instances committed in one round. openraft gives each AppendEntries one heartbeat
 /// interval (100 ms by default) to be shipped and made durable on a follower; a round of many
 /// thousand placements is megabytes and never makes it, so large plans land in slices, each
@@ -55,11 +59,17 @@ pub async fn run(ctx: Ctx, stop: impl std::future::Future<Output = ()>) {
     let mut loop_state = Reconciler::default();
     tokio::pin!(stop);
     loop {
-        let busy = !loop_state.dirty.is_empty();
+        let wait = if !loop_state.dirty.is_empty() {
+            Duration::ZERO
+        } else if let Some(since) = loop_state.held_since {
+            BOOKKEEPING_WAIT.saturating_sub(since.elapsed())
+        } else {
+            TICK
+        };
         tokio::select! {
             _ = &mut stop => return,
             changed = metrics.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(if busy { Duration::ZERO } else { TICK }) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         if !ctx.is_leader() {
             ctx.0.leader_since.lock().map(|mut s| *s = None).ok();
@@ -84,6 +94,10 @@ struct Reconciler {
     seen: u64,
     /// Apps to plan.
     dirty: BTreeSet<Name>,
+    /// Apps whose last plan only recorded them unplaced, waiting (see [`BOOKKEEPING_WAIT`]).
+    held: BTreeSet<Name>,
+    /// When the oldest of `held` was held.
+    held_since: Option<Instant>,
     /// Where the sweep goes on.
     sweep_after: Option<String>,
     last_tick: Option<Instant>,
@@ -149,6 +163,13 @@ impl Reconciler {
             }
             self.on_tick(&mut snap).await.map_err(st)?;
         }
+        let held_long_enough = self
+            .held_since
+            .is_some_and(|t| t.elapsed() >= BOOKKEEPING_WAIT);
+        if held_long_enough {
+            self.dirty.append(&mut self.held);
+            self.held_since = None;
+        }
         if self.dirty.is_empty() {
             return Ok(());
         }
@@ -174,6 +195,13 @@ impl Reconciler {
         }
         let round = to_round(&view, plan, changes, at);
         if round.is_empty() {
+            return Ok(());
+        }
+        let bookkeeping_only =
+            round.place.is_empty() && round.stop.is_empty() && round.releases.is_empty();
+        if bookkeeping_only && !held_long_enough {
+            self.held_since.get_or_insert_with(Instant::now);
+            self.held.extend(batch);
             return Ok(());
         }
         let placed: Vec<(Name, Name)> = round
