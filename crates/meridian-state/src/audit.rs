@@ -92,7 +92,7 @@ pub(crate) async fn insert_audit(
             .push_bind(&a.policy)
             .push_bind(&a.detail);
     });
-    insert.build().execute(&mut *c).await?;
+    insert.build().persistent(false).execute(&mut *c).await?;
     Ok(())
 }
 

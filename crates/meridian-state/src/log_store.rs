@@ -271,7 +271,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             insert.push_values(chunk, |mut row, (e, text)| {
                 row.push_bind(i(e.log_id.index)).push_bind(text.as_str());
             });
-            if let Err(e) = insert.build().execute(&mut *conn).await {
+            if let Err(e) = insert.build().persistent(false).execute(&mut *conn).await {
                 if several {
                     let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
                 }

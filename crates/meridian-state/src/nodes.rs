@@ -168,7 +168,7 @@ pub(crate) async fn bump_generations(
             list.push_bind(*n);
         }
         update.push(")");
-        update.build().execute(&mut *c).await?;
+        update.build().persistent(false).execute(&mut *c).await?;
     }
     Ok(())
 }

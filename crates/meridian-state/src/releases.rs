@@ -221,7 +221,7 @@ pub(crate) async fn insert_releases(
                 .push_bind(i(r.created_at))
                 .push_bind(i(r.updated_at));
         });
-        insert.build().execute(&mut *c).await?;
+        insert.build().persistent(false).execute(&mut *c).await?;
     }
     Ok(())
 }

@@ -80,7 +80,7 @@ pub(crate) async fn schedule(
                 .push_bind(i(at))
                 .push_bind(i(at));
         });
-        insert.build().execute(&mut *c).await?;
+        insert.build().persistent(false).execute(&mut *c).await?;
         touched.extend(chunk.iter().map(|p| p.node.to_string()));
     }
     for p in &round.place {
@@ -120,7 +120,7 @@ pub(crate) async fn schedule(
             list.push_bind(*app);
         }
         delete.push(")");
-        delete.build().execute(&mut *c).await?;
+        delete.build().persistent(false).execute(&mut *c).await?;
     }
     for chunk in unplaced.chunks(ROWS_PER_STATEMENT) {
         let mut insert =
@@ -129,7 +129,7 @@ pub(crate) async fn schedule(
             row.push_bind(u.app.as_str())
                 .push_bind(to_json(&u.unplaced));
         });
-        insert.build().execute(&mut *c).await?;
+        insert.build().persistent(false).execute(&mut *c).await?;
     }
     for chunk in round.audit.chunks(ROWS_PER_STATEMENT) {
         insert_audit(c, chunk).await?;
