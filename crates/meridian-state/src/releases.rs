@@ -184,13 +184,15 @@ pub async fn rolling_past_deadline(
     c: &mut SqliteConnection,
     at: u64,
 ) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT app FROM releases WHERE status = 'rolling' AND deadline_at < ? \
-         ORDER BY app",
-    )
-    .bind(i(at))
-    .fetch_all(c)
-    .await
+    // Through the partial index `releases_rolling`; asking SQLite for DISTINCT ... ORDER BY
+    // app instead makes it walk every release in app order.
+    let apps: Vec<String> =
+        sqlx::query_scalar("SELECT app FROM releases WHERE status = 'rolling' AND deadline_at < ?")
+            .bind(i(at))
+            .fetch_all(c)
+            .await?;
+    let apps: std::collections::BTreeSet<String> = apps.into_iter().collect();
+    Ok(apps.into_iter().collect())
 }
 
 /// Adds release `number` of an app.
