@@ -43,6 +43,7 @@ pids=()
 
 cleanup() {
   stop_all
+  if [ -n "${compare_tree:-}" ]; then git -C "$root" worktree remove --force "$compare_tree" 2>/dev/null || true; fi
   if [ -n "${BENCH_RESULTS:-}" ]; then cp "$results" "$BENCH_RESULTS" 2>/dev/null || true; fi
   if [ -n "${BENCH_LOGS:-}" ]; then mkdir -p "$BENCH_LOGS" && cp "$work"/*.log "$BENCH_LOGS"/ 2>/dev/null || true; fi
   rm -rf "$work"
@@ -69,19 +70,7 @@ say "building meridian and meridian-bench (release)..."
 bench="$target/release/meridian-bench"
 cp "$target/release/meridian" "$work/meridian-head"
 head_rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "?")
-if [ -n "${BENCH_COMPARE:-}" ] && [ -n "${BENCH_COMPARE_BIN:-}" ]; then
-  # A build of that revision made earlier.
-  compare_rev=$(git -C "$root" rev-parse --short "$BENCH_COMPARE")
-  cp "$BENCH_COMPARE_BIN" "$work/meridian-base"
-elif [ -n "${BENCH_COMPARE:-}" ]; then
-  compare_rev=$(git -C "$root" rev-parse --short "$BENCH_COMPARE")
-  compare_tree="$work/tree-$compare_rev"
-  say "building meridian at $compare_rev (release) to run beside $head_rev..."
-  git -C "$root" worktree add --detach -q "$compare_tree" "$compare_rev"
-  (cd "$compare_tree" && CARGO_TARGET_DIR="$target/compare" cargo build --release -q -p meridian-cli)
-  cp "$target/compare/release/meridian" "$work/meridian-base"
-  git -C "$root" worktree remove --force "$compare_tree"
-fi
+compare_build
 
 # run_meridian BINARY SYSTEM: 3 servers from BINARY, the levels, memory; results as SYSTEM.
 run_meridian() {

@@ -44,3 +44,23 @@ wait_until() { # wait_until TRIES DELAY COMMAND...: retry a check, bounded
   done
   return 1
 }
+
+# When BENCH_COMPARE=REV is set: puts a release `meridian` built from git revision REV at
+# "$work/meridian-base" (BENCH_COMPARE_BIN=FILE: a binary already built from REV) and sets
+# `compare_rev`. The caller sets `root`, `target` and `work`; a temporary worktree it leaves
+# behind on interruption is `compare_tree`.
+compare_build() {
+  [ -n "${BENCH_COMPARE:-}" ] || return 0
+  compare_rev=$(git -C "$root" rev-parse --short "$BENCH_COMPARE")
+  if [ -n "${BENCH_COMPARE_BIN:-}" ]; then
+    cp "$BENCH_COMPARE_BIN" "$work/meridian-base"
+    return 0
+  fi
+  compare_tree="$work/tree-$compare_rev"
+  say "building meridian at $compare_rev (release) for comparison..."
+  git -C "$root" worktree add --detach -q "$compare_tree" "$compare_rev"
+  (cd "$compare_tree" && CARGO_TARGET_DIR="$target/compare" cargo build --release -q -p meridian-cli)
+  cp "$target/compare/release/meridian" "$work/meridian-base"
+  git -C "$root" worktree remove --force "$compare_tree"
+  compare_tree=""
+}

@@ -15,6 +15,8 @@
 #   BENCH_SECONDS=5           measured seconds of creates at each step
 #   BENCH_COMPARE=REV         also run the servers built from git revision REV, in the same
 #                             script and with the same load generator, and print both tables
+#                             (BENCH_COMPARE_BIN=FILE uses a meridian binary already built
+#                             from REV)
 #   BENCH_LOGS=DIR            keep the servers' logs here
 #
 # Everything listens on 127.0.0.1, lives in a fresh temp dir, and is stopped (the dir deleted)
@@ -82,14 +84,7 @@ say "building meridian and meridian-bench (release)..."
 bench="$target/release/meridian-bench"
 cp "$target/release/meridian" "$work/meridian-head"
 head_rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "?")
-if [ -n "${BENCH_COMPARE:-}" ]; then
-  compare_rev=$(git -C "$root" rev-parse --short "$BENCH_COMPARE")
-  compare_tree="$work/tree-$compare_rev"
-  say "building meridian at $compare_rev (release) for comparison..."
-  git -C "$root" worktree add --detach -q "$compare_tree" "$compare_rev"
-  (cd "$compare_tree" && CARGO_TARGET_DIR="$target/compare" cargo build --release -q -p meridian-cli)
-  cp "$target/compare/release/meridian" "$work/meridian-base"
-fi
+compare_build
 
 hr
 run_scale "$work/meridian-head" "$head_rev"

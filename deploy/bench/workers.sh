@@ -101,18 +101,7 @@ meridian="$target/release/meridian"
 bench="$target/release/meridian-bench"
 "$root/deploy/images/hello-image.sh" latest >/dev/null
 
-if [ -n "${BENCH_COMPARE:-}" ]; then
-  compare_rev=$(git -C "$root" rev-parse --short "$BENCH_COMPARE")
-  if [ -n "${BENCH_COMPARE_BIN:-}" ]; then
-    cp "$BENCH_COMPARE_BIN" "$work/meridian-base"
-  else
-    compare_tree="$work/tree-$compare_rev"
-    say "building meridian at $compare_rev (release) for comparison..."
-    git -C "$root" worktree add --detach -q "$compare_tree" "$compare_rev"
-    (cd "$compare_tree" && CARGO_TARGET_DIR="$target/compare" cargo build --release -q -p meridian-cli)
-    cp "$target/compare/release/meridian" "$work/meridian-base"
-  fi
-fi
+compare_build
 head_rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "?")
 
 # ------------------------------------------------------------------------------ placements

@@ -88,19 +88,19 @@ pub struct AppPlacement {
     pub memory_mb: u32,
 }
 
+// A reconcile round's read; `query_plans` checks SQLite's plan for it.
+pub(crate) const PLACEMENTS_OF: (&str, &str) = (
+    "SELECT name, image, replicas, residency, regions, cpu_millis, memory_mb FROM apps \
+     WHERE name IN (",
+    ")",
+);
+
 /// What scheduling reads of the apps with these names (those that exist).
 pub async fn placements_of(
     c: &mut SqliteConnection,
     names: &[&str],
 ) -> Result<Vec<AppPlacement>, sqlx::Error> {
-    let rows = fetch_in(
-        c,
-        "SELECT name, image, replicas, residency, regions, cpu_millis, memory_mb FROM apps \
-         WHERE name IN (",
-        names,
-        ")",
-    )
-    .await?;
+    let rows = fetch_in(c, PLACEMENTS_OF.0, names, PLACEMENTS_OF.1).await?;
     rows.iter()
         .map(|r| {
             let regions: Option<String> = r.try_get("regions")?;
@@ -311,6 +311,17 @@ pub(crate) async fn forget_app(
     Ok(())
 }
 
+/// Refuses a spec whose places or domains the state does not allow.
+async fn check_spec(
+    c: &mut SqliteConnection,
+    spec: &AppSpec,
+) -> Result<Option<Refusal>, sqlx::Error> {
+    if let Some(refusal) = check_places(c, spec).await? {
+        return Ok(Some(refusal));
+    }
+    check_domains(c, spec).await
+}
+
 /// `Command::CreateApp`: the app and its first release.
 ///
 /// The app's first release goes to `first_releases`, for the caller to write before anything
@@ -322,10 +333,7 @@ pub(crate) async fn create(
     at: u64,
     first_releases: &mut Vec<crate::releases::ReleaseRecord>,
 ) -> Result<CommandResult, sqlx::Error> {
-    if let Some(refusal) = check_places(c, spec).await? {
-        return Ok(Err(refusal));
-    }
-    if let Some(refusal) = check_domains(c, spec).await? {
+    if let Some(refusal) = check_spec(c, spec).await? {
         return Ok(Err(refusal));
     }
     let rec = AppRecord {
@@ -355,10 +363,7 @@ pub(crate) async fn update(
     if old.version != expected_version {
         return Ok(Err(Refusal::stale("app", &spec.name)));
     }
-    if let Some(refusal) = check_places(c, spec).await? {
-        return Ok(Err(refusal));
-    }
-    if let Some(refusal) = check_domains(c, spec).await? {
+    if let Some(refusal) = check_spec(c, spec).await? {
         return Ok(Err(refusal));
     }
     let rec = AppRecord {

@@ -128,23 +128,30 @@ pub enum Which<'a> {
     OfApp(&'a str),
 }
 
+// The queries a reconcile round or a world load runs; `query_plans` checks SQLite's plan for
+// each.
+pub(crate) const RUNNING: &str = "SELECT * FROM instances WHERE desired = 'run' ORDER BY app, id";
+pub(crate) const ON_NODE: &str =
+    "SELECT * FROM instances WHERE node = ? AND desired = 'run' ORDER BY id";
+pub(crate) const RUNNING_OF: (&str, &str) = (
+    "SELECT * FROM instances WHERE desired = 'run' AND app IN (",
+    ") ORDER BY app, id",
+);
+pub(crate) const APPS_ON_NODE: &str =
+    "SELECT DISTINCT app FROM instances WHERE node = ? AND desired = 'run' ORDER BY app";
+pub(crate) const FOOTPRINTS: &str =
+    "SELECT i.app AS app, i.node AS node, COUNT(*) AS n, a.cpu_millis AS cpu, \
+     a.memory_mb AS mem FROM instances i JOIN apps a ON a.name = i.app \
+     WHERE i.desired = 'run' GROUP BY i.app, i.node";
+
 /// Instances.
 pub async fn instances(
     c: &mut SqliteConnection,
     which: Which<'_>,
 ) -> Result<Vec<InstanceRecord>, sqlx::Error> {
     let rows = match which {
-        Which::Running => {
-            sqlx::query("SELECT * FROM instances WHERE desired = 'run' ORDER BY app, id")
-                .fetch_all(c)
-                .await?
-        }
-        Which::OnNode(n) => {
-            sqlx::query("SELECT * FROM instances WHERE node = ? AND desired = 'run' ORDER BY id")
-                .bind(n)
-                .fetch_all(c)
-                .await?
-        }
+        Which::Running => sqlx::query(RUNNING).fetch_all(c).await?,
+        Which::OnNode(n) => sqlx::query(ON_NODE).bind(n).fetch_all(c).await?,
         Which::OfApp(a) => {
             sqlx::query(
                 "SELECT * FROM instances WHERE app = ? \
@@ -163,13 +170,7 @@ pub async fn running_instances_of(
     c: &mut SqliteConnection,
     apps: &[&str],
 ) -> Result<Vec<InstanceRecord>, sqlx::Error> {
-    let rows = fetch_in(
-        c,
-        "SELECT * FROM instances WHERE desired = 'run' AND app IN (",
-        apps,
-        ") ORDER BY app, id",
-    )
-    .await?;
+    let rows = fetch_in(c, RUNNING_OF.0, apps, RUNNING_OF.1).await?;
     rows.iter().map(instance_row).collect()
 }
 
@@ -178,12 +179,10 @@ pub async fn apps_on_node(
     c: &mut SqliteConnection,
     node: &str,
 ) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT app FROM instances WHERE node = ? AND desired = 'run' ORDER BY app",
-    )
-    .bind(node)
-    .fetch_all(c)
-    .await
+    sqlx::query_scalar(APPS_ON_NODE)
+        .bind(node)
+        .fetch_all(c)
+        .await
 }
 
 /// How many instances of one app are wanted running on one node, and what each takes (sized
@@ -204,13 +203,7 @@ pub struct Footprint {
 
 /// Every app's footprint on every node it has instances on.
 pub async fn footprints(c: &mut SqliteConnection) -> Result<Vec<Footprint>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT i.app AS app, i.node AS node, COUNT(*) AS n, a.cpu_millis AS cpu, \
-         a.memory_mb AS mem FROM instances i JOIN apps a ON a.name = i.app \
-         WHERE i.desired = 'run' GROUP BY i.app, i.node",
-    )
-    .fetch_all(c)
-    .await?;
+    let rows = sqlx::query(FOOTPRINTS).fetch_all(c).await?;
     rows.iter()
         .map(|r| {
             Ok(Footprint {

@@ -32,6 +32,7 @@ pub mod auth_cache;
 pub mod changes;
 pub mod db;
 pub mod error;
+pub mod hot_queries;
 pub mod leader_watch;
 pub mod log_store;
 pub mod node;

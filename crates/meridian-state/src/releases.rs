@@ -151,19 +151,21 @@ pub struct ReleaseState {
     pub image: String,
 }
 
+// The queries a reconcile round runs; `query_plans` checks SQLite's plan for each.
+pub(crate) const LIVE_STATES_OF: (&str, &str) = (
+    "SELECT app, number, status, deadline_at, json_extract(config, '$.image') AS image \
+     FROM releases WHERE status IN ('rolling', 'active') AND app IN (",
+    ") ORDER BY app, number DESC",
+);
+pub(crate) const ROLLING_PAST_DEADLINE: &str =
+    "SELECT app FROM releases WHERE status = 'rolling' AND deadline_at < ?";
+
 /// The releases of these apps that are rolling or active, newest first within each app.
 pub async fn live_states_of(
     c: &mut SqliteConnection,
     apps: &[&str],
 ) -> Result<Vec<ReleaseState>, sqlx::Error> {
-    let rows = fetch_in(
-        c,
-        "SELECT app, number, status, deadline_at, json_extract(config, '$.image') AS image \
-         FROM releases WHERE status IN ('rolling', 'active') AND app IN (",
-        apps,
-        ") ORDER BY app, number DESC",
-    )
-    .await?;
+    let rows = fetch_in(c, LIVE_STATES_OF.0, apps, LIVE_STATES_OF.1).await?;
     rows.iter()
         .map(|r| {
             let status: String = r.try_get("status")?;
@@ -186,11 +188,10 @@ pub async fn rolling_past_deadline(
 ) -> Result<Vec<String>, sqlx::Error> {
     // Through the partial index `releases_rolling`; asking SQLite for DISTINCT ... ORDER BY
     // app instead makes it walk every release in app order.
-    let apps: Vec<String> =
-        sqlx::query_scalar("SELECT app FROM releases WHERE status = 'rolling' AND deadline_at < ?")
-            .bind(i(at))
-            .fetch_all(c)
-            .await?;
+    let apps: Vec<String> = sqlx::query_scalar(ROLLING_PAST_DEADLINE)
+        .bind(i(at))
+        .fetch_all(c)
+        .await?;
     let apps: std::collections::BTreeSet<String> = apps.into_iter().collect();
     Ok(apps.into_iter().collect())
 }

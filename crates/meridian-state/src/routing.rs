@@ -6,19 +6,19 @@ use sqlx::SqliteConnection;
 use crate::command::{Applied, CommandResult, Refusal};
 use crate::sql::i;
 
+// The route table's read; `query_plans` checks SQLite's plan for it.
+pub(crate) const ROUTABLE: &str =
+    "SELECT i.id, i.app, i.node, n.region, i.address FROM instances i \
+     JOIN nodes n ON n.name = i.node \
+     WHERE i.desired = 'run' AND i.state = 'healthy' AND i.address IS NOT NULL \
+     AND n.status != 'down' ORDER BY i.app, i.id";
+
 /// Instances a router may send requests to: wanted running, healthy, with an address, on a
 /// node that is not down. Each with its node's region: (id, app, node, region, address).
 pub async fn routable_instances(
     c: &mut SqliteConnection,
 ) -> Result<Vec<(String, String, String, String, String)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT i.id, i.app, i.node, n.region, i.address FROM instances i \
-         JOIN nodes n ON n.name = i.node \
-         WHERE i.desired = 'run' AND i.state = 'healthy' AND i.address IS NOT NULL \
-         AND n.status != 'down' ORDER BY i.app, i.id",
-    )
-    .fetch_all(c)
-    .await
+    sqlx::query_as(ROUTABLE).fetch_all(c).await
 }
 
 /// Registered routers whose region still exists: (name, region, url).

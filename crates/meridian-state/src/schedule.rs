@@ -152,15 +152,13 @@ pub(crate) async fn check_round(
         .into_iter()
         .map(|r| (r.region.name, r.region.country))
         .collect();
-    let named: BTreeSet<&str> = round.place.iter().map(|p| p.node.as_str()).collect();
-    let named: Vec<&str> = named.into_iter().collect();
+    let named = distinct(round.place.iter().map(|p| p.node.as_str()));
     let nodes: BTreeMap<Name, NodeRecord> = crate::nodes::nodes_named(c, &named)
         .await?
         .into_iter()
         .map(|n| (n.name.clone(), n))
         .collect();
-    let app_names: BTreeSet<&str> = round.place.iter().map(|p| p.app.as_str()).collect();
-    let app_names: Vec<&str> = app_names.into_iter().collect();
+    let app_names = distinct(round.place.iter().map(|p| p.app.as_str()));
     let apps: BTreeMap<Name, AppPlacement> = crate::apps::placements_of(c, &app_names)
         .await?
         .into_iter()
@@ -199,6 +197,11 @@ pub(crate) async fn check_round(
     Ok(None)
 }
 
+/// Each name once, in order.
+fn distinct<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    names.collect::<BTreeSet<_>>().into_iter().collect()
+}
+
 /// What could not be placed, per app.
 pub async fn unplaced(
     c: &mut SqliteConnection,
@@ -215,18 +218,16 @@ pub async fn unplaced(
         .collect()
 }
 
+// A reconcile round's read; `query_plans` checks SQLite's plan for it.
+pub(crate) const UNPLACED_OF: (&str, &str) =
+    ("SELECT app, unplaced FROM app_status WHERE app IN (", ")");
+
 /// What could not be placed, of these apps.
 pub async fn unplaced_of(
     c: &mut SqliteConnection,
     apps: &[&str],
 ) -> Result<Vec<(String, Vec<Unplaced>)>, sqlx::Error> {
-    let rows = fetch_in(
-        c,
-        "SELECT app, unplaced FROM app_status WHERE app IN (",
-        apps,
-        ")",
-    )
-    .await?;
+    let rows = fetch_in(c, UNPLACED_OF.0, apps, UNPLACED_OF.1).await?;
     rows.iter()
         .map(|r| {
             let app: String = r.try_get("app")?;
