@@ -7,7 +7,6 @@ use sqlx::SqliteConnection;
 
 use crate::changes::Touched;
 use crate::command::{Applied, Command, CommandResult, Forget, Forgotten};
-use crate::releases::ReleaseRecord;
 use crate::{
     apps, audit, images, instances, nodes, regions, releases, routing, schedule, settings, tokens,
 };
@@ -26,7 +25,7 @@ pub async fn apply(c: &mut SqliteConnection, cmd: &Command) -> Result<CommandRes
 /// and must run before the transaction commits.
 #[derive(Debug, Default)]
 pub struct Applier {
-    first_releases: Vec<ReleaseRecord>,
+    held: apps::HeldCreates,
 }
 
 impl Applier {
@@ -50,11 +49,28 @@ impl Applier {
 
     /// Writes what is held back.
     pub async fn finish(&mut self, c: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-        if !self.first_releases.is_empty() {
-            releases::insert_releases(c, &self.first_releases).await?;
-            self.first_releases.clear();
+        self.held.write(c).await
+    }
+
+    /// Before a run of commands that creates the apps named `names` (and may do anything
+    /// else): reads which names are taken in one query, so that the creates can hold back
+    /// their app rows as well as their first releases.
+    pub async fn expect_creates(
+        &mut self,
+        c: &mut SqliteConnection,
+        names: &[&str],
+    ) -> Result<(), sqlx::Error> {
+        if names.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.held.expect(c, names).await
+    }
+
+    /// Hands over what is held back instead of writing it, for the caller to write before
+    /// the transaction commits: the state machine sends those statements and the commit to
+    /// SQLite in one round trip.
+    pub(crate) fn take_held(&mut self) -> apps::HeldCreates {
+        std::mem::take(&mut self.held)
     }
 
     /// Applies one command and marks what it changed.
@@ -64,12 +80,13 @@ impl Applier {
         cmd: &Command,
         t: &mut Touched,
     ) -> Result<CommandResult, sqlx::Error> {
-        // Creating an app reads no releases, so the first releases of a run of creates can
-        // wait; anything else may read them.
+        // Creating an app reads no releases and, unless it has custom domains, no other app
+        // (`apps::create` keeps those in order), so the writes of a run of creates can wait;
+        // anything else may read them.
         if !matches!(cmd, Command::CreateApp { .. }) {
             self.finish(c).await?;
         }
-        let result = apply_one(c, cmd, t, &mut self.first_releases).await?;
+        let result = apply_one(c, cmd, t, &mut self.held).await?;
         if result.is_err() {
             return Ok(result);
         }
@@ -114,7 +131,7 @@ async fn apply_one(
     c: &mut SqliteConnection,
     cmd: &Command,
     t: &mut Touched,
-    first_releases: &mut Vec<ReleaseRecord>,
+    held: &mut apps::HeldCreates,
 ) -> Result<CommandResult, sqlx::Error> {
     match cmd {
         Command::Bootstrap { signing_key, admin } => tokens::bootstrap(c, signing_key, admin).await,
@@ -134,7 +151,7 @@ async fn apply_one(
             at,
         } => routing::register_router(c, name, region, url, *at).await,
         Command::SetAppsDomain { domain } => settings::set_apps_domain(c, domain).await,
-        Command::CreateApp { spec, at } => apps::create(c, spec, *at, first_releases).await,
+        Command::CreateApp { spec, at } => apps::create(c, spec, *at, held).await,
         Command::UpdateApp {
             spec,
             expected_version,

@@ -10,7 +10,7 @@ use sqlx::{Row, SqliteConnection};
 use crate::command::{Applied, CommandResult, Refusal};
 use crate::instances::{prune_stopped, Which};
 use crate::nodes::bump_generations;
-use crate::sql::{corrupt, fetch_in, i, json, name, small, to_json, u};
+use crate::sql::{corrupt, fetch_in, i, json, name, small, to_json, u, ROWS_PER_STATEMENT};
 
 /// An app with its bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,6 +145,33 @@ pub(crate) enum Write {
     Replace,
 }
 
+/// The columns of an app row, in the order [`push_app_row`] binds them.
+const APP_COLUMNS: &str = "(cpu_millis, memory_mb, name, image, replicas, port, residency, \
+     regions, env, health, origin_bound, domains, version, created_at, updated_at) ";
+
+/// Binds one app row's values, in the order of [`APP_COLUMNS`].
+fn push_app_row<'a>(
+    row: &mut sqlx::query_builder::Separated<'_, 'a, sqlx::Sqlite, &str>,
+    rec: &'a AppRecord,
+) {
+    let s = &rec.spec;
+    row.push_bind(i64::from(s.cpu_millis))
+        .push_bind(i64::from(s.memory_mb))
+        .push_bind(s.name.as_str())
+        .push_bind(s.image.as_str())
+        .push_bind(i64::from(s.replicas))
+        .push_bind(i64::from(s.port))
+        .push_bind(to_json(&s.residency))
+        .push_bind(s.regions.as_ref().map(to_json))
+        .push_bind(to_json(&s.env))
+        .push_bind(s.health.as_ref().map(to_json))
+        .push_bind(to_json(&s.origin_bound))
+        .push_bind(to_json(&s.domains))
+        .push_bind(i(rec.version))
+        .push_bind(i(rec.created_at))
+        .push_bind(i(rec.updated_at));
+}
+
 /// Writes an app row; answers whether a row was written.
 pub(crate) async fn write_app(
     c: &mut SqliteConnection,
@@ -152,36 +179,16 @@ pub(crate) async fn write_app(
     how: Write,
 ) -> Result<bool, sqlx::Error> {
     let s = &rec.spec;
-    let sql = match how {
-        Write::Create => {
-            "INSERT INTO apps (cpu_millis, memory_mb, name, image, replicas, port, residency, \
-             regions, env, health, origin_bound, domains, version, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING"
-        }
-        Write::Replace => {
-            "INSERT OR REPLACE INTO apps (cpu_millis, memory_mb, name, image, replicas, port, \
-             residency, regions, env, health, origin_bound, domains, version, created_at, \
-             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        }
-    };
-    let done = sqlx::query(sql)
-        .bind(i64::from(s.cpu_millis))
-        .bind(i64::from(s.memory_mb))
-        .bind(s.name.as_str())
-        .bind(&s.image)
-        .bind(i64::from(s.replicas))
-        .bind(i64::from(s.port))
-        .bind(to_json(&s.residency))
-        .bind(s.regions.as_ref().map(to_json))
-        .bind(to_json(&s.env))
-        .bind(s.health.as_ref().map(to_json))
-        .bind(to_json(&s.origin_bound))
-        .bind(to_json(&s.domains))
-        .bind(i(rec.version))
-        .bind(i(rec.created_at))
-        .bind(i(rec.updated_at))
-        .execute(&mut *c)
-        .await?;
+    let mut q = sqlx::QueryBuilder::new(match how {
+        Write::Create => "INSERT INTO apps ",
+        Write::Replace => "INSERT OR REPLACE INTO apps ",
+    });
+    q.push(APP_COLUMNS);
+    q.push_values([rec], |mut row, rec| push_app_row(&mut row, rec));
+    if matches!(how, Write::Create) {
+        q.push(" ON CONFLICT (name) DO NOTHING");
+    }
+    let done = q.build().execute(&mut *c).await?;
     let written = done.rows_affected() == 1;
     // A new app has no domain rows yet (deleting an app removes its rows), so creating one
     // writes only the domains it has.
@@ -190,6 +197,67 @@ pub(crate) async fn write_app(
         set_domains(c, &s.name, &s.domains).await?;
     }
     Ok(written)
+}
+
+/// Appends to `q` the statements that add these apps, each ending in `;`. None of their
+/// names may exist and none may have custom domains (see [`HeldCreates`]).
+pub(crate) fn push_insert_apps<'a>(
+    q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
+    recs: &'a [AppRecord],
+) {
+    for chunk in recs.chunks(ROWS_PER_STATEMENT) {
+        q.push("INSERT INTO apps ");
+        q.push(APP_COLUMNS);
+        q.push_values(chunk, |mut row, rec| push_app_row(&mut row, rec));
+        q.push("; ");
+    }
+}
+
+/// Writes a run of creates holds back, to go in as a few multi-row statements instead of a
+/// statement per create: creating apps is the hot path, and on a loaded server each
+/// statement's round trip to SQLite's worker thread costs more than the row it writes.
+#[derive(Debug, Default)]
+pub(crate) struct HeldCreates {
+    /// New apps whose rows are not written yet (none with custom domains).
+    pub(crate) apps: Vec<AppRecord>,
+    /// First releases not written yet, of these apps and of apps already written.
+    pub(crate) releases: Vec<crate::releases::ReleaseRecord>,
+    /// Which of the names the run may create are taken, when known without asking the
+    /// table: those that existed when the run began (read in one query) and those created
+    /// since. `None` once a command other than a create has run, or when never read.
+    pub(crate) taken: Option<BTreeSet<String>>,
+}
+
+impl HeldCreates {
+    /// Reads which of `names` exist, so that creating them holds their rows back.
+    pub(crate) async fn expect(
+        &mut self,
+        c: &mut SqliteConnection,
+        names: &[&str],
+    ) -> Result<(), sqlx::Error> {
+        let rows = fetch_in(c, "SELECT name FROM apps WHERE name IN (", names, ")").await?;
+        let taken = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>("name"))
+            .collect::<Result<_, _>>()?;
+        self.taken = Some(taken);
+        Ok(())
+    }
+
+    /// Writes what is held back; from here on, creates ask the table.
+    pub(crate) async fn write(&mut self, c: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+        self.taken = None;
+        if self.apps.is_empty() && self.releases.is_empty() {
+            return Ok(());
+        }
+        let mut q = sqlx::QueryBuilder::new("");
+        push_insert_apps(&mut q, &self.apps);
+        crate::releases::push_insert_releases(&mut q, &self.releases);
+        q.build().persistent(false).execute(&mut *c).await?;
+        self.apps.clear();
+        self.releases.clear();
+        Ok(())
+    }
 }
 
 /// Makes `app_domains` hold exactly `domains` for `app`.
@@ -324,14 +392,14 @@ async fn check_spec(
 
 /// `Command::CreateApp`: the app and its first release.
 ///
-/// The app's first release goes to `first_releases`, for the caller to write before anything
-/// reads releases: creating apps is the hot path, and a run of creates writes their first
-/// releases in one statement.
+/// The first release is held back in `held`, for the caller to write before anything reads
+/// releases; so is the app's row when `held` knows which names are taken and the app has no
+/// custom domains (whose checks read the rows of other apps).
 pub(crate) async fn create(
     c: &mut SqliteConnection,
     spec: &AppSpec,
     at: u64,
-    first_releases: &mut Vec<crate::releases::ReleaseRecord>,
+    held: &mut HeldCreates,
 ) -> Result<CommandResult, sqlx::Error> {
     if let Some(refusal) = check_spec(c, spec).await? {
         return Ok(Err(refusal));
@@ -342,11 +410,24 @@ pub(crate) async fn create(
         created_at: at,
         updated_at: at,
     };
-    // The insert is the existence check: creating apps is the hot path.
-    if !write_app(c, &rec, Write::Create).await? {
-        return Ok(Err(Refusal::exists("app", &spec.name)));
+    let exists = || Ok(Err(Refusal::exists("app", &spec.name)));
+    match held.taken.as_mut() {
+        Some(taken) if taken.contains(spec.name.as_str()) => return exists(),
+        Some(taken) if spec.domains.is_empty() => {
+            taken.insert(spec.name.to_string());
+            held.apps.push(rec.clone());
+        }
+        // The insert is the existence check.
+        _ => {
+            if !write_app(c, &rec, Write::Create).await? {
+                return exists();
+            }
+            if let Some(taken) = held.taken.as_mut() {
+                taken.insert(spec.name.to_string());
+            }
+        }
     }
-    first_releases.push(crate::releases::first_release(&rec, at));
+    held.releases.push(crate::releases::first_release(&rec, at));
     Ok(Ok(Applied::App(rec)))
 }
 

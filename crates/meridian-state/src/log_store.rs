@@ -11,7 +11,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
     AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError, Vote,
 };
-use sqlx::SqlitePool;
+use sqlx::{Connection, SqliteConnection, SqlitePool};
 
 use crate::sql::{i, json, to_json};
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
@@ -21,6 +21,10 @@ use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 #[derive(Debug, Clone)]
 pub struct LogStore {
     pool: SqlitePool,
+    /// The connection every write goes through, taken out of the pool on first use and held
+    /// for good: a pooled connection is pinged on every return to its pool, one more round
+    /// trip to SQLite's worker thread per append on the path of every Raft write.
+    writer: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
     tail: Arc<Mutex<Tail>>,
 }
 
@@ -132,8 +136,21 @@ impl LogStore {
     pub fn new(pool: SqlitePool) -> Self {
         Self {
             pool,
+            writer: Arc::default(),
             tail: Arc::default(),
         }
+    }
+
+    /// The writer connection, locked (every write is serial anyway).
+    async fn writer(
+        &self,
+    ) -> Result<tokio::sync::MappedMutexGuard<'_, SqliteConnection>, sqlx::Error> {
+        let mut slot = self.writer.lock().await;
+        let c = match slot.take() {
+            Some(c) => c,
+            None => self.pool.acquire().await?.detach(),
+        };
+        Ok(tokio::sync::MutexGuard::map(slot, |s| s.insert(c)))
     }
 
     async fn meta<T: serde::de::DeserializeOwned>(
@@ -151,7 +168,7 @@ impl LogStore {
         sqlx::query("INSERT OR REPLACE INTO raft_meta (key, value) VALUES (?, ?)")
             .bind(key)
             .bind(to_json(v))
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }
@@ -257,7 +274,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // One multi-row statement (its own transaction) per batch; under synchronous=FULL it
         // returns once the WAL is fsynced, and only then is openraft told the entries are
         // durable. A batch too large for one statement gets a transaction around several.
-        let mut conn = self.pool.acquire().await.map_err(write_err)?;
+        let mut conn = self.writer().await.map_err(write_err)?;
         let several = entries.len() > APPEND_CHUNK;
         if several {
             sqlx::query("BEGIN")
@@ -299,7 +316,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         lock(&self.tail).truncate(log_id.index);
         sqlx::query("DELETE FROM raft_log WHERE idx >= ?")
             .bind(i(log_id.index))
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await.map_err(write_err)?)
             .await
             .map_err(write_err)?;
         Ok(())
@@ -307,7 +324,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         lock(&self.tail).purge(log_id.index);
-        let mut tx = self.pool.begin().await.map_err(write_err)?;
+        let mut writer = self.writer().await.map_err(write_err)?;
+        let mut tx = writer.begin().await.map_err(write_err)?;
         sqlx::query("INSERT OR REPLACE INTO raft_meta (key, value) VALUES ('last_purged', ?)")
             .bind(to_json(&log_id))
             .execute(&mut *tx)

@@ -209,12 +209,26 @@ pub(crate) async fn insert_releases(
     c: &mut SqliteConnection,
     records: &[ReleaseRecord],
 ) -> Result<(), sqlx::Error> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut insert = sqlx::QueryBuilder::new("");
+    push_insert_releases(&mut insert, records);
+    insert.build().persistent(false).execute(&mut *c).await?;
+    Ok(())
+}
+
+/// Appends to `q` the statements that add these releases, each ending in `;`.
+pub(crate) fn push_insert_releases<'a>(
+    q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
+    records: &'a [ReleaseRecord],
+) {
     for chunk in records.chunks(ROWS_PER_STATEMENT) {
-        let mut insert = sqlx::QueryBuilder::new(
+        q.push(
             "INSERT INTO releases (app, number, config, status, reason, deadline_at, created_at, \
              updated_at) ",
         );
-        insert.push_values(chunk, |mut row, r| {
+        q.push_values(chunk, |mut row, r| {
             row.push_bind(r.app.as_str())
                 .push_bind(i(r.number))
                 .push_bind(to_json(&r.config))
@@ -224,9 +238,8 @@ pub(crate) async fn insert_releases(
                 .push_bind(i(r.created_at))
                 .push_bind(i(r.updated_at));
         });
-        insert.build().persistent(false).execute(&mut *c).await?;
+        q.push("; ");
     }
-    Ok(())
 }
 
 /// Seconds a release made by an app change has to become healthy.

@@ -14,7 +14,7 @@ use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 use crate::apply::Applier;
 use crate::auth_cache::AuthCache;
 use crate::changes::{ChangeLog, Touched};
-use crate::command::{Applied, CommandResult};
+use crate::command::{Applied, Command, CommandResult};
 use crate::db::STATE_MIGRATIONS;
 use crate::snapshot::{copy_options, open_copy, read_applied, SnapshotDir, SnapshotError};
 use crate::sql::to_json;
@@ -25,8 +25,7 @@ use crate::types::{
 /// The state machine over `state.db`.
 #[derive(Debug)]
 pub struct StateMachine {
-    /// One connection: applies and installs are serial by construction.
-    writer: SqlitePool,
+    writer: Writer,
     /// Readers, used here for `VACUUM INTO`.
     readers: SqlitePool,
     snapshots: SnapshotDir,
@@ -70,7 +69,11 @@ impl StateMachine {
         changes: Arc<ChangeLog>,
     ) -> Self {
         Self {
-            writer,
+            writer: Writer {
+                pool: writer,
+                conn: None,
+                open: false,
+            },
             readers,
             snapshots,
             auth,
@@ -85,13 +88,14 @@ impl StateMachine {
         {
             let _guard = self.snapshots.lock().await;
             if let Some((meta, path)) = self.snapshots.current()? {
-                let (applied, _) = read_applied(&mut *self.writer.acquire().await?).await?;
+                let c = self.writer.idle().await?;
+                let (applied, _) = read_applied(c).await?;
                 if meta.last_log_id > applied {
                     tracing::warn!(
                         snapshot = %meta.snapshot_id,
                         "state is behind the local snapshot (lost writes after a crash?); installing it"
                     );
-                    install(&self.writer, &path, &meta, &self.changes).await?;
+                    install(c, &path, &meta, &self.changes).await?;
                 }
             }
         }
@@ -99,9 +103,148 @@ impl StateMachine {
         Ok(())
     }
 
-    async fn reload_auth(&self) -> Result<(), sqlx::Error> {
-        let mut c = self.writer.acquire().await?;
-        self.auth.reload(&mut c).await
+    async fn reload_auth(&mut self) -> Result<(), sqlx::Error> {
+        let c = self.writer.idle().await?;
+        self.auth.reload(c).await
+    }
+
+    /// Applies `entries` in one transaction and answers their results and whether any
+    /// changed tokens.
+    ///
+    /// Each statement is a round trip to SQLite's worker thread, and on a loaded server
+    /// each costs more than the work it carries; an apply is on the path of every write.
+    /// So the held-back writes, the applied position and the commit go in one round trip,
+    /// which also begins the next apply's transaction: an empty deferred transaction takes
+    /// no lock and sees no snapshot until its first statement.
+    async fn apply_entries<I>(
+        &mut self,
+        entries: I,
+    ) -> Result<(Vec<CommandResult>, bool), sqlx::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let c = self.writer.in_transaction().await?;
+        let mut applier = Applier::default();
+        applier.expect_creates(c, &created_names(&entries)).await?;
+        let mut results = Vec::new();
+        let mut last = None;
+        let mut membership = None;
+        let mut auth_changed = false;
+        let mut marks = Vec::new();
+        for entry in entries {
+            last = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => results.push(Ok(Applied::Done)),
+                EntryPayload::Normal(cmd) => {
+                    auth_changed |= cmd.touches_auth();
+                    let mut touched = Touched::default();
+                    results.push(applier.apply(c, &cmd, &mut touched).await?);
+                    marks.push((entry.log_id.index, touched));
+                }
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    results.push(Ok(Applied::Done));
+                }
+            }
+        }
+        let held = applier.take_held();
+        let last = last.map(|l| to_json(&Some(l)));
+        let membership = membership.map(|m| to_json(&m));
+        let mut close = sqlx::QueryBuilder::new("");
+        crate::apps::push_insert_apps(&mut close, &held.apps);
+        crate::releases::push_insert_releases(&mut close, &held.releases);
+        for (key, value) in [("last_applied", &last), ("last_membership", &membership)] {
+            if let Some(value) = value {
+                close
+                    .push("INSERT OR REPLACE INTO sm_meta (key, value) VALUES (")
+                    .push_bind(key)
+                    .push(", ")
+                    .push_bind(value.as_str())
+                    .push("); ");
+            }
+        }
+        close.push("COMMIT; BEGIN");
+        // Recorded before the commit: a reader whose snapshot shows these entries finds their
+        // marks (see `changes`).
+        for (index, touched) in marks {
+            self.changes.record(index, touched);
+        }
+        // The text varies with the number of releases held back; the common shapes are few,
+        // but not worth a cached statement each.
+        close.build().persistent(false).execute(&mut *c).await?;
+        Ok((results, auth_changed))
+    }
+}
+
+/// The names of the apps `entries` create, batches included.
+fn created_names(entries: &[Entry]) -> Vec<&str> {
+    let mut names = Vec::new();
+    for entry in entries {
+        if let EntryPayload::Normal(cmd) = &entry.payload {
+            let commands = match cmd {
+                Command::Batch { commands } => commands.as_slice(),
+                one => std::slice::from_ref(one),
+            };
+            names.extend(commands.iter().filter_map(|c| match c {
+                Command::CreateApp { spec, .. } => Some(spec.name.as_str()),
+                _ => None,
+            }));
+        }
+    }
+    names
+}
+
+/// The state machine's one writing connection, held for good: applies and installs are
+/// serial by construction, and a pooled connection is pinged on every return to its pool,
+/// one more round trip to SQLite's worker thread per applied batch.
+#[derive(Debug)]
+struct Writer {
+    /// A pool of one connection, taken out of it on first use.
+    pool: SqlitePool,
+    conn: Option<SqliteConnection>,
+    /// Whether `conn` is inside the (empty) transaction an apply leaves open.
+    open: bool,
+}
+
+impl Writer {
+    async fn conn(&mut self) -> Result<&mut SqliteConnection, sqlx::Error> {
+        let c = match self.conn.take() {
+            Some(c) => c,
+            None => self.pool.acquire().await?.detach(),
+        };
+        Ok(self.conn.insert(c))
+    }
+
+    /// The connection outside any transaction: commits the empty one an apply leaves open
+    /// (see [`StateMachine::apply_entries`]).
+    async fn idle(&mut self) -> Result<&mut SqliteConnection, sqlx::Error> {
+        let open = std::mem::take(&mut self.open);
+        let c = self.conn().await?;
+        if open {
+            sqlx::query("COMMIT").execute(&mut *c).await?;
+        }
+        Ok(c)
+    }
+
+    /// The connection inside a transaction: the one the last apply left open, or a new one.
+    async fn in_transaction(&mut self) -> Result<&mut SqliteConnection, sqlx::Error> {
+        let open = std::mem::replace(&mut self.open, true);
+        let c = self.conn().await?;
+        if !open {
+            sqlx::query("BEGIN").execute(&mut *c).await?;
+        }
+        Ok(c)
+    }
+
+    /// After a failed apply: rolls back whatever it left (best effort; Raft stops on the
+    /// error anyway).
+    async fn abandon(&mut self) {
+        if let Some(c) = self.conn.as_mut() {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *c).await;
+        }
+        self.open = false;
     }
 }
 
@@ -154,7 +297,7 @@ async fn build(readers: &SqlitePool, dir: &SnapshotDir) -> Result<Snapshot, Snap
 
 /// Replaces every state table's rows with those of the snapshot at `file`, in one transaction.
 async fn install(
-    writer: &SqlitePool,
+    c: &mut SqliteConnection,
     file: &std::path::Path,
     meta: &SnapshotMeta,
     changes: &ChangeLog,
@@ -169,7 +312,6 @@ async fn install(
         STATE_MIGRATIONS.run(&copy).await?;
         copy.close().await;
     }
-    let mut c = writer.acquire().await?;
     sqlx::query("ATTACH DATABASE ? AS snap")
         .bind(file.to_string_lossy().into_owned())
         .execute(&mut *c)
@@ -182,7 +324,7 @@ async fn install(
             ..Touched::default()
         },
     );
-    let copied = copy_tables(&mut c, meta).await;
+    let copied = copy_tables(c, meta).await;
     let detached = sqlx::query("DETACH DATABASE snap").execute(&mut *c).await;
     copied?;
     detached?;
@@ -224,12 +366,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        let mut c = self
+        let c = self
             .writer
-            .acquire()
+            .idle()
             .await
             .map_err(|e| sm_err(ErrorVerb::Read, &e))?;
-        read_applied(&mut c)
+        read_applied(c)
             .await
             .map_err(|e| sm_err(ErrorVerb::Read, &e))
     }
@@ -240,47 +382,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let w = |e: sqlx::Error| sm_err(ErrorVerb::Write, &e);
-        let mut tx = self.writer.begin().await.map_err(w)?;
-        let mut results = Vec::new();
-        let mut last = None;
-        let mut membership = None;
-        let mut auth_changed = false;
-        let mut marks = Vec::new();
-        let mut applier = Applier::default();
-        for entry in entries {
-            last = Some(entry.log_id);
-            match entry.payload {
-                EntryPayload::Blank => results.push(Ok(Applied::Done)),
-                EntryPayload::Normal(cmd) => {
-                    auth_changed |= cmd.touches_auth();
-                    let mut touched = Touched::default();
-                    let result = applier.apply(&mut tx, &cmd, &mut touched).await;
-                    results.push(result.map_err(w)?);
-                    marks.push((entry.log_id.index, touched));
-                }
-                EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
-                    results.push(Ok(Applied::Done));
-                }
-            }
+        let applied = self.apply_entries(entries).await;
+        if applied.is_err() {
+            self.writer.abandon().await;
         }
-        applier.finish(&mut tx).await.map_err(w)?;
-        if let Some(last) = last {
-            set_meta(&mut tx, "last_applied", to_json(&Some(last)))
-                .await
-                .map_err(w)?;
-        }
-        if let Some(m) = membership {
-            set_meta(&mut tx, "last_membership", to_json(&m))
-                .await
-                .map_err(w)?;
-        }
-        // Recorded before the commit: a reader whose snapshot shows these entries finds their
-        // marks (see `changes`).
-        for (index, touched) in marks {
-            self.changes.record(index, touched);
-        }
-        tx.commit().await.map_err(w)?;
+        let (results, auth_changed) = applied.map_err(w)?;
         if auth_changed {
             self.reload_auth().await.map_err(w)?;
         }
@@ -303,8 +409,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let _guard = self.snapshots.lock().await;
-        let file = self.snapshots.temp_path("incoming");
+        let Self {
+            writer,
+            snapshots,
+            auth,
+            changes,
+            ..
+        } = self;
+        let _guard = snapshots.lock().await;
+        let file = snapshots.temp_path("incoming");
         let installed = async {
             tokio::fs::write(&file, snapshot.into_inner())
                 .await
@@ -312,9 +425,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     path: file.clone(),
                     error,
                 })?;
-            install(&self.writer, &file, meta, &self.changes).await?;
-            self.reload_auth().await?;
-            self.snapshots.commit(&file, meta)
+            let c = writer.idle().await?;
+            install(c, &file, meta, changes).await?;
+            auth.reload(c).await?;
+            snapshots.commit(&file, meta)
         }
         .await;
         if installed.is_err() {

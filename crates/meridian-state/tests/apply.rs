@@ -458,3 +458,86 @@ async fn first_releases_held_back_are_written_before_anything_reads_them() {
         vec![1]
     );
 }
+
+/// A run of creates that knows which names are taken holds back its app rows too. Whatever
+/// the run holds, the outcomes and the tables must be those of applying one command at a
+/// time.
+#[tokio::test]
+async fn a_run_of_creates_holding_rows_back_ends_as_one_at_a_time() {
+    use meridian_state::apply::Applier;
+    use meridian_state::{releases, Touched};
+    let create = |spec| Command::CreateApp { spec, at: 10 };
+    let run_of = vec![
+        create(app("a", &[], None)),
+        create(app("b", &[], None)),
+        create(app("a", &[], None)),   // taken by a held-back row
+        create(app("pre", &[], None)), // taken before the run
+        create(with_domains(app("d", &[], None), &["shop.example.com"])),
+        create(app("d", &[], None)), // taken by a written row
+        create(with_domains(app("e", &[], None), &["shop.example.com"])), // domain taken
+        create(app("f", &["EU"], None)),
+        Command::Deploy {
+            app: n("a"),
+            image: "web:2".into(),
+            deadline_s: 60,
+            at: 11,
+        },
+        create(app("g", &[], None)),
+        Command::DeleteApp {
+            name: n("b"),
+            at: 12,
+        },
+        create(app("b", &[], None)),
+        create(app("g", &[], None)),
+    ];
+    let names: Vec<&str> = run_of
+        .iter()
+        .filter_map(|c| match c {
+            Command::CreateApp { spec, .. } => Some(spec.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    let mut tables = Vec::new();
+    let mut final_names = Vec::new();
+    for hold in [true, false] {
+        let (_d, pool) = state().await;
+        run(&pool, create(app("pre", &[], None))).await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        let mut applier = Applier::default();
+        if hold {
+            applier.expect_creates(&mut tx, &names).await.unwrap();
+        }
+        let mut results = Vec::new();
+        for cmd in &run_of {
+            let r = applier
+                .apply(&mut tx, cmd, &mut Touched::default())
+                .await
+                .unwrap();
+            results.push(format!("{r:?}"));
+        }
+        applier.finish(&mut tx).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut c = pool.acquire().await.unwrap();
+        let apps = apps::apps(&mut c).await.unwrap();
+        let releases = releases::releases(&mut c, None).await.unwrap();
+        let domains: Vec<(String, String)> =
+            sqlx::query_as("SELECT domain, app FROM app_domains ORDER BY domain")
+                .fetch_all(&mut *c)
+                .await
+                .unwrap();
+        final_names = apps.iter().map(|a| a.spec.name.to_string()).collect();
+        outcomes.push(results);
+        tables.push(format!("{apps:?}\n{releases:?}\n{domains:?}"));
+    }
+    assert_eq!(outcomes[0], outcomes[1]);
+    assert_eq!(tables[0], tables[1]);
+    let refused: Vec<usize> = outcomes[0]
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.starts_with("Err"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(refused, [2, 3, 5, 6, 12], "{:#?}", outcomes[0]);
+    assert_eq!(final_names, ["a", "b", "d", "f", "g", "pre"]);
+}

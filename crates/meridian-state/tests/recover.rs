@@ -39,6 +39,17 @@ async fn machine(dir: &Path) -> StateMachine {
     StateMachine::new(writer, readers, snaps, Default::default())
 }
 
+/// Builds a snapshot; answers the index it is at.
+async fn snapshot(sm: &mut StateMachine) -> Option<u64> {
+    let snap = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    snap.meta.last_log_id.map(|l| l.index)
+}
+
 #[tokio::test]
 async fn a_state_older_than_the_snapshot_is_replaced_by_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -57,13 +68,7 @@ async fn a_state_older_than_the_snapshot_is_replaced_by_it() {
             .unwrap();
         readers.close().await;
         sm.apply((6..=10).map(create)).await.unwrap();
-        let snap = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
-        assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(10));
+        assert_eq!(snapshot(&mut sm).await, Some(10));
     }
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(dir.path().join(format!("state.db{suffix}")));
@@ -94,11 +99,7 @@ async fn an_up_to_date_state_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let mut sm = machine(dir.path()).await;
     sm.apply((1..=3).map(create)).await.unwrap();
-    sm.get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    snapshot(&mut sm).await;
     sm.apply((4..=6).map(create)).await.unwrap();
     sm.recover().await.unwrap();
     let (applied, _) = sm.applied_state().await.unwrap();
@@ -107,4 +108,51 @@ async fn an_up_to_date_state_is_left_alone() {
         Some(6),
         "recover never moves the state backwards"
     );
+}
+
+/// The state machine keeps its writing connection between applies and sends an apply's last
+/// writes and its commit together: whatever an apply wrote must be committed when it returns,
+/// visible to other connections and there after the process is gone.
+#[tokio::test]
+async fn every_apply_is_committed_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = db::open_state(&dir.path().join("state.db"), 1)
+        .await
+        .unwrap();
+    let count = |sql: &'static str| {
+        let other = other.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&other)
+                .await
+                .unwrap()
+        }
+    };
+    let mut sm = machine(dir.path()).await;
+    let results = sm.apply((1..=3).map(create)).await.unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(count("SELECT COUNT(*) FROM apps").await, 3);
+    assert_eq!(count("SELECT COUNT(*) FROM releases").await, 3);
+
+    // A create of a name that exists is refused, and the refusal still moves the position.
+    let mut again = create(1);
+    again.log_id.index = 4;
+    let results = sm.apply([again]).await.unwrap();
+    assert!(results[0].is_err(), "{results:?}");
+    assert_eq!(count("SELECT COUNT(*) FROM apps").await, 3);
+    assert_eq!(
+        count("SELECT json_extract(value, '$.index') FROM sm_meta WHERE key = 'last_applied'")
+            .await,
+        4
+    );
+
+    // A snapshot taken between applies holds everything applied so far.
+    assert_eq!(snapshot(&mut sm).await, Some(4));
+
+    sm.apply((5..=6).map(create)).await.unwrap();
+    drop(sm);
+    let mut sm = machine(dir.path()).await;
+    let (applied, _) = sm.applied_state().await.unwrap();
+    assert_eq!(applied.map(|l| l.index), Some(6));
+    assert_eq!(count("SELECT COUNT(*) FROM apps").await, 5);
 }
