@@ -11,6 +11,7 @@ mod credentials;
 mod dev_cmd;
 mod error_report;
 mod logging;
+mod memory;
 mod output;
 mod router_cmd;
 mod server_cmd;
@@ -75,6 +76,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    memory::cap_arenas();
     let cli = Cli::parse();
     let quiet = matches!(cli.command, Command::Dev(_));
     logging::init(cli.global.log_format, quiet);
