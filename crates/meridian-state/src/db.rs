@@ -55,7 +55,13 @@ async fn open(
         .foreign_keys(true)
         // 1 MiB of page cache per connection instead of SQLite's 2 MiB: the working set is
         // small, and a server keeps several connections.
-        .pragma("cache_size", "-1024");
+        .pragma("cache_size", "-1024")
+        // Temporary files in memory: a multi-row statement inside a transaction keeps a
+        // statement journal (to undo just that statement), which SQLite otherwise spills to
+        // a new file in /var/tmp once it passes 64 KiB; a follower under load created and
+        // deleted about 20 such files a second and wrote more to them than to its database.
+        // Sorts and DISTINCTs of the readers' queries spill there too.
+        .pragma("temp_store", "memory");
     // Switching a new file to WAL needs it to be open exactly once: a second connection
     // opened at the same moment (the pool's minimum) would fail with "database is locked",
     // which SQLite does not retry. One connection does the switch before the pool opens any.
