@@ -4,7 +4,7 @@
 //! core, and keeps what each arena once held. A server's threads (the async workers and
 //! SQLite's one worker per connection) each end up with an arena of their own, and after a
 //! burst of writes the leader kept about 64 MB instead of 49 MB with two arenas, at the same
-//! CPU cost per write (BENCHMARKS.md, "Leader memory").
+//! CPU cost per write (BENCHMARKS.md, "Memory").
 
 /// Arenas glibc may create: one per core of the machines Meridian is sized for.
 const ARENAS: i32 = 2;

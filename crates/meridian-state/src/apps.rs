@@ -199,33 +199,20 @@ pub(crate) async fn write_app(
     Ok(written)
 }
 
-/// Appends to `q` the statements that add these apps, each ending in `;`. None of their
-/// names may exist and none may have custom domains (see [`HeldCreates`]).
-pub(crate) fn push_insert_apps<'a>(
-    q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
-    recs: &'a [AppRecord],
-) {
-    for chunk in recs.chunks(ROWS_PER_STATEMENT) {
-        q.push("INSERT INTO apps ");
-        q.push(APP_COLUMNS);
-        q.push_values(chunk, |mut row, rec| push_app_row(&mut row, rec));
-        q.push("; ");
-    }
-}
-
 /// Writes a run of creates holds back, to go in as a few multi-row statements instead of a
 /// statement per create: creating apps is the hot path, and on a loaded server each
 /// statement's round trip to SQLite's worker thread costs more than the row it writes.
 #[derive(Debug, Default)]
 pub(crate) struct HeldCreates {
-    /// New apps whose rows are not written yet (none with custom domains).
-    pub(crate) apps: Vec<AppRecord>,
+    /// New apps whose rows are not written yet (none with custom domains, none whose name
+    /// exists).
+    apps: Vec<AppRecord>,
     /// First releases not written yet, of these apps and of apps already written.
-    pub(crate) releases: Vec<crate::releases::ReleaseRecord>,
+    releases: Vec<crate::releases::ReleaseRecord>,
     /// Which of the names the run may create are taken, when known without asking the
     /// table: those that existed when the run began (read in one query) and those created
     /// since. `None` once a command other than a create has run, or when never read.
-    pub(crate) taken: Option<BTreeSet<String>>,
+    taken: Option<BTreeSet<String>>,
 }
 
 impl HeldCreates {
@@ -251,12 +238,22 @@ impl HeldCreates {
             return Ok(());
         }
         let mut q = sqlx::QueryBuilder::new("");
-        push_insert_apps(&mut q, &self.apps);
-        crate::releases::push_insert_releases(&mut q, &self.releases);
+        self.push(&mut q);
         q.build().persistent(false).execute(&mut *c).await?;
         self.apps.clear();
         self.releases.clear();
         Ok(())
+    }
+
+    /// Appends to `q` the statements that write what is held back, each ending in `;`.
+    pub(crate) fn push<'a>(&'a self, q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>) {
+        for chunk in self.apps.chunks(ROWS_PER_STATEMENT) {
+            q.push("INSERT INTO apps ");
+            q.push(APP_COLUMNS);
+            q.push_values(chunk, |mut row, rec| push_app_row(&mut row, rec));
+            q.push("; ");
+        }
+        crate::releases::push_insert_releases(q, &self.releases);
     }
 }
 

@@ -201,20 +201,9 @@ pub(crate) async fn insert_release(
     c: &mut SqliteConnection,
     r: &ReleaseRecord,
 ) -> Result<(), sqlx::Error> {
-    insert_releases(c, std::slice::from_ref(r)).await
-}
-
-/// Adds these releases, several rows per statement.
-pub(crate) async fn insert_releases(
-    c: &mut SqliteConnection,
-    records: &[ReleaseRecord],
-) -> Result<(), sqlx::Error> {
-    if records.is_empty() {
-        return Ok(());
-    }
     let mut insert = sqlx::QueryBuilder::new("");
-    push_insert_releases(&mut insert, records);
-    insert.build().persistent(false).execute(&mut *c).await?;
+    push_insert_releases(&mut insert, std::slice::from_ref(r));
+    insert.build().execute(&mut *c).await?;
     Ok(())
 }
 

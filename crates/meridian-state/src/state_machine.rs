@@ -153,8 +153,7 @@ impl StateMachine {
         let last = last.map(|l| to_json(&Some(l)));
         let membership = membership.map(|m| to_json(&m));
         let mut close = sqlx::QueryBuilder::new("");
-        crate::apps::push_insert_apps(&mut close, &held.apps);
-        crate::releases::push_insert_releases(&mut close, &held.releases);
+        held.push(&mut close);
         for (key, value) in [("last_applied", &last), ("last_membership", &membership)] {
             if let Some(value) = value {
                 close
@@ -171,7 +170,7 @@ impl StateMachine {
         for (index, touched) in marks {
             self.changes.record(index, touched);
         }
-        // The text varies with the number of releases held back; the common shapes are few,
+        // The text varies with the number of rows held back; the common shapes are few,
         // but not worth a cached statement each.
         close.build().persistent(false).execute(&mut *c).await?;
         Ok((results, auth_changed))
