@@ -136,6 +136,7 @@ mod tests {
             status,
             code: ErrorCode::Other("x".into()),
             message: "y".into(),
+            hint: None,
         }
     }
 

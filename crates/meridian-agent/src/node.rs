@@ -110,6 +110,7 @@ fn refused(server: String, node: &str, e: ClientError) -> AgentError {
             status,
             code,
             message,
+            ..
         } => (*status, code.to_string(), message.clone()),
         ClientError::Decode { status, detail, .. } => {
             (*status, "unexpected_answer".into(), detail.clone())

@@ -23,6 +23,10 @@ pub struct ErrorDetail {
     /// The input field at fault, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// What to do about it, when something helps: a sentence for people, shown on its own
+    /// line after the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 /// Declares the known codes once: the enum, and its text both ways.
@@ -194,6 +198,17 @@ mod tests {
         let body: ErrorBody = serde_json::from_str(json).unwrap();
         assert_eq!(body.error.code, ErrorCode::Stale);
         assert_eq!(serde_json::to_string(&body).unwrap(), json);
+    }
+
+    #[test]
+    fn hints_are_optional_both_ways() {
+        let json = r#"{"error":{"code":"forbidden","message":"m","hint":"h"}}"#;
+        let body: ErrorBody = serde_json::from_str(json).unwrap();
+        assert_eq!(body.error.hint.as_deref(), Some("h"));
+        assert_eq!(serde_json::to_string(&body).unwrap(), json);
+        let plain: ErrorBody =
+            serde_json::from_str(r#"{"error":{"code":"forbidden","message":"m"}}"#).unwrap();
+        assert_eq!(plain.error.hint, None);
     }
 
     #[test]

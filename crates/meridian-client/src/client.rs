@@ -437,6 +437,7 @@ async fn read_error(url: String, resp: reqwest::Response) -> ClientError {
             status,
             code: b.error.code,
             message: b.error.message,
+            hint: b.error.hint,
         },
         Err(_) => ClientError::Decode {
             url,

@@ -16,6 +16,9 @@ pub enum ClientError {
         code: ErrorCode,
         /// The error message from the body.
         message: String,
+        /// The advice from the body, if any; not part of the message (a report prints it on
+        /// its own line).
+        hint: Option<String>,
     },
     /// The server could not be reached or the exchange broke off. The message ends with the
     /// root cause ("Connection refused", "operation timed out"), and the reqwest error is not
@@ -135,6 +138,18 @@ impl ClientError {
         }
     }
 
+    /// The server's advice on the error that decided the call, if it gave any.
+    pub fn hint(&self) -> Option<&str> {
+        match self.last() {
+            Self::Api { hint, .. } => hint.as_deref(),
+            Self::Decode { .. }
+            | Self::Transport { .. }
+            | Self::NoAnswer { .. }
+            | Self::Encode { .. }
+            | Self::Servers { .. } => None,
+        }
+    }
+
     /// Whether a server answered at all (as opposed to a connection that failed or broke off).
     pub(crate) fn is_answer(&self) -> bool {
         matches!(self, Self::Api { .. } | Self::Decode { .. })
@@ -167,6 +182,7 @@ mod tests {
             status,
             code,
             message: "m".into(),
+            hint: None,
         }
     }
 

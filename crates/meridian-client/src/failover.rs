@@ -44,6 +44,7 @@ mod tests {
             status,
             code,
             message: "m".into(),
+            hint: None,
         }
     }
 

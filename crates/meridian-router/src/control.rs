@@ -224,6 +224,7 @@ mod tests {
             status,
             code: meridian_api::ErrorCode::Other("x".into()),
             message: String::new(),
+            hint: None,
         };
         assert!(is_permanent(&refused(401)));
         assert!(is_permanent(&refused(422)));

@@ -90,6 +90,7 @@ impl Refusal {
                     code: self.code.clone(),
                     message: self.message.clone(),
                     field: None,
+                    hint: None,
                 },
             };
             // Plain strings and a code: nothing here can fail to serialise.

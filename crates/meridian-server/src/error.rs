@@ -1,5 +1,5 @@
 //! The one place errors become HTTP: every failure is an `ApiError`, answered as
-//! `{"error": {"code", "message", "field"?}}` with a 4xx or 503 status.
+//! `{"error": {"code", "message", "field"?, "hint"?}}` with a 4xx or 503 status.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -19,6 +19,8 @@ pub struct ApiError {
     pub message: String,
     /// Field at fault.
     pub field: Option<String>,
+    /// What to do about it, for people.
+    pub hint: Option<String>,
 }
 
 impl ApiError {
@@ -29,6 +31,15 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            hint: None,
+        }
+    }
+
+    /// The same error, with advice on what to do about it.
+    pub fn with_hint(self, hint: impl Into<String>) -> Self {
+        Self {
+            hint: Some(hint.into()),
+            ..self
         }
     }
 
@@ -100,6 +111,7 @@ impl IntoResponse for ApiError {
                 code: self.code,
                 message: self.message,
                 field: self.field,
+                hint: self.hint,
             },
         };
         (self.status, Json(body)).into_response()

@@ -81,6 +81,7 @@ fn error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
             code,
             message: message.into(),
             field: None,
+            hint: None,
         },
     };
     (status, Json(body)).into_response()
