@@ -61,6 +61,41 @@ impl Role {
             _ => false,
         }
     }
+
+    /// What a holder of this role, limited to `apps` when given, may do, in words: "may deploy
+    /// app hello only".
+    pub fn scope_text(self, apps: Option<&[Name]>) -> String {
+        match (self, apps) {
+            (Role::Admin, _) => "may do anything".into(),
+            (Role::Deployer, None) => "may read, deploy any app and push images".into(),
+            (Role::Deployer, Some(apps)) => format!("may deploy {} only", apps_text(apps)),
+            (Role::Viewer, _) => "may only read".into(),
+            (Role::Agent, _) => "is for worker agents only".into(),
+            (Role::Router, _) => "is for edge routers only".into(),
+        }
+    }
+
+    /// Why a holder of this role, limited to `apps` when given, may not do `action`, in words:
+    /// the sentence to answer, and which tokens may, as advice.
+    pub fn refusal(self, apps: Option<&[Name]>, action: &Action) -> (String, String) {
+        let message = format!(
+            "this {self} token {}; it cannot {action}",
+            self.scope_text(apps)
+        );
+        (message, action.who_may())
+    }
+}
+
+/// `app a`, `apps a and b`, `apps a, b and c`.
+fn apps_text(apps: &[Name]) -> String {
+    match apps {
+        [] => "no app".into(),
+        [one] => format!("app {one}"),
+        [init @ .., last] => {
+            let init: Vec<&str> = init.iter().map(Name::as_str).collect();
+            format!("apps {} and {last}", init.join(", "))
+        }
+    }
 }
 
 impl fmt::Display for Role {
@@ -90,6 +125,46 @@ pub enum Action {
     AgentEndpoint,
     /// The endpoints edge routers use.
     RouterEndpoint,
+}
+
+impl Action {
+    /// Which tokens may do this, in words: "a viewer, deployer or admin token may do this".
+    pub fn who_may(&self) -> String {
+        match self {
+            Action::Read => "a viewer, deployer or admin token may do this".into(),
+            Action::CreateApp => {
+                "a deployer token not limited to some apps, or an admin token, may do this".into()
+            }
+            Action::WriteApp(app) => {
+                format!("a deployer token for app {app}, or an admin token, may do this")
+            }
+            Action::PushImage => "a deployer or admin token may do this".into(),
+            Action::WriteRegion | Action::ManageTokens | Action::ManageCluster => {
+                "only an admin token may do this".into()
+            }
+            Action::AgentEndpoint => "only an agent token may do this".into(),
+            Action::RouterEndpoint => "only a router token may do this".into(),
+        }
+    }
+}
+
+/// What the action does, in words: "change app web".
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Read => f.write_str("read the cluster's state"),
+            Action::CreateApp => f.write_str("create apps"),
+            Action::WriteApp(app) => write!(f, "change app {app}"),
+            Action::WriteRegion => f.write_str("change regions"),
+            Action::ManageTokens => f.write_str("manage tokens"),
+            Action::ManageCluster => {
+                f.write_str("manage the cluster's servers, nodes and settings")
+            }
+            Action::PushImage => f.write_str("push images"),
+            Action::AgentEndpoint => f.write_str("act as a worker agent"),
+            Action::RouterEndpoint => f.write_str("act as an edge router"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -138,6 +213,66 @@ mod tests {
         assert!(!Role::Deployer.allows(Some(&scope), &Action::WriteApp(n("db"))));
         assert!(!Role::Deployer.allows(Some(&scope), &Action::CreateApp));
         assert!(Role::Deployer.allows(Some(&scope), &Action::Read));
+    }
+
+    #[test]
+    fn refusals_say_what_and_why_in_words() {
+        let hello = [n("hello")];
+        let (message, hint) = Role::Deployer.refusal(Some(&hello), &Action::WriteApp(n("web")));
+        assert_eq!(
+            message,
+            "this deployer token may deploy app hello only; it cannot change app web"
+        );
+        assert_eq!(
+            hint,
+            "a deployer token for app web, or an admin token, may do this"
+        );
+        let two = [n("a"), n("b"), n("c")];
+        let (message, _) = Role::Deployer.refusal(Some(&two), &Action::CreateApp);
+        assert_eq!(
+            message,
+            "this deployer token may deploy apps a, b and c only; it cannot create apps"
+        );
+        let (message, hint) = Role::Viewer.refusal(None, &Action::ManageTokens);
+        assert_eq!(
+            message,
+            "this viewer token may only read; it cannot manage tokens"
+        );
+        assert_eq!(hint, "only an admin token may do this");
+        let (message, _) = Role::Agent.refusal(None, &Action::Read);
+        assert_eq!(
+            message,
+            "this agent token is for worker agents only; it cannot read the cluster's state"
+        );
+    }
+
+    #[test]
+    fn no_refusal_reads_like_debug_output() {
+        let actions = [
+            Action::Read,
+            Action::CreateApp,
+            Action::WriteApp(n("web")),
+            Action::WriteRegion,
+            Action::ManageTokens,
+            Action::ManageCluster,
+            Action::PushImage,
+            Action::AgentEndpoint,
+            Action::RouterEndpoint,
+        ];
+        let scope = [n("web")];
+        for role in Role::ALL {
+            for apps in [None, Some(&scope[..])] {
+                for action in &actions {
+                    let (message, hint) = role.refusal(apps, action);
+                    for text in [&message, &hint] {
+                        assert!(
+                            !text.contains(['(', ')', '"', '{', '}']) && !text.contains("Name"),
+                            "{role} {action:?}: {text}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use base64::Engine;
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use meridian_core::{Action, Name, Role};
 use meridian_state::TokenRecord;
@@ -59,7 +60,8 @@ pub fn sign(key_b64: &str, t: &TokenRecord) -> Result<String, ApiError> {
     jsonwebtoken::encode(&Header::new(ALGORITHM), &claims, &key).map_err(ApiError::storage)
 }
 
-/// Checks a JWT's signature, algorithm, issuer, audience and expiry.
+/// Checks a JWT's signature, algorithm, issuer, audience and expiry; a refusal says which
+/// check failed, in words.
 pub fn verify(key_b64: &str, token: &str) -> Result<Claims, ApiError> {
     let mut v = Validation::new(ALGORITHM);
     v.set_issuer(&[ISSUER]);
@@ -69,7 +71,66 @@ pub fn verify(key_b64: &str, token: &str) -> Result<Claims, ApiError> {
     let key = DecodingKey::from_secret(&key_bytes(key_b64)?);
     jsonwebtoken::decode::<Claims>(token, &key, &v)
         .map(|d| d.claims)
-        .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))
+        .map_err(|e| {
+            // Expiry is checked after the signature, so an expired token is genuine and its
+            // id can be named.
+            let expired_id = matches!(e.kind(), ErrorKind::ExpiredSignature)
+                .then(|| {
+                    v.validate_exp = false;
+                    jsonwebtoken::decode::<Claims>(token, &key, &v).ok()
+                })
+                .flatten()
+                .map(|d| d.claims.jti);
+            token_refused(e.kind(), expired_id.as_deref())
+        })
+}
+
+/// Advice for a token this cluster cannot use.
+const USE_OWN_TOKEN: &str =
+    "it was issued by another cluster, or changed since; use a token this cluster issued";
+/// Advice for a token that was good once.
+const ASK_FOR_NEW: &str = "ask an admin for a new token";
+
+/// Why a JWT was refused, in words, with advice.
+fn token_refused(kind: &ErrorKind, expired_id: Option<&str>) -> ApiError {
+    let (message, hint) = match kind {
+        ErrorKind::ExpiredSignature => (
+            match expired_id {
+                Some(id) => format!("token {id} has expired"),
+                None => "the token has expired".to_string(),
+            },
+            ASK_FOR_NEW,
+        ),
+        ErrorKind::InvalidSignature => (
+            "the token's signature does not match this cluster's signing key".to_string(),
+            USE_OWN_TOKEN,
+        ),
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::UnsupportedAlgorithm
+        | ErrorKind::InvalidAlgorithmName => (
+            "the token is not signed with HS256, the only algorithm this cluster accepts"
+                .to_string(),
+            USE_OWN_TOKEN,
+        ),
+        ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience | ErrorKind::InvalidSubject => (
+            "the token was not issued for the Meridian API".to_string(),
+            USE_OWN_TOKEN,
+        ),
+        ErrorKind::MissingRequiredClaim(claim) | ErrorKind::InvalidClaimFormat(claim) => (
+            format!("the token has no valid `{claim}` claim"),
+            USE_OWN_TOKEN,
+        ),
+        ErrorKind::ImmatureSignature => (
+            "the token is not valid yet".to_string(),
+            "check the clocks of this server and of the one that issued the token",
+        ),
+        _ => (
+            "this is not a well-formed token".to_string(),
+            "a token is three base64 parts joined by dots; check that it was copied whole",
+        ),
+    };
+    ApiError::unauthorized(message).with_hint(hint)
 }
 
 /// The authenticated caller of a request.
@@ -89,10 +150,8 @@ impl Caller {
         if self.role.allows(self.apps.as_deref(), &action) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
-                "a {} token may not do this ({action:?})",
-                self.role
-            )))
+            let (message, hint) = self.role.refusal(self.apps.as_deref(), &action);
+            Err(ApiError::forbidden(message).with_hint(hint))
         }
     }
 }
@@ -113,17 +172,23 @@ impl FromRequestParts<Ctx> for Caller {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("Authorization must be \"Bearer <token>\""))?;
         let auth = ctx.reader().auth();
-        let key = auth
-            .signing_key
-            .as_deref()
-            .ok_or_else(|| ApiError::unauthorized("the cluster is not bootstrapped yet"))?;
+        let key = auth.signing_key.as_deref().ok_or_else(|| {
+            ApiError::unauthorized("the cluster is not bootstrapped yet")
+                .with_hint("bootstrapping it creates the first admin token")
+        })?;
         let claims = verify(key, token)?;
-        let record = auth
-            .tokens
-            .get(&claims.jti)
-            .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+        let record = auth.tokens.get(&claims.jti).ok_or_else(|| {
+            ApiError::unauthorized(format!("token {} is not known to this cluster", claims.jti))
+                .with_hint(format!(
+                    "tokens are forgotten some time after they expire or are revoked; \
+                     {ASK_FOR_NEW}"
+                ))
+        })?;
         if record.revoked_at.is_some() {
-            return Err(ApiError::unauthorized("token revoked"));
+            return Err(
+                ApiError::unauthorized(format!("token {} was revoked", record.id))
+                    .with_hint(ASK_FOR_NEW),
+            );
         }
         Ok(Self {
             token_id: record.id.clone(),
