@@ -7,6 +7,8 @@
 //! release with a failed instance, or with no progress before its deadline, halts; the
 //! release that was serving keeps its full count throughout.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use crate::schedule::ReleaseWant;
@@ -60,7 +62,9 @@ pub struct ReleaseInfo {
 
 /// What the rollout needs to know of one live instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InstanceHealth {
+pub struct InstanceHealth<'a> {
+    /// Its id, to name it when it halts a release.
+    pub id: &'a str,
     /// Its release.
     pub release: u64,
     /// Passed its health check.
@@ -81,9 +85,36 @@ pub enum ReleaseChange {
     Halt {
         /// The release.
         release: u64,
-        /// Why, for people.
-        reason: String,
+        /// Why.
+        cause: HaltCause,
     },
+}
+
+/// Why a release halted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HaltCause {
+    /// This instance of the release failed: it exited, failed its health check or has no
+    /// image. The caller knows where it ran and what it reported, to say so.
+    InstanceFailed {
+        /// The instance's id.
+        instance: String,
+    },
+    /// The release did not become healthy before its deadline.
+    Deadline,
+}
+
+/// The cause in words, without what only the caller knows of the instance.
+impl fmt::Display for HaltCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HaltCause::InstanceFailed { instance } => {
+                write!(f, "instance {instance} of the new release failed")
+            }
+            HaltCause::Deadline => {
+                f.write_str("the new release did not become healthy before its deadline")
+            }
+        }
+    }
 }
 
 /// The rollout's decision for one app.
@@ -124,15 +155,17 @@ pub fn step(
         };
     };
     let of_new = || instances.iter().filter(|i| i.release == rolling);
-    let halt = |reason: &str| RolloutStep {
+    let halt = |cause| RolloutStep {
         wants: serving(replicas),
         change: Some(ReleaseChange::Halt {
             release: rolling,
-            reason: reason.to_string(),
+            cause,
         }),
     };
-    if of_new().any(|i| i.failed) {
-        return halt("an instance of the new release failed");
+    if let Some(failed) = of_new().find(|i| i.failed) {
+        return halt(HaltCause::InstanceFailed {
+            instance: failed.id.to_string(),
+        });
     }
     let healthy = u32::try_from(of_new().filter(|i| i.healthy).count()).unwrap_or(u32::MAX);
     if healthy >= replicas {
@@ -145,7 +178,7 @@ pub fn step(
         };
     }
     if deadline_passed {
-        return halt("the new release did not become healthy before its deadline");
+        return halt(HaltCause::Deadline);
     }
     if active.is_none() {
         // Nothing serves yet: start every instance at once.
@@ -176,8 +209,9 @@ mod tests {
         ReleaseInfo { number, status }
     }
 
-    fn inst(release: u64, healthy: bool, failed: bool) -> InstanceHealth {
+    fn inst(release: u64, healthy: bool, failed: bool) -> InstanceHealth<'static> {
         InstanceHealth {
+            id: if failed { "bad" } else { "good" },
             release,
             healthy,
             failed,
@@ -232,20 +266,27 @@ mod tests {
         ];
         let s = step(2, &releases, &live, false);
         assert_eq!(s.wants, vec![want(1, 2)]);
-        assert!(matches!(
+        let instance = "bad".to_string();
+        assert_eq!(
             s.change,
-            Some(ReleaseChange::Halt { release: 2, .. })
-        ));
+            Some(ReleaseChange::Halt {
+                release: 2,
+                cause: HaltCause::InstanceFailed { instance }
+            })
+        );
     }
 
     #[test]
     fn deadline_halts() {
         let releases = [rel(1, Active), rel(2, Rolling)];
         let s = step(1, &releases, &[inst(2, false, false)], true);
-        assert!(matches!(
+        assert_eq!(
             s.change,
-            Some(ReleaseChange::Halt { release: 2, .. })
-        ));
+            Some(ReleaseChange::Halt {
+                release: 2,
+                cause: HaltCause::Deadline
+            })
+        );
     }
 
     #[test]

@@ -111,6 +111,7 @@ impl Sim {
                 .iter()
                 .filter(|i| i.app == app.demand.app)
                 .map(|i| InstanceHealth {
+                    id: &i.id,
                     release: i.release,
                     healthy: i.healthy,
                     failed: i.failed,

@@ -138,6 +138,7 @@ impl World {
                 .iter()
                 .filter(|i| i.app == app.demand.app)
                 .map(|i| InstanceHealth {
+                    id: &i.id,
                     release: i.release,
                     healthy: i.healthy,
                     failed: i.failed,

@@ -4,10 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use meridian_core::app::Probe;
 use meridian_core::jurisdiction::list_text;
-use meridian_core::rollout::{self, InstanceHealth, ReleaseChange, ReleaseInfo};
+use meridian_core::rollout::{self, HaltCause, InstanceHealth, ReleaseChange, ReleaseInfo};
 use meridian_core::schedule::{self, ClusterView, Demand, LiveInstance, NodeView, Plan};
-use meridian_core::{InstanceState, Name, ReleaseStatus};
+use meridian_core::{HealthCheck, InstanceState, Name, ReleaseStatus};
 use meridian_state::{
     AppPlacement, AuditRecord, DbError, InstanceRecord, ReadSnapshot, ReleaseState, Schedule,
 };
@@ -30,6 +31,9 @@ pub struct RoundView {
     pub instances: Vec<InstanceRecord>,
     /// Their unplaced records.
     pub unplaced: BTreeMap<String, Vec<schedule::Unplaced>>,
+    /// The health check of each rolling release (app, number) with a failed instance, to
+    /// say which check failed when the release halts.
+    pub checks: BTreeMap<(Name, u64), Option<HealthCheck>>,
 }
 
 /// Reads the apps in `names` through `snap`, brings their footprints in `world` up to date,
@@ -51,6 +55,7 @@ pub async fn read_round(
         releases.entry(rel.app.clone()).or_default().push(rel);
     }
     let instances = snap.running_instances_of(&list).await?;
+    let checks = failed_checks(snap, &releases, &instances).await?;
     let unplaced = snap.unplaced_of(&list).await?.into_iter().collect();
     let mut by_app: BTreeMap<&Name, Vec<&InstanceRecord>> = BTreeMap::new();
     for i in &instances {
@@ -81,7 +86,63 @@ pub async fn read_round(
         releases,
         instances,
         unplaced,
+        checks,
     })
+}
+
+/// The health checks of the rolling releases that have a failed instance. Such a release
+/// halts in this round, so its full record is read only then.
+async fn failed_checks(
+    snap: &mut ReadSnapshot,
+    releases: &BTreeMap<Name, Vec<ReleaseState>>,
+    instances: &[InstanceRecord],
+) -> Result<BTreeMap<(Name, u64), Option<HealthCheck>>, DbError> {
+    let mut checks = BTreeMap::new();
+    for i in instances.iter().filter(|i| i.state.is_failed()) {
+        let rolling = releases.get(&i.app).is_some_and(|rs| {
+            rs.iter()
+                .any(|r| r.number == i.release && r.status == ReleaseStatus::Rolling)
+        });
+        let key = (i.app.clone(), i.release);
+        if rolling && !checks.contains_key(&key) {
+            let record =
+                meridian_state::releases::release(snap.conn(), i.app.as_str(), i.release).await?;
+            checks.insert(key, record.and_then(|r| r.config.health));
+        }
+    }
+    Ok(checks)
+}
+
+/// What a failed instance did, in words: where it ran, and what its agent last reported.
+fn failure_text(i: &InstanceRecord, region: Option<&Name>, check: Option<&HealthCheck>) -> String {
+    let mut text = format!("instance {} on node {}", i.id, i.node);
+    if let Some(region) = region {
+        text.push_str(&format!(" in {region}"));
+    }
+    let output = i.detail.as_deref().map(str::trim).filter(|d| !d.is_empty());
+    let with_output = |what: String| match output {
+        Some(output) => format!("{what}: {output}"),
+        None => what,
+    };
+    let what = match (i.state, check) {
+        (InstanceState::Exited, _) => with_output(match i.exit_code {
+            Some(code) => format!("exited with code {code}"),
+            None => "exited".to_string(),
+        }),
+        (InstanceState::ImageMissing, _) => with_output("could not get its image".to_string()),
+        (_, Some(check)) => {
+            let probe = match &check.probe {
+                Probe::Http { path } => format!("HTTP GET {path}"),
+                Probe::Tcp => "TCP connection to the app's port".to_string(),
+            };
+            format!(
+                "failed its health check ({probe}), last output: {}",
+                output.unwrap_or("none")
+            )
+        }
+        (_, None) => with_output("became unhealthy".to_string()),
+    };
+    format!("{text} {what}")
 }
 
 /// The policy an app is checked against, for the audit log.
@@ -99,6 +160,7 @@ pub fn demands(snap: &RoundView, at: u64) -> (Vec<Demand>, Vec<(Name, ReleaseCha
     let mut by_app: HashMap<&Name, Vec<InstanceHealth>> = HashMap::new();
     for i in &snap.view.instances {
         by_app.entry(&i.app).or_default().push(InstanceHealth {
+            id: &i.id,
             release: i.release,
             healthy: i.healthy,
             failed: i.failed,
@@ -213,21 +275,49 @@ pub fn to_round(
         });
     }
     for (app, change) in changes {
-        let (number, status, reason, detail) = match change {
+        let (number, status, reason, entry) = match change {
             ReleaseChange::Promote { release } => (
                 release,
                 ReleaseStatus::Active,
                 None,
-                format!("release {release} is healthy everywhere and now serves"),
+                audit(
+                    &app,
+                    "release",
+                    format!("release {release} is healthy everywhere and now serves"),
+                ),
             ),
-            ReleaseChange::Halt { release, reason } => (
-                release,
-                ReleaseStatus::Halted,
-                Some(reason.clone()),
-                format!("release {release} halted: {reason}; the previous release keeps serving"),
-            ),
+            ReleaseChange::Halt { release, cause } => {
+                let failed = match &cause {
+                    HaltCause::InstanceFailed { instance } => live.get(instance.as_str()),
+                    HaltCause::Deadline => None,
+                };
+                let region = failed.and_then(|i| nodes.get(&i.node)).map(|n| &n.region);
+                let reason = match failed {
+                    Some(i) => {
+                        let check = snap
+                            .checks
+                            .get(&(app.clone(), release))
+                            .and_then(Option::as_ref);
+                        failure_text(i, region, check)
+                    }
+                    None => cause.to_string(),
+                };
+                let detail = format!(
+                    "release {release} halted: {reason}; the previous release keeps serving"
+                );
+                let entry = AuditRecord {
+                    instance: failed.map(|i| i.id.clone()),
+                    node: failed.map(|i| i.node.to_string()),
+                    region: region.map(ToString::to_string),
+                    country: region
+                        .and_then(|r| snap.view.regions.get(r))
+                        .map(ToString::to_string),
+                    ..audit(&app, "release", detail)
+                };
+                (release, ReleaseStatus::Halted, Some(reason), entry)
+            }
         };
-        round.audit.push(audit(&app, "release", detail));
+        round.audit.push(entry);
         round.releases.push(ReleaseUpdate {
             app,
             number,
