@@ -265,16 +265,14 @@ pub fn binding_jurisdictions<'a>(
 }
 
 /// Why `region` may not serve `client` for `app`, or `None` when it may (it still has to be
-/// the nearest to win).
+/// the nearest to win). Rules come before health: an instance starting there changes nothing
+/// for a region the residency or an origin-bound rule excludes.
 pub fn exclusion(
     catalog: &JurisdictionCatalog,
     app: &AppRoutes<'_>,
     client: &ClientPlace,
     region: &RegionRoute,
 ) -> Option<String> {
-    if region.healthy == 0 {
-        return Some("no healthy instance".into());
-    }
     if !catalog.allows(app.residency, region.country) {
         return Some(format!(
             "{} lies outside the app's residency ({})",
@@ -282,15 +280,16 @@ pub fn exclusion(
             crate::jurisdiction::list_text(app.residency)
         ));
     }
-    binding_jurisdictions(catalog, app.origin_bound, client.country)
+    let bound = binding_jurisdictions(catalog, app.origin_bound, client.country)
         .into_iter()
-        .find(|j| !catalog.contains(j, region.country))
-        .map(|j| {
-            format!(
-                "clients from {} ({j}) are served only in {j}",
-                client.country
-            )
-        })
+        .find(|j| !catalog.contains(j, region.country));
+    if let Some(j) = bound {
+        return Some(format!(
+            "clients from {} ({j}) are served only in {j}",
+            client.country
+        ));
+    }
+    (region.healthy == 0).then(|| "no healthy instance".into())
 }
 
 /// Picks the region that serves a request from `client` for `app`.
@@ -518,6 +517,35 @@ mod tests {
             }
         );
         assert!(e.to_string().contains("residency allows (EU)"));
+    }
+
+    #[test]
+    fn exclusions_name_the_rule_before_health() {
+        let catalog = JurisdictionCatalog::built_in();
+        let regions = regions(0, 1, 0);
+        let why = |residency: &[Jurisdiction], origin_bound: &[Jurisdiction], r: usize| {
+            let app = AppRoutes {
+                residency,
+                origin_bound,
+                regions: &regions,
+            };
+            exclusion(&catalog, &app, &paris(), &regions[r])
+        };
+        // us-iad has no healthy instance, but residency is why it may not serve.
+        assert_eq!(
+            why(&[j("EU")], &[], 2).as_deref(),
+            Some("US lies outside the app's residency (EU)")
+        );
+        assert_eq!(
+            why(&[], &[j("EU")], 2).as_deref(),
+            Some("clients from FR (EU) are served only in EU")
+        );
+        // Inside every rule, health is the reason.
+        assert_eq!(
+            why(&[j("EU")], &[], 0).as_deref(),
+            Some("no healthy instance")
+        );
+        assert_eq!(why(&[j("EU")], &[], 1), None);
     }
 
     #[test]
