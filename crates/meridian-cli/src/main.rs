@@ -127,6 +127,142 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// The forms a usage text shows, one per line, each split into its words.
+    fn usage_forms(text: &str) -> Vec<Vec<String>> {
+        let mut forms = Vec::new();
+        let mut in_usage = false;
+        for line in text.lines() {
+            let form = match line.strip_prefix("Usage:") {
+                Some(rest) => Some(rest),
+                None if in_usage && line.starts_with(' ') => Some(line),
+                None => None,
+            };
+            in_usage = form.is_some();
+            if let Some(form) = form {
+                forms.push(form.split_whitespace().map(String::from).collect());
+            }
+        }
+        forms
+    }
+
+    /// Checks one usage form of the command at `path`: the words it shows outside brackets
+    /// parse (with a sample for each `<VALUE>`), and leaving out any flag or argument among
+    /// them does not, so nothing optional looks required and nothing required looks optional.
+    fn check_form(command: &clap::Command, path: &[String], form: &[String]) {
+        assert!(
+            form.iter().zip(path).all(|(word, name)| word == name),
+            "{form:?} is not a form of {path:?}"
+        );
+        let sample = |flag: Option<&str>| {
+            let arg = flag.and_then(|f| {
+                command
+                    .get_arguments()
+                    .find(|a| a.get_long() == f.strip_prefix("--"))
+            });
+            arg.and_then(|a| {
+                a.get_possible_values()
+                    .first()
+                    .map(|v| v.get_name().to_string())
+            })
+            .unwrap_or_else(|| "1".to_string())
+        };
+        // Each required item: a flag with its value, or a positional argument.
+        let mut items: Vec<Vec<String>> = Vec::new();
+        for word in &form[path.len()..] {
+            if word.starts_with('[') || word.ends_with(']') {
+                continue;
+            }
+            if word.starts_with('<') {
+                match items.last_mut() {
+                    Some(item) if item.len() == 1 && item[0].starts_with("--") => {
+                        item.push(sample(Some(&item[0])));
+                    }
+                    _ => items.push(vec![sample(None)]),
+                }
+            } else {
+                items.push(vec![word.clone()]);
+            }
+        }
+        let parse = |skip: Option<usize>| {
+            let mut argv: Vec<String> = path.to_vec();
+            for (i, item) in items.iter().enumerate() {
+                if Some(i) != skip {
+                    argv.extend(item.iter().cloned());
+                }
+            }
+            Cli::try_parse_from(&argv)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        if let Err(e) = parse(None) {
+            panic!("{path:?}: the usage form {form:?} does not parse: {e}");
+        }
+        for (i, item) in items.iter().enumerate() {
+            assert!(
+                parse(Some(i)).is_err(),
+                "{path:?}: the usage form {form:?} shows {item:?} as required, but it is not"
+            );
+        }
+    }
+
+    /// Every leaf command below `command`, with the words that lead to it.
+    fn leaves(
+        command: &clap::Command,
+        path: Vec<String>,
+        out: &mut Vec<(Vec<String>, clap::Command)>,
+    ) {
+        if command.has_subcommands() {
+            // `help` is clap's own, and prints help instead of parsing.
+            for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+                let mut path = path.clone();
+                path.push(sub.get_name().to_string());
+                leaves(sub, path, out);
+            }
+        } else {
+            out.push((path, command.clone()));
+        }
+    }
+
+    #[test]
+    fn usage_lines_show_as_required_only_what_is() {
+        let mut root = Cli::command();
+        root.build();
+        let mut all = Vec::new();
+        leaves(&root, vec!["meridian".to_string()], &mut all);
+        assert!(all.len() > 20, "{} commands", all.len());
+        for (path, mut command) in all {
+            let mut texts = vec![command.render_usage().to_string()];
+            // A parse error shows a usage line of its own, from what was given.
+            if let Err(e) = Cli::try_parse_from(&path) {
+                texts.push(e.to_string());
+            }
+            for text in texts {
+                let forms = usage_forms(&text);
+                assert!(!forms.is_empty(), "{path:?}: no usage in {text}");
+                for form in forms {
+                    check_form(&command, &path, &form);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn app_create_shows_both_of_its_forms() {
+        let mut root = Cli::command();
+        root.build();
+        let usage = root
+            .find_subcommand_mut("apps")
+            .and_then(|apps| apps.find_subcommand_mut("create"))
+            .expect("apps create")
+            .render_usage()
+            .to_string();
+        assert_eq!(
+            usage,
+            "Usage: meridian apps create <NAME> --image <IMAGE> --port <PORT> [OPTIONS]\n       \
+             meridian apps create --file <FILE> [OPTIONS]"
+        );
+    }
+
     #[test]
     fn env_without_equals_is_refused_by_name() {
         let err = Cli::try_parse_from([

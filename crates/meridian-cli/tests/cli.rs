@@ -164,6 +164,22 @@ fn malformed_env_flag_is_named() {
     );
 }
 
+#[test]
+fn apps_create_usage_shows_its_two_forms() {
+    let home = tempfile::tempdir().unwrap();
+    let usage =
+        "Usage: meridian apps create <NAME> --image <IMAGE> --port <PORT> [OPTIONS]\n       \
+                 meridian apps create --file <FILE> [OPTIONS]\n";
+    let (code, stdout, stderr) = run(meridian(home.path()).args(["apps", "create", "--help"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(usage), "{stdout}");
+    // A missing flag names itself, and the usage still shows --file as the other way.
+    let (code, _, stderr) = run(meridian(home.path()).args(["apps", "create", "web"]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--image <IMAGE>"), "{stderr}");
+    assert!(stderr.contains(usage), "{stderr}");
+}
+
 /// Kills the server if a test fails before stopping it.
 struct ServerProcess(Child);
 

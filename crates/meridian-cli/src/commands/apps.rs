@@ -17,6 +17,10 @@ use crate::timestamp::format_unix;
 #[derive(Subcommand)]
 pub enum AppsCommand {
     /// Create an app from flags, or from an app JSON file with --file.
+    #[command(
+        override_usage = "meridian apps create <NAME> --image <IMAGE> --port <PORT> \
+                                [OPTIONS]\n       meridian apps create --file <FILE> [OPTIONS]"
+    )]
     Create(Box<CreateApp>),
     /// Change an app: only the settings given change (the image changes with `deploy`).
     Update(Box<UpdateApp>),
