@@ -8,6 +8,7 @@ use std::time::Duration;
 use meridian_api::agent::{InstanceReport, InstanceReports, RegisterNode, AGENT_PROTOCOL};
 use meridian_client::Client;
 use meridian_core::InstanceState;
+use meridian_tests::simulated_agent::register;
 use meridian_tests::workers::eventually;
 use meridian_tests::Cluster;
 
@@ -21,23 +22,6 @@ async fn setup() -> (Cluster, Client, Client) {
     c.three_regions().await;
     let agent = Client::new(&c.url(0), Some(c.token("agent").await)).expect("client");
     (c, admin, agent)
-}
-
-async fn register(agent: &Client, name: &str, region: &str) {
-    agent
-        .register_node(
-            name,
-            &RegisterNode {
-                protocol: AGENT_PROTOCOL,
-                region: region.into(),
-                cpu_millis: 4000,
-                memory_mb: 4096,
-                labels: BTreeMap::new(),
-                advertise_host: "127.0.0.1".into(),
-            },
-        )
-        .await
-        .expect("register");
 }
 
 /// Reports every assigned instance of `node` as healthy.

@@ -11,6 +11,7 @@ use meridian_client::Client;
 use serde_json::Value;
 
 pub mod compose;
+pub mod simulated_agent;
 pub mod workers;
 
 /// The `meridian` binary, built once per test process (a no-op when it is up to date).
