@@ -429,6 +429,8 @@ async fn malformed_and_invalid_requests_get_json_errors() {
             400,
             Some("app"),
         ),
+        ("POST", "/v1/nodes/missing/undrain", None, json, 404, None),
+        ("POST", "/v1/nodes/Bad_Name/undrain", None, json, 404, None),
         ("GET", "/v1/agent/images", None, json, 400, Some("name")),
         (
             "GET",

@@ -228,6 +228,13 @@ impl Cluster {
     }
 }
 
+/// The arguments of `meridian apps create NAME --image web:1 --port 80`, then `extra`.
+pub fn create_app_args<'a>(name: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["apps", "create", name, "--image", "web:1", "--port", "80"];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// One `meridian router` process.
 pub struct RouterProcess {
     /// Its region.

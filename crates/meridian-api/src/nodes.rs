@@ -15,6 +15,10 @@ pub struct NodeView {
     pub country: String,
     /// `ready`, `draining` or `down`.
     pub status: String,
+    /// Whether an operator drained it: it takes no new work, even after it goes down and
+    /// comes back, until it is undrained.
+    #[serde(default)]
+    pub drain: bool,
     /// CPU offered, in thousandths of a core.
     pub cpu_millis: u32,
     /// Memory offered, in MiB.

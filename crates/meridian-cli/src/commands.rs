@@ -30,7 +30,7 @@ pub enum ClientCommand {
     Apps(apps::AppsCommand),
     /// Roll out a new image of an app, one instance at a time, and follow it live.
     Deploy(deploy::DeployArgs),
-    /// Worker nodes: list, show, drain.
+    /// Worker nodes: list, show, drain, undrain.
     #[command(subcommand)]
     Nodes(nodes::NodesCommand),
     /// Images for clusters without a registry: push, list.

@@ -246,6 +246,12 @@ impl Client {
         self.write::<(), _>(Method::POST, path, None).await
     }
 
+    /// `POST /v1/nodes/{name}/undrain`.
+    pub async fn undrain_node(&self, name: &str) -> Result<NodeView, ClientError> {
+        let path = format!("/v1/nodes/{}/undrain", encode(name));
+        self.write::<(), _>(Method::POST, path, None).await
+    }
+
     /// `PUT /v1/agent/nodes/{name}`: registers (or re-registers) a node. Repeatable: a second
     /// registration with the same body leaves the node as the first did.
     pub async fn register_node(

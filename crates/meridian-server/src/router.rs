@@ -59,6 +59,7 @@ pub fn routes() -> Routes {
         .routes(routes!(nodes::list))
         .routes(routes!(nodes::get))
         .routes(routes!(nodes::drain))
+        .routes(routes!(nodes::undrain))
         .routes(routes!(audit::list))
         .routes(routes!(images::register, images::list))
         .routes(routes!(agent::register))

@@ -101,7 +101,9 @@ fn mark(cmd: &Command, t: &mut Touched) {
         Command::CreateApp { spec, .. } | Command::UpdateApp { spec, .. } => t.app(&spec.name),
         Command::DeleteApp { name, .. } => t.app(name),
         Command::Deploy { app, .. } => t.app(app),
-        Command::RegisterNode { name, .. } | Command::SetNodeStatus { name, .. } => t.node(name),
+        Command::RegisterNode { name, .. }
+        | Command::SetNodeStatus { name, .. }
+        | Command::SetNodeDrain { name, .. } => t.node(name),
         Command::CreateRegion { .. }
         | Command::UpdateRegion { .. }
         | Command::DeleteRegion { .. } => t.regions = true,
@@ -184,6 +186,9 @@ async fn apply_one(
         }
         Command::SetNodeStatus { name, status, at } => {
             nodes::set_node_status(c, name, *status, *at).await
+        }
+        Command::SetNodeDrain { name, drain, at } => {
+            nodes::set_node_drain(c, name, *drain, *at).await
         }
         Command::ReportInstances { node, reports, at } => {
             instances::report_instances(c, node, reports, *at, t).await

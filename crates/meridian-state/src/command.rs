@@ -117,12 +117,23 @@ pub enum Command {
         /// Unix seconds.
         at: u64,
     },
-    /// Changes a node's status (heartbeats missed or resumed, drain).
+    /// Changes a node's status: heartbeats missed (`down`) or resumed (`ready`, which a
+    /// drained node answers as `draining`).
     SetNodeStatus {
         /// Node name.
         name: Name,
         /// New status.
         status: NodeStatus,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// Drains a node (nothing new lands on it, its instances move away) or undrains it. The
+    /// drain outlives restarts and silences of its agent.
+    SetNodeDrain {
+        /// Node name.
+        name: Name,
+        /// Drained or not.
+        drain: bool,
         /// Unix seconds.
         at: u64,
     },

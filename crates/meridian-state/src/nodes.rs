@@ -25,8 +25,13 @@ pub struct NodeRecord {
     pub labels: BTreeMap<String, String>,
     /// Where instance ports are published.
     pub advertise_host: String,
-    /// Status.
+    /// Status, as the scheduler reads it: `down` while silent, else `draining` while
+    /// drained, else `ready`.
     pub status: NodeStatus,
+    /// Whether an operator drained it: it takes no new work, through restarts and silences,
+    /// until it is undrained.
+    #[serde(default)]
+    pub drain: bool,
     /// Bumped on every change to its assignments.
     pub generation: u64,
     /// Unix seconds.
@@ -45,6 +50,7 @@ pub(crate) fn node_row(r: &SqliteRow) -> Result<NodeRecord, sqlx::Error> {
         labels: json("node labels", r.try_get("labels")?)?,
         advertise_host: r.try_get("advertise_host")?,
         status: NodeStatus::parse(&status).ok_or_else(|| corrupt("node status", &status))?,
+        drain: r.try_get::<i64, _>("drain")? != 0,
         generation: u(r.try_get("generation")?),
         registered_at: u(r.try_get("registered_at")?),
         updated_at: u(r.try_get("updated_at")?),
@@ -96,6 +102,8 @@ pub(crate) async fn register_node(
         }));
     }
     let old = node(c, name.as_str()).await?;
+    // A drain outlives a restart of the agent, and a silence; a down node is back.
+    let drain = old.as_ref().is_some_and(|o| o.drain);
     let rec = NodeRecord {
         name: name.clone(),
         region: region.clone(),
@@ -103,19 +111,16 @@ pub(crate) async fn register_node(
         memory_mb,
         labels: labels.clone(),
         advertise_host: advertise_host.to_string(),
-        // A drain outlives a restart of the agent; a down node is back.
-        status: match old.as_ref().map(|o| o.status) {
-            Some(NodeStatus::Draining) => NodeStatus::Draining,
-            _ => NodeStatus::Ready,
-        },
+        status: answering(drain),
+        drain,
         generation: old.as_ref().map_or(0, |o| o.generation),
         registered_at: old.as_ref().map_or(at, |o| o.registered_at),
         updated_at: at,
     };
     sqlx::query(
         "INSERT OR REPLACE INTO nodes (name, region, cpu_millis, memory_mb, labels, \
-         advertise_host, status, generation, registered_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         advertise_host, status, drain, generation, registered_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(rec.name.as_str())
     .bind(rec.region.as_str())
@@ -124,6 +129,7 @@ pub(crate) async fn register_node(
     .bind(to_json(&rec.labels))
     .bind(&rec.advertise_host)
     .bind(rec.status.as_str())
+    .bind(rec.drain)
     .bind(i(rec.generation))
     .bind(i(rec.registered_at))
     .bind(i(rec.updated_at))
@@ -132,24 +138,70 @@ pub(crate) async fn register_node(
     Ok(Ok(Applied::Node(rec)))
 }
 
-/// `Command::SetNodeStatus`.
+/// The status of a node that answers: `draining` when drained, else `ready`.
+fn answering(drain: bool) -> NodeStatus {
+    if drain {
+        NodeStatus::Draining
+    } else {
+        NodeStatus::Ready
+    }
+}
+
+/// `Command::SetNodeStatus`: the node fell silent (`down`) or answers again (`ready`, which
+/// is `draining` for a drained node). `draining`, which only entries written before
+/// `Command::SetNodeDrain` existed carry, drains it.
 pub(crate) async fn set_node_status(
     c: &mut SqliteConnection,
     name: &Name,
     status: NodeStatus,
     at: u64,
 ) -> Result<CommandResult, sqlx::Error> {
+    update_status(c, name, at, |rec| {
+        let drain = rec.drain || status == NodeStatus::Draining;
+        match status {
+            NodeStatus::Down => (NodeStatus::Down, drain),
+            NodeStatus::Ready | NodeStatus::Draining => (answering(drain), drain),
+        }
+    })
+    .await
+}
+
+/// `Command::SetNodeDrain`: drains or undrains a node. A down node stays down; it comes back
+/// draining or ready accordingly.
+pub(crate) async fn set_node_drain(
+    c: &mut SqliteConnection,
+    name: &Name,
+    drain: bool,
+    at: u64,
+) -> Result<CommandResult, sqlx::Error> {
+    update_status(c, name, at, |rec| match rec.status {
+        NodeStatus::Down => (NodeStatus::Down, drain),
+        NodeStatus::Ready | NodeStatus::Draining => (answering(drain), drain),
+    })
+    .await
+}
+
+/// Sets the status and drain `decide` picks for the node as it is.
+async fn update_status(
+    c: &mut SqliteConnection,
+    name: &Name,
+    at: u64,
+    decide: impl FnOnce(&NodeRecord) -> (NodeStatus, bool),
+) -> Result<CommandResult, sqlx::Error> {
     let Some(mut rec) = node(c, name.as_str()).await? else {
         return Ok(Err(Refusal::not_found("node", name)));
     };
-    if rec.status != status {
-        sqlx::query("UPDATE nodes SET status = ?, updated_at = ? WHERE name = ?")
+    let (status, drain) = decide(&rec);
+    if rec.status != status || rec.drain != drain {
+        sqlx::query("UPDATE nodes SET status = ?, drain = ?, updated_at = ? WHERE name = ?")
             .bind(status.as_str())
+            .bind(drain)
             .bind(i(at))
             .bind(name.as_str())
             .execute(&mut *c)
             .await?;
         rec.status = status;
+        rec.drain = drain;
         rec.updated_at = at;
     }
     Ok(Ok(Applied::Node(rec)))

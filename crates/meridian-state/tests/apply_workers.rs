@@ -325,3 +325,87 @@ async fn forget_lets_go_only_of_what_still_qualifies() {
     drop(c);
     assert!(reader.running_instances().await.unwrap().is_empty());
 }
+
+fn set_drain(name: &str, drain: bool, at: u64) -> Command {
+    Command::SetNodeDrain {
+        name: n(name),
+        drain,
+        at,
+    }
+}
+
+fn set_status(name: &str, status: NodeStatus, at: u64) -> Command {
+    Command::SetNodeStatus {
+        name: n(name),
+        status,
+        at,
+    }
+}
+
+/// A drain is kept apart from whether the node answers: it outlives a restart of the agent
+/// and a silence, and only an undrain ends it.
+#[tokio::test]
+async fn a_drain_lasts_through_silence_and_restart_until_undrained() {
+    let (_d, pool, reader) = state().await;
+    setup(&pool).await;
+    let node = || async { reader.node("fra-1").await.unwrap().unwrap() };
+    let steps: Vec<(Command, NodeStatus, bool)> = vec![
+        (set_drain("fra-1", true, 2), NodeStatus::Draining, true),
+        // The agent restarts within its grace: it registers again.
+        (register("fra-1", "eu-fra"), NodeStatus::Draining, true),
+        // It falls silent, then heartbeats again.
+        (
+            set_status("fra-1", NodeStatus::Down, 3),
+            NodeStatus::Down,
+            true,
+        ),
+        (
+            set_status("fra-1", NodeStatus::Ready, 4),
+            NodeStatus::Draining,
+            true,
+        ),
+        // Silent again, and registers after the host came back.
+        (
+            set_status("fra-1", NodeStatus::Down, 5),
+            NodeStatus::Down,
+            true,
+        ),
+        (register("fra-1", "eu-fra"), NodeStatus::Draining, true),
+        // Undrained while down: it comes back ready.
+        (
+            set_status("fra-1", NodeStatus::Down, 6),
+            NodeStatus::Down,
+            true,
+        ),
+        (set_drain("fra-1", false, 7), NodeStatus::Down, false),
+        (
+            set_status("fra-1", NodeStatus::Ready, 8),
+            NodeStatus::Ready,
+            false,
+        ),
+        // Undrained twice, drained by an entry written before drains were their own command.
+        (set_drain("fra-1", false, 9), NodeStatus::Ready, false),
+        (
+            set_status("fra-1", NodeStatus::Draining, 10),
+            NodeStatus::Draining,
+            true,
+        ),
+        (set_drain("fra-1", false, 11), NodeStatus::Ready, false),
+    ];
+    for (i, (cmd, status, drain)) in steps.into_iter().enumerate() {
+        let out = run(&pool, cmd).await;
+        assert!(
+            matches!(&out, Ok(Applied::Node(n)) if n.status == status && n.drain == drain),
+            "step {i}: {out:?}"
+        );
+        let stored = node().await;
+        assert_eq!((stored.status, stored.drain), (status, drain), "step {i}");
+    }
+    let before = node().await;
+    let unknown = run(&pool, set_drain("nope-1", false, 12)).await;
+    assert!(
+        matches!(&unknown, Err(Refusal::NotFound { what, .. }) if what == "node"),
+        "{unknown:?}"
+    );
+    assert_eq!(node().await, before);
+}

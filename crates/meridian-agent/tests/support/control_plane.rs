@@ -131,6 +131,7 @@ async fn register(
         region: body.region,
         country: "DE".into(),
         status: "ready".into(),
+        drain: false,
         cpu_millis: body.cpu_millis,
         memory_mb: body.memory_mb,
         cpu_used: 0,

@@ -3,6 +3,7 @@
 use clap::Subcommand;
 use meridian_api::nodes::NodeView;
 use meridian_client::Client;
+use meridian_core::NodeStatus;
 
 use crate::output::{Output, Table};
 
@@ -17,8 +18,13 @@ pub enum NodesCommand {
         name: String,
     },
     /// Drain a node: move its instances away (each stops once its replacement is healthy)
-    /// and place nothing new on it.
+    /// and place nothing new on it, until it is undrained (restarts of its agent included).
     Drain {
+        /// Node name.
+        name: String,
+    },
+    /// Undrain a node: let it take new work again.
+    Undrain {
         /// Node name.
         name: String,
     },
@@ -44,6 +50,32 @@ pub async fn run(command: NodesCommand, client: &Client, out: &Output) -> anyhow
                 )
             })
         }
+        NodesCommand::Undrain { name } => {
+            let node = client.undrain_node(&name).await?;
+            out.show(&node, || {
+                if is_down(&node) {
+                    format!(
+                        "Undrained node {}: it is down, and takes new work once it is back\n",
+                        node.name
+                    )
+                } else {
+                    format!("Undrained node {}: it takes new work again\n", node.name)
+                }
+            })
+        }
+    }
+}
+
+fn is_down(n: &NodeView) -> bool {
+    NodeStatus::parse(&n.status) == Some(NodeStatus::Down)
+}
+
+/// The status column: a drained node that is down says it will come back drained.
+fn status(n: &NodeView) -> String {
+    if n.drain && is_down(n) {
+        format!("{} (drained)", n.status)
+    } else {
+        n.status.clone()
     }
 }
 
@@ -63,7 +95,7 @@ fn render(nodes: &[NodeView]) -> String {
             n.name.clone(),
             n.region.clone(),
             n.country.clone(),
-            n.status.clone(),
+            status(n),
             n.instances.to_string(),
             format!("{}/{}m", n.cpu_used, n.cpu_millis),
             format!("{}/{} MiB", n.memory_used, n.memory_mb),

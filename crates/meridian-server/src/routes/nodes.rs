@@ -1,10 +1,10 @@
-//! Worker nodes: list, show, drain.
+//! Worker nodes: list, show, drain, undrain.
 
 use axum::extract::{Path, State};
 use axum::Json;
 use meridian_api::nodes::NodeView;
 use meridian_api::ErrorBody;
-use meridian_core::{Action, Name, NodeStatus};
+use meridian_core::{Action, Name};
 use meridian_state::{Applied, Command, NodeRecord};
 
 use crate::auth::Caller;
@@ -39,6 +39,7 @@ fn view(n: &NodeRecord, country: String, usage: &[(String, u32, u32, u32)]) -> N
         region: n.region.to_string(),
         country,
         status: n.status.as_str().to_string(),
+        drain: n.drain,
         cpu_millis: n.cpu_millis,
         memory_mb: n.memory_mb,
         cpu_used: cpu,
@@ -99,23 +100,48 @@ pub async fn get(
 }
 
 /// Drains a node: nothing new lands on it, and each of its instances stops once a
-/// replacement elsewhere is healthy.
+/// replacement elsewhere is healthy. The drain lasts, through restarts of its agent, until
+/// the node is undrained.
 #[utoipa::path(post, path = "/v1/nodes/{name}/drain", tag = "nodes", security(("bearer" = [])),
     params(("name" = String, Path, description = "Node name")),
     responses(
-        (status = 200, description = "Draining", body = NodeView),
+        (status = 200, description = "Draining (or down, and drained when it comes back)", body = NodeView),
         (status = 404, description = "No such node", body = ErrorBody)))]
 pub async fn drain(
     State(ctx): State<Ctx>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<NodeView>, ApiError> {
+    set_drain(ctx, caller, name, true).await
+}
+
+/// Undrains a node: it takes new work again (once it answers, if it is down). Undraining a
+/// node that is not drained changes nothing.
+#[utoipa::path(post, path = "/v1/nodes/{name}/undrain", tag = "nodes", security(("bearer" = [])),
+    params(("name" = String, Path, description = "Node name")),
+    responses(
+        (status = 200, description = "Ready (or down, and ready when it comes back)", body = NodeView),
+        (status = 404, description = "No such node", body = ErrorBody)))]
+pub async fn undrain(
+    State(ctx): State<Ctx>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<NodeView>, ApiError> {
+    set_drain(ctx, caller, name, false).await
+}
+
+async fn set_drain(
+    ctx: Ctx,
+    caller: Caller,
+    name: String,
+    drain: bool,
+) -> Result<Json<NodeView>, ApiError> {
     caller.require(Action::ManageCluster)?;
     let name = node_name(&name)?;
     let applied = ctx
-        .propose(Command::SetNodeStatus {
+        .propose(Command::SetNodeDrain {
             name,
-            status: NodeStatus::Draining,
+            drain,
             at: now(),
         })
         .await?;
