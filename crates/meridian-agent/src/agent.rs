@@ -48,7 +48,7 @@ pub async fn run(
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     let runtime = loop {
         match DockerRuntime::connect(&config.docker_host, config.stop_timeout) {
-            Ok(rt) => break rt,
+            Ok(rt) => break rt.scoped_to(config.cluster.clone()),
             Err(RuntimeError::Unavailable(detail)) => {
                 if backoff.is_fresh() {
                     tracing::warn!(host = %config.docker_host, %detail,

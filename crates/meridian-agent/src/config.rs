@@ -52,6 +52,10 @@ pub struct AgentConfig {
     /// Docker network instance containers join (`--network`); the engine's default bridge
     /// when `None`. With it, the agent reaches instances by their address on that network.
     pub network: Option<String>,
+    /// Name of the cluster this agent belongs to (`--cluster`), for engines shared by several
+    /// clusters: the agent labels its containers `meridian.cluster=<name>` and touches no
+    /// container labelled otherwise. `None`: only unlabelled containers are its own.
+    pub cluster: Option<String>,
 }
 
 impl AgentConfig {
@@ -76,6 +80,7 @@ impl AgentConfig {
             watch_wait: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(5),
             network: None,
+            cluster: None,
         }
     }
 
@@ -87,6 +92,11 @@ impl AgentConfig {
         }
         if self.region.trim().is_empty() {
             return bad("region", "must not be empty".into());
+        }
+        if let Some(c) = &self.cluster {
+            if let Err(p) = Name::parse(c) {
+                return bad("cluster", p.to_string());
+            }
         }
         if self.servers.is_empty() {
             return bad("server", "at least one control-plane URL is needed".into());

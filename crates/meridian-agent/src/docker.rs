@@ -20,7 +20,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::runtime::{
     ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, ImageTar,
-    RuntimeError, LABEL_INSTANCE, LABEL_NODE,
+    RuntimeError, LABEL_CLUSTER, LABEL_INSTANCE, LABEL_NODE,
 };
 
 /// A Docker engine. Cheap to share; every call opens its own connection, so an engine restart
@@ -31,6 +31,7 @@ pub struct DockerRuntime {
     host: String,
     stop_timeout: Duration,
     negotiated: AtomicBool,
+    cluster: Option<String>,
 }
 
 impl DockerRuntime {
@@ -49,7 +50,20 @@ impl DockerRuntime {
             host: host.to_string(),
             stop_timeout,
             negotiated: AtomicBool::new(false),
+            cluster: None,
         })
+    }
+
+    /// Scopes this runtime to the containers of `cluster`: they are created with the
+    /// `meridian.cluster` label, and listing skips every container whose label differs
+    /// (unlabelled ones too). Unscoped (`None`), it sees only unlabelled containers.
+    pub fn scoped_to(mut self, cluster: Option<String>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    fn in_scope(&self, labels: &BTreeMap<String, String>) -> bool {
+        labels.get(LABEL_CLUSTER) == self.cluster.as_ref()
     }
 
     /// The engine address this runtime calls.
@@ -93,7 +107,7 @@ impl ContainerRuntime for DockerRuntime {
             };
             // The engine filtered by label already; checked again because removing another
             // agent's container would be far worse than a wasted comparison.
-            if info.node() != Some(node) {
+            if info.node() != Some(node) || !self.in_scope(&info.labels) {
                 continue;
             }
             if matches!(info.status, ContainerStatus::Exited | ContainerStatus::Dead) {
@@ -209,7 +223,13 @@ impl ContainerRuntime for DockerRuntime {
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             env: Some(spec.env.clone()),
-            labels: Some(spec.labels.clone().into_iter().collect()),
+            labels: Some(
+                spec.labels
+                    .clone()
+                    .into_iter()
+                    .chain(self.cluster.clone().map(|c| (LABEL_CLUSTER.to_string(), c)))
+                    .collect(),
+            ),
             exposed_ports: Some(vec![port_key.clone()]),
             host_config: Some(HostConfig {
                 port_bindings: Some(HashMap::from([(port_key, Some(vec![binding]))])),
@@ -284,6 +304,7 @@ impl ContainerRuntime for DockerRuntime {
         let docker = self.docker.clone();
         let node = node.to_string();
         let negotiated = self.negotiated.load(Ordering::Relaxed);
+        let cluster = self.cluster.clone();
         let stream = async move {
             let docker = if negotiated {
                 docker
@@ -301,6 +322,14 @@ impl ContainerRuntime for DockerRuntime {
             Ok::<_, RuntimeError>(
                 docker
                     .events(Some(options))
+                    .try_filter(move |e| {
+                        let label = e
+                            .actor
+                            .as_ref()
+                            .and_then(|a| a.attributes.as_ref())
+                            .and_then(|a| a.get(LABEL_CLUSTER));
+                        std::future::ready(label == cluster.as_ref())
+                    })
                     .map_ok(event_to_container_event)
                     .map_err(|e| unavailable(&e)),
             )

@@ -14,6 +14,9 @@ use meridian_api::agent::Assignment;
 
 /// Label naming the node (agent) that owns a container.
 pub const LABEL_NODE: &str = "meridian.node";
+/// Label naming the cluster an agent belongs to, when it is given one (`--cluster`): agents
+/// of different clusters on one engine then never touch each other's containers.
+pub const LABEL_CLUSTER: &str = "meridian.cluster";
 /// Label naming the app a container runs.
 pub const LABEL_APP: &str = "meridian.app";
 /// Label holding the release number.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use meridian_agent::{
-    ContainerRuntime, ContainerSpec, ContainerStatus, DockerRuntime, RuntimeError,
+    ContainerEvent, ContainerRuntime, ContainerSpec, ContainerStatus, DockerRuntime, RuntimeError,
 };
 use support::control_plane::assignment;
 use support::{containers_of, ensure_hello_images, http_get_soon, unique_node, Cleanup, IMAGE};
@@ -19,6 +19,40 @@ const PROBE: &str = "probe";
 fn docker() -> DockerRuntime {
     DockerRuntime::connect("unix:///var/run/docker.sock", Duration::from_secs(2))
         .expect("the Docker socket is there")
+}
+
+type Events = tokio::sync::mpsc::UnboundedReceiver<Result<ContainerEvent, RuntimeError>>;
+
+/// `rt`'s event stream for `node`, once it is live, and the task forwarding it.
+async fn live_events(rt: &DockerRuntime, node: &str) -> (Events, tokio::task::JoinHandle<()>) {
+    // The subscription is made on the first poll: poll from a task of its own.
+    let mut stream = rt.events(node);
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let forward = tokio::spawn(async move {
+        while let Some(ev) = stream.next().await {
+            if tx.send(ev).is_err() {
+                break;
+            }
+        }
+    });
+    // It is live once it delivers an event: until then, a probe container of the node makes
+    // some (created and removed again).
+    let probe = ContainerSpec::for_assignment(node, &assignment(PROBE, IMAGE, &[]));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let probe_id = rt.create(&probe).await.expect("probe created");
+        rt.remove(&probe_id).await.expect("probe removed");
+        let round = tokio::time::Instant::now() + Duration::from_millis(200);
+        if let Ok(ev) = tokio::time::timeout_at(round, events.recv()).await {
+            let ev = ev.expect("stream open").expect("event");
+            assert_eq!(ev.instance.as_deref(), Some(PROBE), "{ev:?}");
+            return (events, forward);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the event subscription delivered nothing within 10 s"
+        );
+    }
 }
 
 #[tokio::test]
@@ -76,6 +110,68 @@ async fn runs_a_labelled_container_that_answers_on_its_published_port() {
 }
 
 #[tokio::test]
+async fn agents_of_two_clusters_on_one_engine_never_see_each_others_containers() {
+    ensure_hello_images();
+    let node = unique_node("shared");
+    let _cleanup = Cleanup(vec![node.clone()]);
+    let blue = docker().scoped_to(Some("blue".into()));
+    let green = docker().scoped_to(Some("green".into()));
+    let unscoped = docker();
+    blue.ensure_image(IMAGE, false)
+        .await
+        .expect("image present");
+
+    // The same node name and instance in each: only the cluster label tells them apart.
+    let blue_spec = ContainerSpec::for_assignment(&node, &assignment("b1", IMAGE, &[]));
+    let blue_id = blue.create(&blue_spec).await.expect("created");
+    let green_spec = ContainerSpec::for_assignment(&node, &assignment("g1", IMAGE, &[]));
+    let green_id = green.create(&green_spec).await.expect("created");
+    let plain_spec = ContainerSpec::for_assignment(&node, &assignment("p1", IMAGE, &[]));
+    let plain_id = unscoped.create(&plain_spec).await.expect("created");
+
+    let ids = |list: Vec<meridian_agent::ContainerInfo>| -> Vec<String> {
+        list.into_iter().map(|c| c.id).collect()
+    };
+    assert_eq!(
+        ids(blue.list(&node).await.expect("listed")),
+        [blue_id.as_str()]
+    );
+    assert_eq!(
+        ids(green.list(&node).await.expect("listed")),
+        [green_id.as_str()]
+    );
+    assert_eq!(
+        ids(unscoped.list(&node).await.expect("listed")),
+        [plain_id.as_str()]
+    );
+    let labels = &blue.list(&node).await.expect("listed")[0].labels;
+    assert_eq!(
+        labels.get("meridian.cluster").map(String::as_str),
+        Some("blue")
+    );
+
+    // Events of another cluster's containers do not reach this one's stream: blue's start
+    // and removal happen before green's marker, and the engine sends events in order.
+    let (mut green_events, forward) = live_events(&green, &node).await;
+    blue.start(&blue_id).await.expect("started");
+    blue.remove(&blue_id).await.expect("removed");
+    let marker = ContainerSpec::for_assignment(&node, &assignment("marker", IMAGE, &[]));
+    let marker_id = green.create(&marker).await.expect("created");
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), green_events.recv())
+            .await
+            .expect("the marker's event within 10 s")
+            .expect("stream open")
+            .expect("event");
+        assert_ne!(ev.container, blue_id, "green saw blue's event: {ev:?}");
+        if ev.container == marker_id {
+            break;
+        }
+    }
+    forward.abort();
+}
+
+#[tokio::test]
 async fn a_missing_image_is_image_missing() {
     ensure_hello_images();
     let node = unique_node("missing");
@@ -99,34 +195,7 @@ async fn exit_codes_and_events_are_observed() {
     let node = unique_node("exit");
     let _cleanup = Cleanup(vec![node.clone()]);
     let rt = docker();
-    // The subscription is made on the first poll: poll from a task of its own.
-    let mut stream = rt.events(&node);
-    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let forward = tokio::spawn(async move {
-        while let Some(ev) = stream.next().await {
-            if tx.send(ev).is_err() {
-                break;
-            }
-        }
-    });
-    // It is live once it delivers an event: until then, a probe container of the node makes
-    // some (created and removed again).
-    let probe = ContainerSpec::for_assignment(&node, &assignment(PROBE, IMAGE, &[]));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let probe_id = rt.create(&probe).await.expect("probe created");
-        rt.remove(&probe_id).await.expect("probe removed");
-        let round = tokio::time::Instant::now() + Duration::from_millis(200);
-        if let Ok(ev) = tokio::time::timeout_at(round, events.recv()).await {
-            let ev = ev.expect("stream open").expect("event");
-            assert_eq!(ev.instance.as_deref(), Some(PROBE), "{ev:?}");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the event subscription delivered nothing within 10 s"
-        );
-    }
+    let (mut events, forward) = live_events(&rt, &node).await;
     let spec =
         ContainerSpec::for_assignment(&node, &assignment("i1", IMAGE, &[("HELLO_EXIT", "3")]));
     let id = rt.create(&spec).await.expect("created");

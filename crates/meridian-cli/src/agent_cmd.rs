@@ -104,6 +104,12 @@ pub struct AgentArgs {
     #[arg(long, env = "MERIDIAN_AGENT_NETWORK", value_name = "NETWORK")]
     network: Option<String>,
 
+    /// Name of this agent's cluster, when agents of several clusters share one Docker engine:
+    /// containers are labelled with it, and the agent touches no container of another cluster,
+    /// even one with its node name.
+    #[arg(long, env = "MERIDIAN_AGENT_CLUSTER", value_name = "NAME")]
+    cluster: Option<String>,
+
     /// Print the resolved settings (without the token) and exit without starting.
     #[arg(long)]
     print_config: bool,
@@ -132,6 +138,7 @@ struct AgentFile {
     heartbeat_ms: Option<u64>,
     registry: Option<bool>,
     network: Option<String>,
+    cluster: Option<String>,
 }
 
 impl AgentArgs {
@@ -196,6 +203,7 @@ impl AgentArgs {
         c.heartbeat = Duration::from_millis(heartbeat_ms);
         c.pull_images = self.registry.or(file.registry).unwrap_or(false);
         c.network = self.network.clone().or(file.network);
+        c.cluster = self.cluster.clone().or(file.cluster);
         c.validate()?;
         Ok(c)
     }
@@ -235,7 +243,7 @@ fn describe(c: &AgentConfig) -> String {
     } else {
         format!("{{ {} }}", labels.join(", "))
     };
-    format!(
+    let mut out = format!(
         "name = {:?}\nregion = {:?}\nservers = {:?}\ndocker_host = {:?}\ncpu_millis = {}\n\
          memory_mb = {}\nadvertise_host = {:?}\nheartbeat_ms = {}\npull_images = {}\n\
          labels = {}\n",
@@ -249,5 +257,11 @@ fn describe(c: &AgentConfig) -> String {
         c.heartbeat.as_millis(),
         c.pull_images,
         labels
-    )
+    );
+    for (key, value) in [("network", &c.network), ("cluster", &c.cluster)] {
+        if let Some(v) = value {
+            out.push_str(&format!("{key} = {v:?}\n"));
+        }
+    }
+    out
 }
