@@ -431,6 +431,22 @@ async fn malformed_and_invalid_requests_get_json_errors() {
         ),
         ("POST", "/v1/nodes/missing/undrain", None, json, 404, None),
         ("POST", "/v1/nodes/Bad_Name/undrain", None, json, 404, None),
+        (
+            "PATCH",
+            "/v1/cluster/settings",
+            Some(r#"{"default_residency":["EU","XX"]}"#.into()),
+            json,
+            422,
+            Some("default_residency[1]"),
+        ),
+        (
+            "PATCH",
+            "/v1/cluster/settings",
+            Some(r#"{"default_residency":["NORDICS"]}"#.into()),
+            json,
+            422,
+            Some("default_residency[0]"),
+        ),
         ("GET", "/v1/agent/images", None, json, 400, Some("name")),
         (
             "GET",

@@ -27,9 +27,10 @@ pub struct AppBody {
     pub replicas: u32,
     /// Port the app listens on in its container.
     pub port: u16,
-    /// Jurisdictions it may run in (`DE`, `EU`, `EEA`, ...); empty means anywhere.
-    #[serde(default)]
-    pub residency: Vec<String>,
+    /// Jurisdictions it may run in (`DE`, `EU`, `EEA`, ...). Left out: the cluster's default
+    /// residency, or anywhere when it has none; `[]`: anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residency: Option<Vec<String>>,
     /// Regions it is pinned to, each inside `residency`.
     #[serde(default)]
     pub regions: Option<Vec<String>>,
@@ -149,6 +150,10 @@ pub struct AppView {
     /// Instances the scheduler could not place, with the reason; empty when all are placed.
     #[serde(default)]
     pub unplaced: Vec<crate::nodes::UnplacedView>,
+    /// Where the residency came from: `app` (its own), `cluster_default` or `none` (it may
+    /// run anywhere). Only in the answer to a create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residency_source: Option<String>,
     /// Bumped on every change.
     pub version: u64,
     /// Unix seconds.
@@ -157,7 +162,8 @@ pub struct AppView {
     pub updated_at: u64,
 }
 
-fn parse_jurisdictions(
+/// Parses a list of jurisdictions; an error names `field[i]`.
+pub(crate) fn parse_jurisdictions(
     field: &str,
     items: &[String],
 ) -> Result<Vec<Jurisdiction>, ValidationError> {
@@ -248,7 +254,7 @@ impl AppBody {
             image: self.image,
             replicas: self.replicas,
             port: self.port,
-            residency: parse_jurisdictions("residency", &self.residency)?,
+            residency: parse_jurisdictions("residency", self.residency.as_deref().unwrap_or(&[]))?,
             regions: parse_regions(self.regions.unwrap_or_default())?,
             env: self.env,
             health: self.health.map(HealthBody::into_check).transpose()?,
@@ -327,6 +333,7 @@ impl AppView {
             origin_bound: spec.origin_bound.iter().map(ToString::to_string).collect(),
             domains: spec.domains.iter().map(ToString::to_string).collect(),
             unplaced: Vec::new(),
+            residency_source: None,
             version,
             created_at,
             updated_at,

@@ -144,7 +144,7 @@ pub struct AuditEntry {
     pub at: u64,
     /// App.
     pub app: String,
-    /// `placed`, `refused`, `stopped`, `release`.
+    /// `created`, `placed`, `refused`, `stopped`, `release`.
     pub kind: String,
     /// Instance id, when one is concerned.
     pub instance: Option<String>,
@@ -156,6 +156,7 @@ pub struct AuditEntry {
     pub country: Option<String>,
     /// The policy checked: residency and pinned regions, e.g. `residency [EU]`.
     pub policy: String,
-    /// What happened, for people.
+    /// What happened, for people. A `created` entry says where the residency came from: the
+    /// app's own, the cluster's default residency, or none.
     pub detail: String,
 }

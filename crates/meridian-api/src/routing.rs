@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use meridian_core::{Jurisdiction, ValidationError};
 use serde::{Deserialize, Serialize};
 
 /// `GET /v1/router/table`: everything a router routes by. Routers keep the last one they
@@ -103,6 +104,20 @@ pub struct ClusterSettings {
     /// Apps are served as `<app>.<apps_domain>` (default `meridian.localhost`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apps_domain: Option<String>,
+    /// Jurisdictions apps created without a residency get (`EU`, `DE`, ...); empty by
+    /// default, when such apps may run anywhere. In a change, `[]` clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_residency: Option<Vec<String>>,
+}
+
+impl ClusterSettings {
+    /// The default residency a change sets, parsed; `None` when it leaves it alone.
+    pub fn default_residency(&self) -> Result<Option<Vec<Jurisdiction>>, ValidationError> {
+        self.default_residency
+            .as_deref()
+            .map(|list| crate::apps::parse_jurisdictions("default_residency", list))
+            .transpose()
+    }
 }
 
 /// `GET /v1/route?app=A&ip=ADDR`: which region serves a client, and why.

@@ -118,7 +118,7 @@ async fn meridian_once(
         image: p.image.clone(),
         replicas: 1,
         port: p.port,
-        residency: Vec::new(),
+        residency: None,
         regions: None,
         env: BTreeMap::new(),
         health: None,

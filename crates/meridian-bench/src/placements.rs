@@ -159,7 +159,7 @@ pub async fn run(p: Params) -> anyhow::Result<Outcome> {
             image: "meridian-hello:latest".into(),
             replicas: p.replicas,
             port: 8080,
-            residency: vec!["EU".into()],
+            residency: Some(vec!["EU".into()]),
             regions: None,
             env: BTreeMap::new(),
             health: None,

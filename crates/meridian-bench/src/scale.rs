@@ -254,7 +254,7 @@ async fn grow(admin: &Client, tag: &str, from: u32, to: u32, replicas: u32) -> a
             image: "bench/app:1".into(),
             replicas,
             port: 8080,
-            residency: Vec::new(),
+            residency: None,
             regions: None,
             env: BTreeMap::new(),
             health: None,

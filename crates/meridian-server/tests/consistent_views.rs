@@ -107,6 +107,7 @@ async fn churn(node: Node, stop: Arc<AtomicBool>) -> u64 {
             Command::CreateApp {
                 spec: spec(&app, "img:1"),
                 at: 2,
+                default_residency: false,
             },
         )
         .await;

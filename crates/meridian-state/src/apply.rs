@@ -117,6 +117,7 @@ fn mark(cmd: &Command, t: &mut Touched) {
         // Reports and rounds mark the apps whose rows they changed as they write them.
         Command::ReportInstances { .. } | Command::Schedule { .. } => {}
         Command::Bootstrap { .. }
+        | Command::SetDefaultResidency { .. }
         | Command::CreateToken { .. }
         | Command::RevokeToken { .. }
         | Command::RegisterImage { .. }
@@ -153,7 +154,14 @@ async fn apply_one(
             at,
         } => routing::register_router(c, name, region, url, *at).await,
         Command::SetAppsDomain { domain } => settings::set_apps_domain(c, domain).await,
-        Command::CreateApp { spec, at } => apps::create(c, spec, *at, held).await,
+        Command::SetDefaultResidency { residency } => {
+            settings::set_default_residency(c, residency).await
+        }
+        Command::CreateApp {
+            spec,
+            at,
+            default_residency,
+        } => apps::create(c, spec, *at, *default_residency, held).await,
         Command::UpdateApp {
             spec,
             expected_version,

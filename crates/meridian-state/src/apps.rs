@@ -2,11 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use meridian_core::{AppSpec, CountryCode, Jurisdiction, JurisdictionCatalog, Name};
+use meridian_core::residency::policy_text;
+use meridian_core::{AppSpec, CountryCode, Jurisdiction, Name, ResidencySource};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
+use crate::audit::AuditRecord;
 use crate::command::{Applied, CommandResult, Refusal};
 use crate::instances::{prune_stopped, Which};
 use crate::nodes::bump_generations;
@@ -209,6 +211,10 @@ pub(crate) struct HeldCreates {
     apps: Vec<AppRecord>,
     /// First releases not written yet, of these apps and of apps already written.
     releases: Vec<crate::releases::ReleaseRecord>,
+    /// Audit entries of these creates not written yet.
+    audit: Vec<AuditRecord>,
+    /// The cluster's default residency, once a create without a residency read it.
+    default_residency: Option<Vec<Jurisdiction>>,
     /// Which of the names the run may create are taken, when known without asking the
     /// table: those that existed when the run began (read in one query) and those created
     /// since. `None` once a command other than a create has run, or when never read.
@@ -231,10 +237,25 @@ impl HeldCreates {
         Ok(())
     }
 
-    /// Writes what is held back; from here on, creates ask the table.
+    /// The cluster's default residency, read once per run of creates (a command that might
+    /// change it ends the run).
+    async fn default_residency(
+        &mut self,
+        c: &mut SqliteConnection,
+    ) -> Result<Vec<Jurisdiction>, sqlx::Error> {
+        if let Some(d) = &self.default_residency {
+            return Ok(d.clone());
+        }
+        let d = crate::settings::default_residency(c).await?;
+        self.default_residency = Some(d.clone());
+        Ok(d)
+    }
+
+    /// Writes what is held back; from here on, creates ask the tables.
     pub(crate) async fn write(&mut self, c: &mut SqliteConnection) -> Result<(), sqlx::Error> {
         self.taken = None;
-        if self.apps.is_empty() && self.releases.is_empty() {
+        self.default_residency = None;
+        if self.apps.is_empty() && self.releases.is_empty() && self.audit.is_empty() {
             return Ok(());
         }
         let mut q = sqlx::QueryBuilder::new("");
@@ -242,6 +263,7 @@ impl HeldCreates {
         q.build().persistent(false).execute(&mut *c).await?;
         self.apps.clear();
         self.releases.clear();
+        self.audit.clear();
         Ok(())
     }
 
@@ -254,6 +276,7 @@ impl HeldCreates {
             q.push("; ");
         }
         crate::releases::push_insert_releases(q, &self.releases);
+        crate::audit::push_insert_audit(q, &self.audit);
     }
 }
 
@@ -319,14 +342,8 @@ pub(crate) async fn check_places(
     spec: &meridian_core::AppSpec,
 ) -> Result<Option<Refusal>, sqlx::Error> {
     // Only read what the check needs: most apps pin no region and name built-in groups.
-    let custom_groups = spec.residency.iter().chain(&spec.origin_bound).any(|j| {
-        matches!(j, Jurisdiction::Group(g) if !JurisdictionCatalog::BUILT_IN.contains(&g.as_str()))
-    });
-    let catalog = if custom_groups {
-        crate::regions::catalog(c).await?
-    } else {
-        JurisdictionCatalog::built_in()
-    };
+    let catalog =
+        crate::regions::catalog_for(c, spec.residency.iter().chain(&spec.origin_bound)).await?;
     let countries: BTreeMap<Name, CountryCode> = if spec.regions.is_some() {
         crate::regions::regions(c)
             .await?
@@ -387,19 +404,33 @@ async fn check_spec(
     check_domains(c, spec).await
 }
 
-/// `Command::CreateApp`: the app and its first release.
+/// `Command::CreateApp`: the app, its first release, and an audit entry saying which
+/// residency applies and where it came from. With `default_residency`, the app gets the
+/// cluster's default residency.
 ///
-/// The first release is held back in `held`, for the caller to write before anything reads
-/// releases; so is the app's row when `held` knows which names are taken and the app has no
-/// custom domains (whose checks read the rows of other apps).
+/// The first release and the audit entry are held back in `held`, for the caller to write
+/// before anything reads them; so is the app's row when `held` knows which names are taken
+/// and the app has no custom domains (whose checks read the rows of other apps).
 pub(crate) async fn create(
     c: &mut SqliteConnection,
     spec: &AppSpec,
     at: u64,
+    default_residency: bool,
     held: &mut HeldCreates,
 ) -> Result<CommandResult, sqlx::Error> {
+    let with_default;
+    let spec = if default_residency {
+        with_default = AppSpec {
+            residency: held.default_residency(c).await?,
+            ..spec.clone()
+        };
+        &with_default
+    } else {
+        spec
+    };
+    let source = ResidencySource::of(!default_residency, &spec.residency);
     if let Some(refusal) = check_spec(c, spec).await? {
-        return Ok(Err(refusal));
+        return Ok(Err(from_default(refusal, source)));
     }
     let rec = AppRecord {
         spec: spec.clone(),
@@ -425,7 +456,37 @@ pub(crate) async fn create(
         }
     }
     held.releases.push(crate::releases::first_release(&rec, at));
+    held.audit.push(AuditRecord {
+        seq: 0,
+        at,
+        app: spec.name.clone(),
+        kind: "created".into(),
+        instance: None,
+        node: None,
+        region: None,
+        country: None,
+        policy: policy_text(&spec.residency, spec.regions.as_deref()),
+        detail: source.explain(&spec.residency),
+    });
     Ok(Ok(Applied::App(rec)))
+}
+
+/// A refusal of pinned regions outside a residency the app did not choose itself says so.
+fn from_default(refusal: Refusal, source: ResidencySource) -> Refusal {
+    match refusal {
+        Refusal::Invalid { field, message }
+            if source == ResidencySource::ClusterDefault && field.starts_with("regions") =>
+        {
+            Refusal::Invalid {
+                field,
+                message: format!(
+                    "{message}, the cluster's default residency; give the app a residency of \
+                     its own to pin it there"
+                ),
+            }
+        }
+        other => other,
+    }
 }
 
 /// `Command::UpdateApp`: the new spec, and a new release when what instances run changed.

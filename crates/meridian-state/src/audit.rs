@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use crate::sql::{i, name, u};
+use crate::sql::{i, name, u, ROWS_PER_STATEMENT};
 
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,22 +78,34 @@ pub(crate) async fn insert_audit(
     c: &mut SqliteConnection,
     rows: &[AuditRecord],
 ) -> Result<(), sqlx::Error> {
-    let mut insert = sqlx::QueryBuilder::new(
-        "INSERT INTO audit (at, app, kind, instance, node, region, country, policy, detail) ",
-    );
-    insert.push_values(rows, |mut row, a| {
-        row.push_bind(i(a.at))
-            .push_bind(a.app.as_str())
-            .push_bind(&a.kind)
-            .push_bind(&a.instance)
-            .push_bind(&a.node)
-            .push_bind(&a.region)
-            .push_bind(&a.country)
-            .push_bind(&a.policy)
-            .push_bind(&a.detail);
-    });
+    let mut insert = sqlx::QueryBuilder::new("");
+    push_insert_audit(&mut insert, rows);
     insert.build().persistent(false).execute(&mut *c).await?;
     Ok(())
+}
+
+/// Appends to `q` the statements that insert `rows`, each ending in `;`.
+pub(crate) fn push_insert_audit<'a>(
+    q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
+    rows: &'a [AuditRecord],
+) {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        q.push(
+            "INSERT INTO audit (at, app, kind, instance, node, region, country, policy, detail) ",
+        );
+        q.push_values(chunk, |mut row, a| {
+            row.push_bind(i(a.at))
+                .push_bind(a.app.as_str())
+                .push_bind(&a.kind)
+                .push_bind(&a.instance)
+                .push_bind(&a.node)
+                .push_bind(&a.region)
+                .push_bind(&a.country)
+                .push_bind(&a.policy)
+                .push_bind(&a.detail);
+        });
+        q.push("; ");
+    }
 }
 
 /// The oldest entries, at most `limit`, up to the first one at or after `before` (unix

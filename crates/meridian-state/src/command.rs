@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use meridian_core::{AppSpec, Name, NodeStatus, Region};
+use meridian_core::{AppSpec, Jurisdiction, Name, NodeStatus, Region};
 use serde::{Deserialize, Serialize};
 
 use crate::apps::AppRecord;
@@ -75,12 +75,22 @@ pub enum Command {
         /// The new apps domain.
         domain: meridian_core::DomainName,
     },
-    /// Adds an app.
+    /// Sets the residency apps created without one get; empty for none (they may then run
+    /// anywhere).
+    SetDefaultResidency {
+        /// The jurisdictions, each known to the cluster.
+        residency: Vec<Jurisdiction>,
+    },
+    /// Adds an app, and an audit entry saying which residency it got and from where.
     CreateApp {
         /// The app.
         spec: AppSpec,
         /// Unix seconds.
         at: u64,
+        /// Whether its creator gave no residency, so that the cluster's default residency
+        /// applies (`spec.residency` is then empty, and filled in on apply).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        default_residency: bool,
     },
     /// Replaces an app if it is still at `expected_version`.
     UpdateApp {

@@ -153,6 +153,11 @@ impl StateReader {
         audit::audit(&mut *self.pool.acquire().await?, app, after, limit).await
     }
 
+    /// The residency apps created without one get (empty: none).
+    pub async fn default_residency(&self) -> Result<Vec<meridian_core::Jurisdiction>, sqlx::Error> {
+        settings::default_residency(&mut *self.pool.acquire().await?).await
+    }
+
     /// Instances routers may send to: (id, app, node, region, address).
     pub async fn routable_instances(
         &self,

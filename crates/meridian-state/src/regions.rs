@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use meridian_core::{CountryCode, JurisdictionCatalog, Name, Region};
+use meridian_core::{CountryCode, Jurisdiction, JurisdictionCatalog, Name, Region};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
@@ -72,6 +72,22 @@ pub async fn catalog(c: &mut SqliteConnection) -> Result<JurisdictionCatalog, sq
             .map_err(|e| corrupt("jurisdiction group", e))?;
     }
     Ok(cat)
+}
+
+/// The catalog `jurisdictions` are checked against: the built-in one unless they name a
+/// group of this cluster's own, which only then is read.
+pub(crate) async fn catalog_for<'a>(
+    c: &mut SqliteConnection,
+    mut jurisdictions: impl Iterator<Item = &'a Jurisdiction>,
+) -> Result<JurisdictionCatalog, sqlx::Error> {
+    let custom = jurisdictions.any(|j| {
+        matches!(j, Jurisdiction::Group(g) if !JurisdictionCatalog::BUILT_IN.contains(&g.as_str()))
+    });
+    if custom {
+        catalog(c).await
+    } else {
+        Ok(JurisdictionCatalog::built_in())
+    }
 }
 
 /// Apps pinned to `region`.

@@ -1,7 +1,8 @@
-//! Cluster-wide settings (`cluster_settings`): the signing key's presence, the apps domain.
+//! Cluster-wide settings (`cluster_settings`): the signing key's presence, the apps domain,
+//! the default residency.
 
 use meridian_core::domain::DEFAULT_APPS_DOMAIN;
-use meridian_core::DomainName;
+use meridian_core::{DomainName, Jurisdiction};
 use sqlx::SqliteConnection;
 
 use crate::command::{Applied, CommandResult, Refusal};
@@ -51,5 +52,46 @@ pub(crate) async fn set_apps_domain(
     .bind(domain.as_str())
     .execute(&mut *c)
     .await?;
+    Ok(Ok(Applied::Done))
+}
+
+/// The residency apps created without one get: the `default_residency` setting (stored as
+/// `EU,CH`), or none until one is set.
+pub async fn default_residency(c: &mut SqliteConnection) -> Result<Vec<Jurisdiction>, sqlx::Error> {
+    let Some(text) = setting(c, "default_residency").await? else {
+        return Ok(Vec::new());
+    };
+    text.split(',')
+        .map(|j| Jurisdiction::parse(j).map_err(|e| corrupt("default_residency", e)))
+        .collect()
+}
+
+/// `Command::SetDefaultResidency`: refused, like an app's residency, if it names a
+/// jurisdiction twice or a group the cluster does not know.
+pub(crate) async fn set_default_residency(
+    c: &mut SqliteConnection,
+    residency: &[Jurisdiction],
+) -> Result<CommandResult, sqlx::Error> {
+    let catalog = crate::regions::catalog_for(c, residency.iter()).await?;
+    if let Err(e) = meridian_core::residency::check_default(residency, &catalog) {
+        return Ok(Err(Refusal::Invalid {
+            field: e.field,
+            message: e.problem.to_string(),
+        }));
+    }
+    if residency.is_empty() {
+        sqlx::query("DELETE FROM cluster_settings WHERE key = 'default_residency'")
+            .execute(&mut *c)
+            .await?;
+    } else {
+        let text: Vec<String> = residency.iter().map(ToString::to_string).collect();
+        sqlx::query(
+            "INSERT INTO cluster_settings (key, value) VALUES ('default_residency', ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(text.join(","))
+        .execute(&mut *c)
+        .await?;
+    }
     Ok(Ok(Applied::Done))
 }

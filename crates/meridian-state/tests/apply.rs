@@ -4,7 +4,8 @@ use meridian_core::{AppSpec, CountryCode, Jurisdiction, Name, Region, Role};
 use meridian_state::apply::apply;
 use meridian_state::db;
 use meridian_state::{
-    apps, settings, tokens, Applied, Command, CommandResult, Refusal, TokenRecord,
+    apps, audit, settings, tokens, Applied, AuditRecord, Command, CommandResult, Refusal,
+    TokenRecord,
 };
 use sqlx::SqlitePool;
 
@@ -131,18 +132,22 @@ async fn a_batch_answers_each_command_and_refusals_change_nothing() {
                 Command::CreateApp {
                     spec: app("a", &[], None),
                     at: 1,
+                    default_residency: false,
                 },
                 Command::CreateApp {
                     spec: app("a", &[], None),
                     at: 1,
+                    default_residency: false,
                 },
                 Command::CreateApp {
                     spec: app("gdpr", &["EU"], Some(&["us-iad"])),
                     at: 1,
+                    default_residency: false,
                 },
                 Command::CreateApp {
                     spec: app("b", &["US"], Some(&["us-iad"])),
                     at: 1,
+                    default_residency: false,
                 },
                 Command::DeleteApp {
                     name: n("missing"),
@@ -185,6 +190,7 @@ async fn regions_in_use_are_protected() {
         Command::CreateApp {
             spec: app("web", &["EU"], Some(&["eu-fra"])),
             at: 1,
+            default_residency: false,
         },
     )
     .await
@@ -236,6 +242,7 @@ async fn nested_batches_are_refused() {
                 commands: vec![Command::CreateApp {
                     spec: app("x", &[], None),
                     at: 1,
+                    default_residency: false,
                 }],
             }],
         },
@@ -259,7 +266,11 @@ fn with_domains(mut spec: AppSpec, domains: &[&str]) -> AppSpec {
 #[tokio::test]
 async fn a_custom_domain_belongs_to_one_app() {
     let (_d, pool) = state().await;
-    let create = |spec| Command::CreateApp { spec, at: 1 };
+    let create = |spec| Command::CreateApp {
+        spec,
+        at: 1,
+        default_residency: false,
+    };
     run(
         &pool,
         create(with_domains(app("a", &[], None), &["shop.example.com"])),
@@ -322,6 +333,7 @@ async fn the_apps_domain_cannot_swallow_a_custom_domain() {
         Command::CreateApp {
             spec: with_domains(app("a", &[], None), &["www.example.com"]),
             at: 1,
+            default_residency: false,
         },
     )
     .await
@@ -341,16 +353,31 @@ async fn origin_bound_names_known_jurisdictions_only() {
     let (_d, pool) = state().await;
     let mut spec = app("a", &[], None);
     spec.origin_bound = vec![Jurisdiction::parse("NORDIC").unwrap()];
-    let out = run(&pool, Command::CreateApp { spec, at: 1 }).await;
+    let out = run(
+        &pool,
+        Command::CreateApp {
+            spec,
+            at: 1,
+            default_residency: false,
+        },
+    )
+    .await;
     assert!(
         matches!(&out, Err(Refusal::Invalid { field, .. }) if field == "origin_bound[0]"),
         "{out:?}"
     );
     let mut spec = app("a", &[], None);
     spec.origin_bound = vec![Jurisdiction::parse("EU").unwrap()];
-    run(&pool, Command::CreateApp { spec, at: 1 })
-        .await
-        .unwrap();
+    run(
+        &pool,
+        Command::CreateApp {
+            spec,
+            at: 1,
+            default_residency: false,
+        },
+    )
+    .await
+    .unwrap();
     let mut c = pool.acquire().await.unwrap();
     let a = apps::app(&mut c, "a").await.unwrap().unwrap();
     assert_eq!(a.spec.origin_bound, [Jurisdiction::parse("EU").unwrap()]);
@@ -403,6 +430,7 @@ async fn first_releases_held_back_are_written_before_anything_reads_them() {
                 &Command::CreateApp {
                     spec: app(name, &[], None),
                     at: 10,
+                    default_residency: false,
                 },
                 &mut touched,
             )
@@ -434,6 +462,7 @@ async fn first_releases_held_back_are_written_before_anything_reads_them() {
             &Command::CreateApp {
                 spec: app("b", &[], None),
                 at: 12,
+                default_residency: false,
             },
             &mut touched,
         )
@@ -466,7 +495,11 @@ async fn first_releases_held_back_are_written_before_anything_reads_them() {
 async fn a_run_of_creates_holding_rows_back_ends_as_one_at_a_time() {
     use meridian_state::apply::Applier;
     use meridian_state::{releases, Touched};
-    let create = |spec| Command::CreateApp { spec, at: 10 };
+    let create = |spec| Command::CreateApp {
+        spec,
+        at: 10,
+        default_residency: false,
+    };
     let run_of = vec![
         create(app("a", &[], None)),
         create(app("b", &[], None)),
@@ -521,6 +554,7 @@ async fn a_run_of_creates_holding_rows_back_ends_as_one_at_a_time() {
         let mut c = pool.acquire().await.unwrap();
         let apps = apps::apps(&mut c).await.unwrap();
         let releases = releases::releases(&mut c, None).await.unwrap();
+        let audit = everything_audited(&mut c).await;
         let domains: Vec<(String, String)> =
             sqlx::query_as("SELECT domain, app FROM app_domains ORDER BY domain")
                 .fetch_all(&mut *c)
@@ -528,7 +562,7 @@ async fn a_run_of_creates_holding_rows_back_ends_as_one_at_a_time() {
                 .unwrap();
         final_names = apps.iter().map(|a| a.spec.name.to_string()).collect();
         outcomes.push(results);
-        tables.push(format!("{apps:?}\n{releases:?}\n{domains:?}"));
+        tables.push(format!("{apps:?}\n{releases:?}\n{domains:?}\n{audit:?}"));
     }
     assert_eq!(outcomes[0], outcomes[1]);
     assert_eq!(tables[0], tables[1]);
@@ -540,4 +574,169 @@ async fn a_run_of_creates_holding_rows_back_ends_as_one_at_a_time() {
         .collect();
     assert_eq!(refused, [2, 3, 5, 6, 12], "{:#?}", outcomes[0]);
     assert_eq!(final_names, ["a", "b", "d", "f", "g", "pre"]);
+}
+
+async fn everything_audited(c: &mut sqlx::SqliteConnection) -> Vec<AuditRecord> {
+    audit::audit(c, None, 0, 1000).await.unwrap()
+}
+
+fn set_default(residency: &[&str]) -> Command {
+    Command::SetDefaultResidency {
+        residency: residency
+            .iter()
+            .map(|j| Jurisdiction::parse(j).unwrap())
+            .collect(),
+    }
+}
+
+/// A create that leaves the residency to the cluster.
+fn create_without_residency(spec: AppSpec, at: u64) -> Command {
+    Command::CreateApp {
+        spec,
+        at,
+        default_residency: true,
+    }
+}
+
+#[tokio::test]
+async fn apps_without_a_residency_get_the_cluster_default_and_the_audit_says_where_from() {
+    let (_d, pool) = state().await;
+    run(
+        &pool,
+        Command::CreateRegion {
+            region: region("us-iad", "US"),
+            at: 1,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        run(&pool, set_default(&["EU", "CH"])).await,
+        Ok(Applied::Done)
+    );
+    // Refused like an app's own residency, changing nothing.
+    for (bad, field) in [
+        (set_default(&["EU", "eu"]), "default_residency[1]"),
+        (set_default(&["NORDICS"]), "default_residency[0]"),
+    ] {
+        let out = run(&pool, bad).await;
+        assert!(
+            matches!(&out, Err(Refusal::Invalid { field: f, .. }) if f == field),
+            "{out:?}"
+        );
+    }
+    let mut c = pool.acquire().await.unwrap();
+    let eu_ch = vec![
+        Jurisdiction::parse("EU").unwrap(),
+        Jurisdiction::parse("CH").unwrap(),
+    ];
+    assert_eq!(settings::default_residency(&mut c).await.unwrap(), eu_ch);
+    drop(c);
+
+    // The default applies only when the creator gave none; `[]` given means anywhere.
+    let out = run(&pool, create_without_residency(app("eu", &[], None), 5)).await;
+    assert!(
+        matches!(&out, Ok(Applied::App(a)) if a.spec.residency == eu_ch),
+        "{out:?}"
+    );
+    for (name, residency) in [("own", &["US"][..]), ("free", &[][..])] {
+        run(
+            &pool,
+            Command::CreateApp {
+                spec: app(name, residency, None),
+                at: 5,
+                default_residency: false,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    // Pinned outside a residency the app did not choose: refused, saying where it came from.
+    let pinned = run(
+        &pool,
+        create_without_residency(app("pinned", &[], Some(&["us-iad"])), 5),
+    )
+    .await;
+    assert!(
+        matches!(&pinned, Err(Refusal::Invalid { field, message })
+            if field == "regions[0]" && message.contains("cluster's default residency")),
+        "{pinned:?}"
+    );
+    // Cleared, the default leaves the next app free to run anywhere, and says so.
+    run(&pool, set_default(&[])).await.unwrap();
+    run(&pool, create_without_residency(app("none", &[], None), 6))
+        .await
+        .unwrap();
+
+    assert_eq!(app_names(&pool).await, ["eu", "free", "none", "own"]);
+    let mut c = pool.acquire().await.unwrap();
+    assert!(settings::default_residency(&mut c)
+        .await
+        .unwrap()
+        .is_empty());
+    let created: Vec<(String, String, String)> = everything_audited(&mut c)
+        .await
+        .into_iter()
+        .filter(|a| a.kind == "created")
+        .map(|a| (a.app.to_string(), a.policy, a.detail))
+        .collect();
+    let expect = |app: &str, policy: &str, detail: &str| {
+        (app.to_string(), policy.to_string(), detail.to_string())
+    };
+    assert_eq!(
+        created,
+        [
+            expect(
+                "eu",
+                "residency [EU, CH]",
+                "created without a residency; the cluster's default residency [EU, CH] applies"
+            ),
+            expect(
+                "own",
+                "residency [US]",
+                "created with its own residency [US]"
+            ),
+            expect(
+                "free",
+                "residency [anywhere]",
+                "created to run anywhere, as its creator asked"
+            ),
+            expect(
+                "none",
+                "residency [anywhere]",
+                "created without a residency, and the cluster has no default residency: \
+                 it may run in any region"
+            ),
+        ]
+    );
+}
+
+/// Creates in one run read the default once; a change of it in between is seen by the next.
+#[tokio::test]
+async fn a_default_changed_within_a_batch_applies_from_there_on() {
+    let (_d, pool) = state().await;
+    run(&pool, set_default(&["EU"])).await.unwrap();
+    let out = run(
+        &pool,
+        Command::Batch {
+            commands: vec![
+                create_without_residency(app("a", &[], None), 1),
+                create_without_residency(app("b", &[], None), 1),
+                set_default(&["US"]),
+                create_without_residency(app("c", &[], None), 1),
+            ],
+        },
+    )
+    .await;
+    let Ok(Applied::Batch(results)) = out else {
+        panic!("{out:?}");
+    };
+    let residency: Vec<String> = results
+        .iter()
+        .filter_map(|r| match r {
+            Ok(Applied::App(a)) => Some(a.spec.residency_text()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(residency, ["EU", "EU", "US"]);
 }

@@ -88,7 +88,16 @@ async fn setup(pool: &SqlitePool) {
         origin_bound: Vec::new(),
         domains: Vec::new(),
     };
-    run(pool, Command::CreateApp { spec, at: 1 }).await.unwrap();
+    run(
+        pool,
+        Command::CreateApp {
+            spec,
+            at: 1,
+            default_residency: false,
+        },
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

@@ -28,7 +28,11 @@ fn create(i: u64) -> Entry<TypeConfig> {
     };
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
-        payload: EntryPayload::Normal(Command::CreateApp { spec, at: i }),
+        payload: EntryPayload::Normal(Command::CreateApp {
+            spec,
+            at: i,
+            default_residency: false,
+        }),
     }
 }
 

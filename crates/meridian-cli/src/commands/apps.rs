@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use meridian_api::apps::{AppBody, AppPatch, AppView, HealthBody};
 use meridian_client::Client;
 use meridian_core::app::parse_duration_ms;
+use meridian_core::ResidencySource;
 
 use crate::output::{or_dash, Output, Table};
 use crate::timestamp::format_unix;
@@ -68,7 +69,7 @@ pub struct CreateApp {
         long,
         value_name = "FILE",
         conflicts_with_all = [
-            "name", "image", "port", "replicas", "residency", "regions", "env",
+            "name", "image", "port", "replicas", "residency", "anywhere", "regions", "env",
             "health_http", "health_tcp", "health_interval", "health_timeout", "health_grace",
             "cpu_millis", "memory_mb", "origin_bound", "domains",
         ]
@@ -92,9 +93,14 @@ pub struct CreateApp {
     #[arg(long, value_name = "N")]
     replicas: Option<u32>,
 
-    /// Jurisdictions the app may run in, e.g. EU,DE (repeatable) [default: anywhere].
+    /// Jurisdictions the app may run in, e.g. EU,DE (repeatable) [default: the cluster's
+    /// default residency, else anywhere].
     #[arg(long, value_name = "JURISDICTION", value_delimiter = ',')]
     residency: Vec<String>,
+
+    /// Let the app run anywhere, whatever the cluster's default residency.
+    #[arg(long, conflicts_with = "residency")]
+    anywhere: bool,
 
     /// Regions to pin the app to (repeatable, comma-separated).
     #[arg(long = "region", value_name = "REGION", value_delimiter = ',')]
@@ -225,7 +231,8 @@ pub async fn run(command: AppsCommand, client: &Client, out: &Output) -> anyhow:
         AppsCommand::Create(args) => {
             let body = args.into_body()?;
             let app = client.create_app(&body).await?;
-            out.show(&app, || render_app(&app))
+            out.show(&app, || render_app(&app))?;
+            note_residency(out, &app)
         }
         AppsCommand::Update(args) => {
             let (name, patch) = args.into_patch()?;
@@ -270,7 +277,11 @@ impl CreateApp {
             image,
             replicas: self.replicas.unwrap_or(1),
             port,
-            residency: clean_list(self.residency),
+            residency: match clean_list(self.residency) {
+                given if !given.is_empty() => Some(given),
+                _ if self.anywhere => Some(Vec::new()),
+                _ => None,
+            },
             regions: (!regions.is_empty()).then_some(regions),
             env: env_map(self.env)?,
             health: self.health.into_body(),
@@ -327,7 +338,7 @@ fn env_map(pairs: Vec<(String, String)>) -> anyhow::Result<BTreeMap<String, Stri
 }
 
 /// Trims items of a comma-separated list and drops empty ones (`--residency "EU, DE,"`).
-fn clean_list(items: Vec<String>) -> Vec<String> {
+pub(crate) fn clean_list(items: Vec<String>) -> Vec<String> {
     items
         .into_iter()
         .map(|s| s.trim().to_string())
@@ -388,14 +399,7 @@ fn render_app(app: &AppView) -> String {
     pair("image:", app.image.clone());
     pair("replicas:", app.replicas.to_string());
     pair("port:", app.port.to_string());
-    pair(
-        "residency:",
-        if app.residency.is_empty() {
-            "anywhere".to_string()
-        } else {
-            app.residency.join(", ")
-        },
-    );
+    pair("residency:", residency_text(app));
     pair(
         "regions:",
         app.regions
@@ -420,6 +424,40 @@ fn render_app(app: &AppView) -> String {
     pair("created:", format_unix(app.created_at));
     pair("updated:", format_unix(app.updated_at));
     table.render()
+}
+
+/// The residency, and where it came from when the answer says.
+fn residency_text(app: &AppView) -> String {
+    let source = app
+        .residency_source
+        .as_deref()
+        .and_then(ResidencySource::parse);
+    match (app.residency.is_empty(), source) {
+        (false, Some(ResidencySource::ClusterDefault)) => {
+            format!("{} (the cluster's default)", app.residency.join(", "))
+        }
+        (false, _) => app.residency.join(", "),
+        (true, Some(ResidencySource::None)) => "anywhere (none given, no cluster default)".into(),
+        (true, _) => "anywhere".into(),
+    }
+}
+
+/// After a create that got no residency from anywhere: says so, and how to restrict it.
+fn note_residency(out: &Output, app: &AppView) -> anyhow::Result<()> {
+    let source = app
+        .residency_source
+        .as_deref()
+        .and_then(ResidencySource::parse);
+    if source != Some(ResidencySource::None) {
+        return Ok(());
+    }
+    let name = &app.name;
+    out.note(&format!(
+        "App {name} may run in any region: it has no residency, and the cluster has no default \
+         residency. Restrict it with `meridian apps update {name} --residency EU` (or any \
+         jurisdictions), or give new apps a default with \
+         `meridian cluster settings --default-residency EU`."
+    ))
 }
 
 fn describe_health(health: Option<&HealthBody>) -> String {
@@ -506,9 +544,8 @@ mod tests {
         assert!(err.contains("app.json") && err.contains("replica"), "{err}");
     }
 
-    #[test]
-    fn show_lists_env_one_per_line() {
-        let app = AppView {
+    fn eu_app() -> AppView {
+        AppView {
             name: "web".into(),
             image: "web:1".into(),
             replicas: 2,
@@ -528,10 +565,41 @@ mod tests {
             origin_bound: Vec::new(),
             domains: Vec::new(),
             unplaced: Vec::new(),
+            residency_source: None,
             version: 3,
             created_at: 0,
             updated_at: 60,
+        }
+    }
+
+    #[test]
+    fn residency_says_where_it_came_from() {
+        let app = |residency: &[&str], source: Option<ResidencySource>| AppView {
+            residency: residency.iter().map(|j| j.to_string()).collect(),
+            residency_source: source.map(|s| s.as_str().to_string()),
+            ..eu_app()
         };
+        let cases = [
+            (app(&["EU"], None), "EU"),
+            (app(&["EU"], Some(ResidencySource::App)), "EU"),
+            (
+                app(&["EU", "CH"], Some(ResidencySource::ClusterDefault)),
+                "EU, CH (the cluster's default)",
+            ),
+            (app(&[], Some(ResidencySource::App)), "anywhere"),
+            (
+                app(&[], Some(ResidencySource::None)),
+                "anywhere (none given, no cluster default)",
+            ),
+        ];
+        for (app, text) in cases {
+            assert_eq!(residency_text(&app), text);
+        }
+    }
+
+    #[test]
+    fn show_lists_env_one_per_line() {
+        let app = eu_app();
         let text = render_app(&app);
         assert!(
             text.contains("env:        A=1\n            B=2\n"),

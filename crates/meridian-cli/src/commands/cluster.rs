@@ -2,6 +2,7 @@
 
 use clap::Subcommand;
 use meridian_api::cluster::ClusterStatus;
+use meridian_api::routing::ClusterSettings;
 use meridian_client::Client;
 
 use crate::output::{or_dash, Output, Table};
@@ -16,6 +17,11 @@ pub enum ClusterCommand {
         /// Serve apps as NAME.DOMAIN (default meridian.localhost).
         #[arg(long, value_name = "DOMAIN")]
         apps_domain: Option<String>,
+
+        /// Jurisdictions apps created without --residency get, e.g. EU or EU,CH; "" clears
+        /// it, so that such apps may run anywhere (the default).
+        #[arg(long, value_name = "JURISDICTION", value_delimiter = ',')]
+        default_residency: Option<Vec<String>>,
     },
 }
 
@@ -26,22 +32,37 @@ pub async fn run(command: ClusterCommand, client: &Client, out: &Output) -> anyh
             let status = client.cluster().await?;
             out.show(&status, || render_status(&status))
         }
-        ClusterCommand::Settings { apps_domain } => {
-            let settings = if apps_domain.is_some() {
-                client
-                    .patch_settings(&meridian_api::routing::ClusterSettings { apps_domain })
-                    .await?
-            } else {
-                client.settings().await?
+        ClusterCommand::Settings {
+            apps_domain,
+            default_residency,
+        } => {
+            let change = ClusterSettings {
+                apps_domain,
+                default_residency: default_residency.map(super::apps::clean_list),
             };
-            out.show(&settings, || {
-                format!(
-                    "apps domain: {}\n",
-                    settings.apps_domain.as_deref().unwrap_or("-")
-                )
-            })
+            let settings = if change == ClusterSettings::default() {
+                client.settings().await?
+            } else {
+                client.patch_settings(&change).await?
+            };
+            out.show(&settings, || render_settings(&settings))
         }
     }
+}
+
+/// The settings, one per line.
+fn render_settings(settings: &ClusterSettings) -> String {
+    let mut t = Table::headless();
+    t.row(vec![
+        "apps domain:".into(),
+        or_dash(settings.apps_domain.as_deref()),
+    ]);
+    let residency = match settings.default_residency.as_deref() {
+        Some(list) if !list.is_empty() => list.join(", "),
+        _ => "none (apps created without a residency may run anywhere)".into(),
+    };
+    t.row(vec!["default residency:".into(), residency]);
+    t.render()
 }
 
 /// The member table, under a line with the term and leader.
@@ -70,6 +91,21 @@ pub fn render_status(status: &ClusterStatus) -> String {
 mod tests {
     use super::*;
     use meridian_api::cluster::Member;
+
+    #[test]
+    fn settings_say_when_there_is_no_default_residency() {
+        let mut s = ClusterSettings {
+            apps_domain: Some("apps.example.com".into()),
+            default_residency: Some(Vec::new()),
+        };
+        assert_eq!(
+            render_settings(&s),
+            "apps domain:        apps.example.com\n\
+             default residency:  none (apps created without a residency may run anywhere)\n"
+        );
+        s.default_residency = Some(vec!["EU".into(), "CH".into()]);
+        assert!(render_settings(&s).ends_with("default residency:  EU, CH\n"));
+    }
 
     #[test]
     fn leader_is_marked() {

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use meridian_core::app::Probe;
-use meridian_core::jurisdiction::list_text;
 use meridian_core::rollout::{self, HaltCause, InstanceHealth, ReleaseChange, ReleaseInfo};
 use meridian_core::schedule::{self, ClusterView, Demand, LiveInstance, NodeView, Plan};
 use meridian_core::{HealthCheck, InstanceState, Name, ReleaseStatus};
@@ -147,12 +146,7 @@ fn failure_text(i: &InstanceRecord, region: Option<&Name>, check: Option<&Health
 
 /// The policy an app is checked against, for the audit log.
 pub fn policy(app: &AppPlacement) -> String {
-    let mut p = format!("residency [{}]", list_text(&app.residency));
-    if let Some(regions) = &app.regions {
-        let names: Vec<&str> = regions.iter().map(Name::as_str).collect();
-        p.push_str(&format!(", regions [{}]", names.join(", ")));
-    }
-    p
+    meridian_core::residency::policy_text(&app.residency, app.regions.as_deref())
 }
 
 /// Each app's rollout step and its demand on the scheduler, in app-name order.

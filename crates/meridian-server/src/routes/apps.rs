@@ -6,7 +6,7 @@ use axum::Json;
 use meridian_api::apps::{AppBody, AppPatch, AppView};
 use meridian_api::nodes::UnplacedView;
 use meridian_api::ErrorBody;
-use meridian_core::{Action, Name};
+use meridian_core::{Action, Name, ResidencySource};
 use meridian_state::{AppRecord, Applied, Command};
 
 use crate::auth::Caller;
@@ -26,10 +26,12 @@ fn app_view(r: &AppRecord) -> AppView {
 fn view(applied: Applied) -> Result<Json<AppView>, ApiError> {
     match applied {
         Applied::App(a) => Ok(Json(app_view(&a))),
-        other => Err(ApiError::storage(format!(
-            "unexpected apply result {other:?}"
-        ))),
+        other => Err(unexpected(other)),
     }
+}
+
+fn unexpected(applied: Applied) -> ApiError {
+    ApiError::storage(format!("unexpected apply result {applied:?}"))
 }
 
 /// The app, or a 404.
@@ -41,7 +43,8 @@ pub async fn current(ctx: &Ctx, name: &Name) -> Result<AppRecord, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("app {name} does not exist")))
 }
 
-/// Declares an app.
+/// Declares an app. Without a residency of its own it gets the cluster's default residency;
+/// the answer says which applied (`residency_source`), and so does the audit log.
 #[utoipa::path(post, path = "/v1/apps", tag = "apps", request_body = AppBody,
     security(("bearer" = [])),
     responses(
@@ -54,9 +57,24 @@ pub async fn create(
     ApiJson(body): ApiJson<AppBody>,
 ) -> Result<(StatusCode, Json<AppView>), ApiError> {
     caller.require(Action::CreateApp)?;
+    let given = body.residency.is_some();
     let spec = body.into_spec()?;
-    let applied = ctx.propose(Command::CreateApp { spec, at: now() }).await?;
-    Ok((StatusCode::CREATED, view(applied)?))
+    let applied = ctx
+        .propose(Command::CreateApp {
+            spec,
+            at: now(),
+            default_residency: !given,
+        })
+        .await?;
+    let Applied::App(rec) = applied else {
+        return Err(unexpected(applied));
+    };
+    let source = ResidencySource::of(given, &rec.spec.residency);
+    let app = AppView {
+        residency_source: Some(source.as_str().to_string()),
+        ..app_view(&rec)
+    };
+    Ok((StatusCode::CREATED, Json(app)))
 }
 
 /// Lists apps.

@@ -253,13 +253,12 @@ pub async fn settings(
     caller: Caller,
 ) -> Result<Json<ClusterSettings>, ApiError> {
     caller.require(Action::Read)?;
-    let apps_domain = ctx
-        .reader()
-        .apps_domain()
-        .await
-        .map_err(ApiError::storage)?;
+    let r = ctx.reader();
+    let apps_domain = r.apps_domain().await.map_err(ApiError::storage)?;
+    let residency = r.default_residency().await.map_err(ApiError::storage)?;
     Ok(Json(ClusterSettings {
         apps_domain: Some(apps_domain.to_string()),
+        default_residency: Some(residency.iter().map(ToString::to_string).collect()),
     }))
 }
 
@@ -269,16 +268,25 @@ pub async fn settings(
     responses(
         (status = 200, description = "The settings", body = ClusterSettings),
         (status = 409, description = "An app's custom domain lies under the new apps domain", body = ErrorBody),
-        (status = 422, description = "Invalid field", body = ErrorBody)))]
+        (status = 422, description = "Invalid field: a malformed apps domain; a default residency naming a jurisdiction twice, or one that is not a country code or a known group", body = ErrorBody)))]
 pub async fn patch_settings(
     State(ctx): State<Ctx>,
     caller: Caller,
     ApiJson(body): ApiJson<ClusterSettings>,
 ) -> Result<Json<ClusterSettings>, ApiError> {
     caller.require(Action::ManageCluster)?;
-    if let Some(d) = &body.apps_domain {
-        let domain = DomainName::parse_field("apps_domain", d).map_err(ApiError::from)?;
+    let domain = body
+        .apps_domain
+        .as_deref()
+        .map(|d| DomainName::parse_field("apps_domain", d))
+        .transpose()?;
+    let residency = body.default_residency()?;
+    if let Some(domain) = domain {
         ctx.propose(Command::SetAppsDomain { domain }).await?;
+    }
+    if let Some(residency) = residency {
+        ctx.propose(Command::SetDefaultResidency { residency })
+            .await?;
     }
     settings(State(ctx), caller).await
 }
