@@ -429,6 +429,15 @@ async fn malformed_and_invalid_requests_get_json_errors() {
             400,
             Some("app"),
         ),
+        ("GET", "/v1/audit?since=1h", None, json, 400, Some("since")),
+        (
+            "GET",
+            "/v1/audit?newest=yes",
+            None,
+            json,
+            400,
+            Some("newest"),
+        ),
         ("POST", "/v1/nodes/missing/undrain", None, json, 404, None),
         ("POST", "/v1/nodes/Bad_Name/undrain", None, json, 404, None),
         (
@@ -484,6 +493,7 @@ async fn malformed_and_invalid_requests_get_json_errors() {
         "/v1/router/table?after=18446744073709551615&stale=true",
         "/v1/audit?after=9223372036854775807",
         "/v1/audit?limit=10000&after=0&app=web",
+        "/v1/audit?since=9223372036854775807&newest=true&limit=1",
     ] {
         let (status, b) = send(&c, "GET", path, None, json).await;
         assert_eq!(status, 200, "GET {path} -> {b}");

@@ -160,3 +160,18 @@ pub struct AuditEntry {
     /// app's own, the cluster's default residency, or none.
     pub detail: String,
 }
+
+/// Which entries `GET /v1/audit` answers (its query parameters).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only this app's.
+    pub app: Option<String>,
+    /// Only entries made at or after this time, unix seconds.
+    pub since: Option<u64>,
+    /// Only entries after this sequence number.
+    pub after: Option<u64>,
+    /// At most this many (the server's maximum when left out).
+    pub limit: Option<u64>,
+    /// The newest `limit` entries that match, instead of the oldest.
+    pub newest: bool,
+}

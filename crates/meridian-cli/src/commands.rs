@@ -1,6 +1,7 @@
 //! Client commands: each module parses one resource's subcommands and prints the answers.
 
 pub mod apps;
+pub mod audit;
 pub mod cluster;
 pub mod deploy;
 pub mod images;
@@ -33,6 +34,9 @@ pub enum ClientCommand {
     /// Worker nodes: list, show, drain, undrain.
     #[command(subcommand)]
     Nodes(nodes::NodesCommand),
+    /// The audit log: apps created (with the residency they got, and from where),
+    /// placements, stops, refusals and releases, newest last.
+    Audit(audit::AuditArgs),
     /// Images for clusters without a registry: push, list.
     #[command(subcommand)]
     Images(images::ImagesCommand),
@@ -52,6 +56,7 @@ pub async fn run(command: ClientCommand, client: &Client, out: &Output) -> anyho
         ClientCommand::Tokens(c) => tokens::run(c, client, out).await,
         ClientCommand::Deploy(a) => deploy::run(a, client, out).await,
         ClientCommand::Nodes(c) => nodes::run(c, client, out).await,
+        ClientCommand::Audit(a) => audit::run(a, client, out).await,
         ClientCommand::Images(c) => images::run(c, client, out).await,
         ClientCommand::Route(a) => route::run(a, client, out).await,
     }

@@ -10,7 +10,9 @@ use meridian_api::agent::{Assignments, HeartbeatAck, InstanceReports, RegisterNo
 use meridian_api::apps::{AppBody, AppPatch, AppView};
 use meridian_api::cluster::ClusterStatus;
 use meridian_api::images::{BlobStored, ImageView, RegisterImage};
-use meridian_api::nodes::{AuditEntry, DeployBody, InstanceView, NodeView, PlanView, ReleaseView};
+use meridian_api::nodes::{
+    AuditEntry, AuditQuery, DeployBody, InstanceView, NodeView, PlanView, ReleaseView,
+};
 use meridian_api::regions::{RegionBody, RegionPatch};
 use meridian_api::routing::{
     ClusterSettings, RegisterRouter, RouteExplanation, RouteTable, RouterEntry,
@@ -224,10 +226,36 @@ impl Client {
 
     /// `GET /v1/audit?app=NAME`.
     pub async fn audit(&self, app: Option<&str>) -> Result<Vec<AuditEntry>, ClientError> {
-        match app {
-            Some(a) => self.get(format!("/v1/audit?app={}", encode(a))).await,
-            None => self.get("/v1/audit".into()).await,
+        let query = AuditQuery {
+            app: app.map(str::to_string),
+            ..AuditQuery::default()
+        };
+        self.audit_entries(&query).await
+    }
+
+    /// `GET /v1/audit` with every filter `query` sets.
+    pub async fn audit_entries(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, ClientError> {
+        let mut params = Vec::new();
+        if let Some(a) = &query.app {
+            params.push(format!("app={}", encode(a)));
         }
+        for (key, value) in [
+            ("since", query.since),
+            ("after", query.after),
+            ("limit", query.limit),
+        ] {
+            if let Some(v) = value {
+                params.push(format!("{key}={v}"));
+            }
+        }
+        if query.newest {
+            params.push("newest=true".into());
+        }
+        let mut path = "/v1/audit".to_string();
+        if !params.is_empty() {
+            path = format!("{path}?{}", params.join("&"));
+        }
+        self.get(path).await
     }
 
     /// `GET /v1/nodes`.

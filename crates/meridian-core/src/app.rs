@@ -302,7 +302,7 @@ fn validate_env(env: &BTreeMap<String, String>) -> Result<(), ValidationError> {
     Ok(())
 }
 
-/// Parses a duration such as `250ms`, `10s`, `1m30s` or `1h` into milliseconds.
+/// Parses a duration such as `250ms`, `10s`, `1m30s`, `1h` or `7d` into milliseconds.
 pub fn parse_duration_ms(s: &str) -> Option<u64> {
     let mut total: u64 = 0;
     let mut rest = s.trim();
@@ -324,6 +324,7 @@ pub fn parse_duration_ms(s: &str) -> Option<u64> {
             "s" => 1000,
             "m" => 60_000,
             "h" => 3_600_000,
+            "d" => 86_400_000,
             _ => return None,
         };
         total = total.checked_add(n.checked_mul(factor)?)?;
@@ -450,6 +451,7 @@ mod tests {
         assert_eq!(parse_duration_ms("10s"), Some(10_000));
         assert_eq!(parse_duration_ms("1m30s"), Some(90_000));
         assert_eq!(parse_duration_ms("2h"), Some(7_200_000));
+        assert_eq!(parse_duration_ms("1d12h"), Some(129_600_000));
         for bad in ["", "s", "10", "10x", "-1s", "1.5s", "99999999999999999999h"] {
             assert_eq!(parse_duration_ms(bad), None, "{bad}");
         }

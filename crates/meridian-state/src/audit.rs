@@ -47,31 +47,46 @@ pub(crate) fn audit_row(r: &SqliteRow) -> Result<AuditRecord, sqlx::Error> {
     })
 }
 
-/// Audit entries after `after`, oldest first, at most `limit`, of one app or all.
+/// Which audit entries to read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditFilter<'a> {
+    /// Only this app's.
+    pub app: Option<&'a str>,
+    /// Only entries after this sequence number.
+    pub after: u64,
+    /// Only entries made at or after this time, unix seconds.
+    pub since: u64,
+    /// At most this many.
+    pub limit: u32,
+    /// The newest `limit` entries that match instead of the oldest.
+    pub newest: bool,
+}
+
+/// The audit entries `filter` selects, oldest first.
 pub async fn audit(
     c: &mut SqliteConnection,
-    app: Option<&str>,
-    after: u64,
-    limit: u32,
+    filter: &AuditFilter<'_>,
 ) -> Result<Vec<AuditRecord>, sqlx::Error> {
-    let rows = match app {
-        Some(a) => {
-            sqlx::query("SELECT * FROM audit WHERE app = ? AND seq > ? ORDER BY seq LIMIT ?")
-                .bind(a)
-                .bind(i(after))
-                .bind(i64::from(limit))
-                .fetch_all(c)
-                .await?
-        }
-        None => {
-            sqlx::query("SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?")
-                .bind(i(after))
-                .bind(i64::from(limit))
-                .fetch_all(c)
-                .await?
-        }
-    };
-    rows.iter().map(audit_row).collect()
+    let mut q = sqlx::QueryBuilder::new("SELECT * FROM audit WHERE seq > ");
+    q.push_bind(i(filter.after));
+    if let Some(app) = filter.app {
+        q.push(" AND app = ").push_bind(app);
+    }
+    if filter.since > 0 {
+        q.push(" AND at >= ").push_bind(i(filter.since));
+    }
+    q.push(if filter.newest {
+        " ORDER BY seq DESC LIMIT "
+    } else {
+        " ORDER BY seq LIMIT "
+    })
+    .push_bind(i64::from(filter.limit));
+    let rows = q.build().fetch_all(c).await?;
+    let mut entries = rows.iter().map(audit_row).collect::<Result<Vec<_>, _>>()?;
+    if filter.newest {
+        entries.reverse();
+    }
+    Ok(entries)
 }
 
 pub(crate) async fn insert_audit(

@@ -43,7 +43,7 @@ pub mod state_machine;
 pub mod types;
 
 pub use apps::{AppPlacement, AppRecord};
-pub use audit::AuditRecord;
+pub use audit::{AuditFilter, AuditRecord};
 pub use auth_cache::{AuthCache, AuthView};
 pub use changes::{ChangeLog, Touched};
 pub use command::{Applied, Command, CommandResult, Forget, Forgotten, Refusal};

@@ -143,14 +143,12 @@ impl StateReader {
         schedule::unplaced(&mut *self.pool.acquire().await?).await
     }
 
-    /// Audit entries after `after`, oldest first.
+    /// The audit entries `filter` selects, oldest first.
     pub async fn audit(
         &self,
-        app: Option<&str>,
-        after: u64,
-        limit: u32,
+        filter: &audit::AuditFilter<'_>,
     ) -> Result<Vec<AuditRecord>, sqlx::Error> {
-        audit::audit(&mut *self.pool.acquire().await?, app, after, limit).await
+        audit::audit(&mut *self.pool.acquire().await?, filter).await
     }
 
     /// The residency apps created without one get (empty: none).

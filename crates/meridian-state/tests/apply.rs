@@ -4,8 +4,8 @@ use meridian_core::{AppSpec, CountryCode, Jurisdiction, Name, Region, Role};
 use meridian_state::apply::apply;
 use meridian_state::db;
 use meridian_state::{
-    apps, audit, settings, tokens, Applied, AuditRecord, Command, CommandResult, Refusal,
-    TokenRecord,
+    apps, audit, settings, tokens, Applied, AuditFilter, AuditRecord, Command, CommandResult,
+    Refusal, TokenRecord,
 };
 use sqlx::SqlitePool;
 
@@ -577,7 +577,11 @@ async fn a_run_of_creates_holding_rows_back_ends_as_one_at_a_time() {
 }
 
 async fn everything_audited(c: &mut sqlx::SqliteConnection) -> Vec<AuditRecord> {
-    audit::audit(c, None, 0, 1000).await.unwrap()
+    let all = AuditFilter {
+        limit: 1000,
+        ..AuditFilter::default()
+    };
+    audit::audit(c, &all).await.unwrap()
 }
 
 fn set_default(residency: &[&str]) -> Command {
@@ -739,4 +743,46 @@ async fn a_default_changed_within_a_batch_applies_from_there_on() {
         })
         .collect();
     assert_eq!(residency, ["EU", "EU", "US"]);
+}
+
+#[tokio::test]
+async fn the_audit_reads_by_app_time_and_newest() {
+    let (_d, pool) = state().await;
+    for (name, at) in [("a", 100), ("b", 200), ("a2", 300), ("b2", 400)] {
+        run(&pool, create_without_residency(app(name, &[], None), at))
+            .await
+            .unwrap();
+    }
+    let read = |filter: AuditFilter<'static>| {
+        let pool = pool.clone();
+        async move {
+            audit::audit(&mut pool.acquire().await.unwrap(), &filter)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| a.app.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let base = AuditFilter {
+        limit: 10,
+        ..AuditFilter::default()
+    };
+    assert_eq!(read(base).await, ["a", "b", "a2", "b2"]);
+    let since = AuditFilter { since: 200, ..base };
+    assert_eq!(read(since).await, ["b", "a2", "b2"]);
+    let newest = AuditFilter {
+        limit: 2,
+        newest: true,
+        ..base
+    };
+    assert_eq!(read(newest).await, ["a2", "b2"]);
+    let oldest = AuditFilter { limit: 2, ..base };
+    assert_eq!(read(oldest).await, ["a", "b"]);
+    let one_app = AuditFilter {
+        app: Some("b"),
+        since: 150,
+        ..base
+    };
+    assert_eq!(read(one_app).await, ["b"]);
 }

@@ -4,6 +4,7 @@ use axum::extract::{RawQuery, State};
 use axum::Json;
 use meridian_api::nodes::AuditEntry;
 use meridian_core::{Action, Name};
+use meridian_state::AuditFilter;
 
 use crate::auth::Caller;
 use crate::ctx::Ctx;
@@ -13,15 +14,20 @@ use crate::query::{Query, MAX_STORED};
 /// Most entries one call returns.
 pub const MAX_LIMIT: u64 = 10_000;
 
-/// Audit entries, oldest first: every placement, stop, refusal and release change, with the
-/// policy it was checked against.
+/// Audit entries, oldest first: every app created (with the residency it got and where that
+/// came from), placement, stop, refusal and release change, with the policy it was checked
+/// against.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("bearer" = [])),
     params(("app" = Option<String>, Query, pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
             description = "Only this app (an app name)"),
+        ("since" = Option<u64>, Query, minimum = 0,
+            description = "Only entries made at or after this time, in unix seconds (default 0)"),
         ("after" = Option<u64>, Query, minimum = 0,
             description = "Only entries after this sequence number (default 0)"),
         ("limit" = Option<u64>, Query, minimum = 0, maximum = 10000,
-            description = "At most this many (default and maximum 10000); more is refused")),
+            description = "At most this many (default and maximum 10000); more is refused"),
+        ("newest" = Option<bool>, Query,
+            description = "`true`: the newest `limit` entries that match instead of the oldest, still oldest first (default `false`)")),
     responses((status = 200, description = "Entries", body = [AuditEntry])))]
 pub async fn list(
     State(ctx): State<Ctx>,
@@ -37,11 +43,16 @@ pub async fn list(
         ),
         None => None,
     };
-    let after = query.u64("after", 0, MAX_STORED)?;
-    let limit = query.u64("limit", MAX_LIMIT, MAX_LIMIT)?;
+    let filter = AuditFilter {
+        app: app.as_ref().map(Name::as_str),
+        after: query.u64("after", 0, MAX_STORED)?,
+        since: query.u64("since", 0, MAX_STORED)?,
+        limit: query.u64("limit", MAX_LIMIT, MAX_LIMIT)? as u32,
+        newest: query.bool("newest", false)?,
+    };
     let entries = ctx
         .reader()
-        .audit(app.as_ref().map(Name::as_str), after, limit as u32)
+        .audit(&filter)
         .await
         .map_err(ApiError::storage)?;
     Ok(Json(
