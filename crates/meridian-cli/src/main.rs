@@ -6,6 +6,7 @@
 
 mod agent_cmd;
 mod commands;
+mod confirm;
 mod connection;
 mod credentials;
 mod dev_cmd;

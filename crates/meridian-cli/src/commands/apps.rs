@@ -32,10 +32,13 @@ pub enum AppsCommand {
         /// App name.
         name: String,
     },
-    /// Delete an app.
+    /// Delete an app and stop its instances; on a terminal, asks first.
     Delete {
         /// App name.
         name: String,
+        /// Delete without asking (needed when the input is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// An app's instances: node, region, release, state, address.
     Instances {
@@ -252,7 +255,17 @@ pub async fn run(command: AppsCommand, client: &Client, out: &Output) -> anyhow:
         }
         AppsCommand::Plan { name } => super::placement::plan(client, out, &name).await,
         AppsCommand::Releases { name } => super::placement::releases(client, out, &name).await,
-        AppsCommand::Delete { name } => {
+        AppsCommand::Delete { name, yes } => {
+            if !yes {
+                let action = format!("delete app {name}");
+                crate::confirm::require_terminal(&action)?;
+                let app = client.app(&name).await?;
+                let warning = format!(
+                    "Deleting app {name} stops its {} instance(s) of {}; this cannot be undone.",
+                    app.replicas, app.image
+                );
+                crate::confirm::typed_back(&action, &warning, &name)?;
+            }
             client.delete_app(&name).await?;
             // The API answers 204 with no body; give JSON readers something to parse.
             out.show(&serde_json::json!({ "deleted": name }), || {
