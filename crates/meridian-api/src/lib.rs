@@ -39,3 +39,17 @@ pub struct Health {
     /// This server's Raft node id.
     pub node_id: u64,
 }
+
+/// `GET /v1/ready`: the cluster takes requests. Answered by the leader once it has confirmed
+/// its leadership with a quorum, as for any linearizable read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Ready {
+    /// Always `ready` when the answer is 200.
+    pub status: String,
+    /// The leader's Raft node id, as the answering server knows it.
+    pub leader: Option<u64>,
+    /// The last log index the answering server applied.
+    pub applied_index: u64,
+    /// Whether auth was bootstrapped (`POST /v1/auth/bootstrap`).
+    pub bootstrapped: bool,
+}

@@ -39,6 +39,10 @@ pub struct NodeView {
     pub registered_at: u64,
     /// Unix seconds of the last status change.
     pub updated_at: u64,
+    /// Milliseconds since the leader last heard the node's heartbeat; `null` when it has heard
+    /// none since it became leader (or when a follower answers with `?stale=true`).
+    #[serde(default)]
+    pub heartbeat_ms_ago: Option<u64>,
 }
 
 /// One instance of an app.

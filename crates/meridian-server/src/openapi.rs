@@ -315,6 +315,7 @@ mod tests {
         // Reachable without credentials, by design.
         let open = [
             "/v1/health",
+            "/v1/ready",
             "/v1/openapi.json",
             "/metrics",
             "/v1/auth/bootstrap",

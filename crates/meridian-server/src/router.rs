@@ -38,6 +38,7 @@ pub struct Routes {
 /// The one list of routes.
 pub fn routes() -> Routes {
     let public = OpenApiRouter::default()
+        .routes(routes!(health::ready))
         .routes(routes!(tokens::bootstrap))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))

@@ -142,6 +142,7 @@ async fn register(
         generation,
         registered_at: 0,
         updated_at: 0,
+        heartbeat_ms_ago: None,
     };
     Json(view).into_response()
 }
