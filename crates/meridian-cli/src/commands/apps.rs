@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -78,6 +79,17 @@ pub struct CreateApp {
         ]
     )]
     file: Option<PathBuf>,
+
+    /// Wait until every replica is up (healthy, when the app has a health check) and show
+    /// them, or say why some cannot be placed; give up after DURATION [default: 2m].
+    #[arg(
+        long,
+        value_name = "DURATION",
+        num_args = 0..=1,
+        default_missing_value = "2m",
+        value_parser = duration
+    )]
+    wait: Option<String>,
 
     /// Container image, e.g. ghcr.io/acme/web:1.4.
     #[arg(long, value_name = "IMAGE", required_unless_present = "file")]
@@ -232,10 +244,15 @@ struct HealthArgs {
 pub async fn run(command: AppsCommand, client: &Client, out: &Output) -> anyhow::Result<()> {
     match command {
         AppsCommand::Create(args) => {
+            let wait = args.wait.as_deref().and_then(parse_duration_ms);
             let body = args.into_body()?;
             let app = client.create_app(&body).await?;
             out.show(&app, || render_app(&app))?;
-            note_residency(out, &app)
+            note_residency(out, &app)?;
+            match wait {
+                Some(ms) => wait_until_up(client, out, &app, Duration::from_millis(ms)).await,
+                None => Ok(()),
+            }
         }
         AppsCommand::Update(args) => {
             let (name, patch) = args.into_patch()?;
@@ -357,6 +374,47 @@ pub(crate) fn clean_list(items: Vec<String>) -> Vec<String> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect()
+}
+
+/// Polls until every replica of a new app is up, then shows them; fails when the scheduler
+/// says some cannot be placed, or when `limit` passes.
+async fn wait_until_up(
+    client: &Client,
+    out: &Output,
+    app: &AppView,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let name = &app.name;
+    let start = Instant::now();
+    loop {
+        let instances = client.instances(name).await?;
+        let up = instances
+            .iter()
+            .filter(|i| i.desired == "run")
+            .filter(|i| i.state == "healthy" || (app.health.is_none() && i.state == "running"))
+            .count();
+        if up >= app.replicas as usize {
+            return super::placement::instances(client, out, name, false).await;
+        }
+        let now = client.app(name).await?;
+        if let Some(u) = now.unplaced.first() {
+            bail!(
+                "{} of {} instances of {name} cannot be placed: {}",
+                u.count,
+                app.replicas,
+                u.reason
+            );
+        }
+        if start.elapsed() > limit {
+            bail!(
+                "after {}s, {up} of {} instances of {name} are up; follow them with \
+                 `meridian apps instances {name}`",
+                limit.as_secs(),
+                app.replicas
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 fn duration(s: &str) -> Result<String, String> {
