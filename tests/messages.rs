@@ -351,3 +351,50 @@ async fn route_gives_the_residency_reason_before_health() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_wait_says_why_an_app_cannot_be_placed() {
+    let mut c = Cluster::start(1).await;
+    c.bootstrap().await;
+    c.three_regions().await;
+    // Regions but no node: the scheduler refuses with its reason, and --wait says it at once
+    // instead of waiting out its time.
+    let start = Instant::now();
+    let (code, out, err) = c.cli(&[
+        "apps",
+        "create",
+        "waits",
+        "--image",
+        "x/y:1",
+        "--port",
+        "80",
+        "--replicas",
+        "2",
+        "--residency",
+        "EU",
+        "--wait=60s",
+    ]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("error: 2 of 2 instances of waits cannot be placed: "),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "it waited: {err}"
+    );
+    // A bad duration is refused before anything is sent.
+    let (code, _, err) = c.cli(&[
+        "apps",
+        "create",
+        "late",
+        "--image",
+        "x/y:1",
+        "--port",
+        "80",
+        "--wait=soon",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("expected a duration"), "{err}");
+    assert!(c.client(0).app("late").await.is_err(), "late was created");
+}
