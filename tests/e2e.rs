@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use meridian_api::apps::AppBody;
 use meridian_core::jurisdiction::EU_MEMBERS;
-use meridian_tests::compose::{docker, ComposeCluster, SERVER_PORTS};
+use meridian_tests::compose::{docker, ComposeCluster};
 
 /// The app whose placements are watched.
 const EU_APP: &str = "e2e-eu";
@@ -172,6 +172,8 @@ impl Suite {
             "--filter",
             "label=meridian.node=iad-1",
             "--filter",
+            &self.cluster.settings.app_containers(),
+            "--filter",
             &format!("label=meridian.app={EU_APP}"),
         ]);
         in_audit + on_iad.split_whitespace().count()
@@ -239,26 +241,21 @@ impl Suite {
         let l = self.leader().await;
         let c = self.server(l);
         let (region, alias) = match l {
-            1 => ("meridian-eu-fra", "s1"),
-            2 => ("meridian-eu-ams", "s2"),
-            _ => ("meridian-us-iad", "s3"),
+            1 => ("eu-fra", "s1"),
+            2 => ("eu-ams", "s2"),
+            _ => ("us-iad", "s3"),
         };
-        docker(&["network", "disconnect", "meridian-backbone", &c]);
-        docker(&["network", "disconnect", region, &c]);
+        let settings = &self.cluster.settings;
+        let (region, backbone) = (settings.network(region), settings.network("backbone"));
+        docker(&["network", "disconnect", &backbone, &c]);
+        docker(&["network", "disconnect", &region, &c]);
         let t0 = Instant::now();
         let took = first_ack_after(&self.history, t0).await;
         tokio::time::sleep(Duration::from_secs(10).saturating_sub(t0.elapsed())).await;
         // Compose's service-name alias is what the relays resolve; a plain connect drops it.
         let service = format!("server-{l}");
-        docker(&[
-            "network",
-            "connect",
-            "--alias",
-            &service,
-            "meridian-backbone",
-            &c,
-        ]);
-        docker(&["network", "connect", "--alias", alias, region, &c]);
+        docker(&["network", "connect", "--alias", &service, &backbone, &c]);
+        docker(&["network", "connect", "--alias", alias, &region, &c]);
         took
     }
 
@@ -292,6 +289,8 @@ impl Suite {
             "-aq",
             "--filter",
             &format!("label=meridian.node={lost}"),
+            "--filter",
+            &self.cluster.settings.app_containers(),
         ]);
         for id in ids.split_whitespace() {
             docker(&["rm", "-f", id]);
@@ -325,6 +324,8 @@ impl Suite {
             "-a",
             "--format",
             "{{.Label \"meridian.instance\"}}",
+            "--filter",
+            &self.cluster.settings.app_containers(),
             "--filter",
             &format!("label=meridian.app={EU_APP}"),
         ]);
@@ -362,9 +363,10 @@ async fn faults_lose_no_acknowledged_write_and_never_leave_policy() {
     let history = Arc::new(Mutex::new(History::default()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Two writers per server, so one stuck on a timeout leaves the other sending.
-    let writing: Vec<_> = SERVER_PORTS
+    let ports = cluster.settings.api_ports;
+    let writing: Vec<_> = ports
         .iter()
-        .chain(SERVER_PORTS.iter())
+        .chain(ports.iter())
         .enumerate()
         .map(|(i, p)| {
             let (port, token) = (*p, cluster.token.clone());

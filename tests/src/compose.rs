@@ -8,8 +8,64 @@ use meridian_client::Client;
 
 use crate::workers::repo_root;
 
-/// Ports of the three servers on the host, by node id.
-pub const SERVER_PORTS: [u16; 3] = [7001, 7002, 7003];
+/// This checkout's cluster as `deploy/local-cluster` named it (`.meridian/compose/cluster.env`).
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// The compose project.
+    pub project: String,
+    /// The prefix of its Docker networks (`<prefix>-eu-fra`, `<prefix>-backbone`, ...).
+    pub networks: String,
+    /// The `meridian.cluster` label on its app containers.
+    pub cluster: String,
+    /// Ports of the three servers on the host, by node id - 1.
+    pub api_ports: [u16; 3],
+    /// Ports of the routers of eu-fra, eu-ams and us-iad on the host.
+    pub router_ports: [u16; 3],
+}
+
+impl ClusterSettings {
+    /// Reads the settings `deploy/local-cluster up` wrote; `None` before the first `up`.
+    pub fn read() -> Option<ClusterSettings> {
+        Self::read_from(&repo_root().join(".meridian"))
+    }
+
+    /// The same for the cluster whose state directory is `state`
+    /// (`MERIDIAN_LOCAL_CLUSTER_STATE`).
+    pub fn read_from(state: &std::path::Path) -> Option<ClusterSettings> {
+        let text = std::fs::read_to_string(state.join("compose/cluster.env")).ok()?;
+        let get = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .map(str::to_string)
+        };
+        let port = |key: &str| get(key)?.parse::<u16>().ok();
+        Some(ClusterSettings {
+            project: get("MERIDIAN_PROJECT")?,
+            networks: get("MERIDIAN_NETWORKS")?,
+            cluster: get("MERIDIAN_CLUSTER")?,
+            api_ports: [
+                port("MERIDIAN_API_PORT_1")?,
+                port("MERIDIAN_API_PORT_2")?,
+                port("MERIDIAN_API_PORT_3")?,
+            ],
+            router_ports: [
+                port("MERIDIAN_ROUTER_PORT_1")?,
+                port("MERIDIAN_ROUTER_PORT_2")?,
+                port("MERIDIAN_ROUTER_PORT_3")?,
+            ],
+        })
+    }
+
+    /// The Docker network `name` (`eu-fra`, `backbone`, ...).
+    pub fn network(&self, name: &str) -> String {
+        format!("{}-{name}", self.networks)
+    }
+
+    /// The `docker ps --filter` value selecting this cluster's app containers.
+    pub fn app_containers(&self) -> String {
+        format!("label=meridian.cluster={}", self.cluster)
+    }
+}
 
 /// The cluster, brought up by this process or found running.
 pub struct ComposeCluster {
@@ -17,6 +73,8 @@ pub struct ComposeCluster {
     pub token: String,
     /// Whether this process started it (and so stops it when dropped).
     pub started_here: bool,
+    /// Its names and ports.
+    pub settings: ClusterSettings,
 }
 
 fn run(cmd: &mut Command) -> (bool, String) {
@@ -38,22 +96,26 @@ impl ComposeCluster {
     /// Reuses a healthy local cluster, or runs `deploy/local-cluster up`.
     pub async fn up() -> ComposeCluster {
         let token_file = repo_root().join(".meridian/admin.token");
-        let healthy = |token: &str| {
+        let healthy = |token: &str, port: u16| {
             let token = token.to_string();
             async move {
-                Client::new("http://127.0.0.1:7001", Some(token))
+                Client::new(&format!("http://127.0.0.1:{port}"), Some(token))
                     .expect("client")
                     .nodes()
                     .await
                     .is_ok_and(|n| n.iter().filter(|n| n.status == "ready").count() >= 3)
             }
         };
-        if let Ok(token) = std::fs::read_to_string(&token_file) {
-            if healthy(token.trim()).await {
+        if let (Ok(token), Some(settings)) = (
+            std::fs::read_to_string(&token_file),
+            ClusterSettings::read(),
+        ) {
+            if healthy(token.trim(), settings.api_ports[0]).await {
                 println!("reusing the running local cluster");
                 return ComposeCluster {
                     token: token.trim().to_string(),
                     started_here: false,
+                    settings,
                 };
             }
         }
@@ -66,12 +128,13 @@ impl ComposeCluster {
         ComposeCluster {
             token: token.trim().to_string(),
             started_here: true,
+            settings: ClusterSettings::read().expect("local-cluster up wrote cluster.env"),
         }
     }
 
     /// A client for server `id` (1-3).
     pub fn client(&self, id: u64) -> Client {
-        let port = SERVER_PORTS[(id - 1) as usize];
+        let port = self.settings.api_ports[(id - 1) as usize];
         Client::new(
             &format!("http://127.0.0.1:{port}"),
             Some(self.token.clone()),
@@ -85,7 +148,7 @@ impl ComposeCluster {
             "ps",
             "-aq",
             "--filter",
-            "label=com.docker.compose.project=meridian",
+            &format!("label=com.docker.compose.project={}", self.settings.project),
             "--filter",
             &format!("label=com.docker.compose.service={service}"),
         ]);
