@@ -1,61 +1,11 @@
 //! `apply` on a real SQLite file: outcomes, refusals that change nothing, batches.
 
-use meridian_core::{AppSpec, CountryCode, Jurisdiction, Name, Region, Role};
-use meridian_state::apply::apply;
-use meridian_state::db;
-use meridian_state::{
-    apps, audit, settings, tokens, Applied, AuditFilter, AuditRecord, Command, CommandResult,
-    Refusal, TokenRecord,
-};
-use sqlx::SqlitePool;
+use meridian_core::{AppSpec, Jurisdiction, Role};
+use meridian_state::{apps, settings, tokens, Applied, Command, Refusal, TokenRecord};
 
-async fn state() -> (tempfile::TempDir, SqlitePool) {
-    let dir = tempfile::tempdir().unwrap();
-    let pool = db::open_state(&dir.path().join("state.db"), 1)
-        .await
-        .unwrap();
-    (dir, pool)
-}
+mod support;
 
-async fn run(pool: &SqlitePool, cmd: Command) -> CommandResult {
-    let mut tx = pool.begin().await.unwrap();
-    let out = apply(&mut tx, &cmd).await.unwrap();
-    tx.commit().await.unwrap();
-    out
-}
-
-fn n(s: &str) -> Name {
-    Name::parse(s).unwrap()
-}
-
-fn app(name: &str, residency: &[&str], regions: Option<&[&str]>) -> AppSpec {
-    AppSpec {
-        name: n(name),
-        image: "web:1".into(),
-        replicas: 1,
-        port: 80,
-        residency: residency
-            .iter()
-            .map(|j| Jurisdiction::parse(j).unwrap())
-            .collect(),
-        regions: regions.map(|r| r.iter().map(|s| n(s)).collect()),
-        env: Default::default(),
-        health: None,
-        cpu_millis: 100,
-        memory_mb: 128,
-        origin_bound: Vec::new(),
-        domains: Vec::new(),
-    }
-}
-
-fn region(name: &str, country: &str) -> Region {
-    Region {
-        name: n(name),
-        country: CountryCode::parse(country).unwrap(),
-        latitude: 0.0,
-        longitude: 0.0,
-    }
-}
+use support::*;
 
 fn token(id: &str) -> TokenRecord {
     TokenRecord {
@@ -66,16 +16,6 @@ fn token(id: &str) -> TokenRecord {
         expires_at: 2,
         revoked_at: None,
     }
-}
-
-async fn app_names(pool: &SqlitePool) -> Vec<String> {
-    let mut c = pool.acquire().await.unwrap();
-    apps::apps(&mut c)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|a| a.spec.name.to_string())
-        .collect()
 }
 
 #[tokio::test]
@@ -116,15 +56,7 @@ async fn bootstrap_works_once() {
 #[tokio::test]
 async fn a_batch_answers_each_command_and_refusals_change_nothing() {
     let (_d, pool) = state().await;
-    run(
-        &pool,
-        Command::CreateRegion {
-            region: region("us-iad", "US"),
-            at: 1,
-        },
-    )
-    .await
-    .unwrap();
+    create_region(&pool, "us-iad", "US").await;
     let out = run(
         &pool,
         Command::Batch {
@@ -176,15 +108,7 @@ async fn a_batch_answers_each_command_and_refusals_change_nothing() {
 #[tokio::test]
 async fn regions_in_use_are_protected() {
     let (_d, pool) = state().await;
-    run(
-        &pool,
-        Command::CreateRegion {
-            region: region("eu-fra", "DE"),
-            at: 1,
-        },
-    )
-    .await
-    .unwrap();
+    create_region(&pool, "eu-fra", "DE").await;
     run(
         &pool,
         Command::CreateApp {
@@ -394,15 +318,7 @@ async fn routers_register_in_existing_regions() {
     };
     let out = run(&pool, register("eu-fra")).await;
     assert!(matches!(out, Err(Refusal::Invalid { .. })), "{out:?}");
-    run(
-        &pool,
-        Command::CreateRegion {
-            region: region("eu-fra", "DE"),
-            at: 1,
-        },
-    )
-    .await
-    .unwrap();
+    create_region(&pool, "eu-fra", "DE").await;
     run(&pool, register("eu-fra")).await.unwrap();
     run(&pool, register("eu-fra")).await.unwrap();
     let mut c = pool.acquire().await.unwrap();
@@ -574,215 +490,4 @@ async fn a_run_of_creates_holding_rows_back_ends_as_one_at_a_time() {
         .collect();
     assert_eq!(refused, [2, 3, 5, 6, 12], "{:#?}", outcomes[0]);
     assert_eq!(final_names, ["a", "b", "d", "f", "g", "pre"]);
-}
-
-async fn everything_audited(c: &mut sqlx::SqliteConnection) -> Vec<AuditRecord> {
-    let all = AuditFilter {
-        limit: 1000,
-        ..AuditFilter::default()
-    };
-    audit::audit(c, &all).await.unwrap()
-}
-
-fn set_default(residency: &[&str]) -> Command {
-    Command::SetDefaultResidency {
-        residency: residency
-            .iter()
-            .map(|j| Jurisdiction::parse(j).unwrap())
-            .collect(),
-    }
-}
-
-/// A create that leaves the residency to the cluster.
-fn create_without_residency(spec: AppSpec, at: u64) -> Command {
-    Command::CreateApp {
-        spec,
-        at,
-        default_residency: true,
-    }
-}
-
-#[tokio::test]
-async fn apps_without_a_residency_get_the_cluster_default_and_the_audit_says_where_from() {
-    let (_d, pool) = state().await;
-    run(
-        &pool,
-        Command::CreateRegion {
-            region: region("us-iad", "US"),
-            at: 1,
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        run(&pool, set_default(&["EU", "CH"])).await,
-        Ok(Applied::Done)
-    );
-    // Refused like an app's own residency, changing nothing.
-    for (bad, field) in [
-        (set_default(&["EU", "eu"]), "default_residency[1]"),
-        (set_default(&["NORDICS"]), "default_residency[0]"),
-    ] {
-        let out = run(&pool, bad).await;
-        assert!(
-            matches!(&out, Err(Refusal::Invalid { field: f, .. }) if f == field),
-            "{out:?}"
-        );
-    }
-    let mut c = pool.acquire().await.unwrap();
-    let eu_ch = vec![
-        Jurisdiction::parse("EU").unwrap(),
-        Jurisdiction::parse("CH").unwrap(),
-    ];
-    assert_eq!(settings::default_residency(&mut c).await.unwrap(), eu_ch);
-    drop(c);
-
-    // The default applies only when the creator gave none; `[]` given means anywhere.
-    let out = run(&pool, create_without_residency(app("eu", &[], None), 5)).await;
-    assert!(
-        matches!(&out, Ok(Applied::App(a)) if a.spec.residency == eu_ch),
-        "{out:?}"
-    );
-    for (name, residency) in [("own", &["US"][..]), ("free", &[][..])] {
-        run(
-            &pool,
-            Command::CreateApp {
-                spec: app(name, residency, None),
-                at: 5,
-                default_residency: false,
-            },
-        )
-        .await
-        .unwrap();
-    }
-    // Pinned outside a residency the app did not choose: refused, saying where it came from.
-    let pinned = run(
-        &pool,
-        create_without_residency(app("pinned", &[], Some(&["us-iad"])), 5),
-    )
-    .await;
-    assert!(
-        matches!(&pinned, Err(Refusal::Invalid { field, message })
-            if field == "regions[0]" && message.contains("cluster's default residency")),
-        "{pinned:?}"
-    );
-    // Cleared, the default leaves the next app free to run anywhere, and says so.
-    run(&pool, set_default(&[])).await.unwrap();
-    run(&pool, create_without_residency(app("none", &[], None), 6))
-        .await
-        .unwrap();
-
-    assert_eq!(app_names(&pool).await, ["eu", "free", "none", "own"]);
-    let mut c = pool.acquire().await.unwrap();
-    assert!(settings::default_residency(&mut c)
-        .await
-        .unwrap()
-        .is_empty());
-    let created: Vec<(String, String, String)> = everything_audited(&mut c)
-        .await
-        .into_iter()
-        .filter(|a| a.kind == "created")
-        .map(|a| (a.app.to_string(), a.policy, a.detail))
-        .collect();
-    let expect = |app: &str, policy: &str, detail: &str| {
-        (app.to_string(), policy.to_string(), detail.to_string())
-    };
-    assert_eq!(
-        created,
-        [
-            expect(
-                "eu",
-                "residency [EU, CH]",
-                "created without a residency; the cluster's default residency [EU, CH] applies"
-            ),
-            expect(
-                "own",
-                "residency [US]",
-                "created with its own residency [US]"
-            ),
-            expect(
-                "free",
-                "residency [anywhere]",
-                "created to run anywhere, as its creator asked"
-            ),
-            expect(
-                "none",
-                "residency [anywhere]",
-                "created without a residency, and the cluster has no default residency: \
-                 it may run in any region"
-            ),
-        ]
-    );
-}
-
-/// Creates in one run read the default once; a change of it in between is seen by the next.
-#[tokio::test]
-async fn a_default_changed_within_a_batch_applies_from_there_on() {
-    let (_d, pool) = state().await;
-    run(&pool, set_default(&["EU"])).await.unwrap();
-    let out = run(
-        &pool,
-        Command::Batch {
-            commands: vec![
-                create_without_residency(app("a", &[], None), 1),
-                create_without_residency(app("b", &[], None), 1),
-                set_default(&["US"]),
-                create_without_residency(app("c", &[], None), 1),
-            ],
-        },
-    )
-    .await;
-    let Ok(Applied::Batch(results)) = out else {
-        panic!("{out:?}");
-    };
-    let residency: Vec<String> = results
-        .iter()
-        .filter_map(|r| match r {
-            Ok(Applied::App(a)) => Some(a.spec.residency_text()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(residency, ["EU", "EU", "US"]);
-}
-
-#[tokio::test]
-async fn the_audit_reads_by_app_time_and_newest() {
-    let (_d, pool) = state().await;
-    for (name, at) in [("a", 100), ("b", 200), ("a2", 300), ("b2", 400)] {
-        run(&pool, create_without_residency(app(name, &[], None), at))
-            .await
-            .unwrap();
-    }
-    let read = |filter: AuditFilter<'static>| {
-        let pool = pool.clone();
-        async move {
-            audit::audit(&mut pool.acquire().await.unwrap(), &filter)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|a| a.app.to_string())
-                .collect::<Vec<_>>()
-        }
-    };
-    let base = AuditFilter {
-        limit: 10,
-        ..AuditFilter::default()
-    };
-    assert_eq!(read(base).await, ["a", "b", "a2", "b2"]);
-    let since = AuditFilter { since: 200, ..base };
-    assert_eq!(read(since).await, ["b", "a2", "b2"]);
-    let newest = AuditFilter {
-        limit: 2,
-        newest: true,
-        ..base
-    };
-    assert_eq!(read(newest).await, ["a2", "b2"]);
-    let oldest = AuditFilter { limit: 2, ..base };
-    assert_eq!(read(oldest).await, ["a", "b"]);
-    let one_app = AuditFilter {
-        app: Some("b"),
-        since: 150,
-        ..base
-    };
-    assert_eq!(read(one_app).await, ["b"]);
 }

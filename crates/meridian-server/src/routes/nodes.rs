@@ -1,14 +1,11 @@
 //! Worker nodes: list, show, drain, undrain.
 
-use std::collections::HashMap;
-
 use axum::extract::{Path, State};
 use axum::Json;
 use meridian_api::nodes::NodeView;
 use meridian_api::ErrorBody;
 use meridian_core::{Action, Name};
 use meridian_state::{Applied, Command, NodeRecord};
-use tokio::time::Instant;
 
 use crate::auth::Caller;
 use crate::ctx::{now, Ctx};
@@ -29,24 +26,17 @@ pub async fn node_view(ctx: &Ctx, n: &NodeRecord) -> Result<NodeView, ApiError> 
         .map_err(ApiError::storage)?
         .map(|r| r.region.country.to_string())
         .unwrap_or_default();
-    Ok(view(n, country, &usage, &heard(ctx)))
+    Ok(view(ctx, n, country, &usage))
 }
 
-/// When this server last heard each node's heartbeat (only the leader hears them).
-fn heard(ctx: &Ctx) -> HashMap<String, Instant> {
-    ctx.0
-        .heartbeats
-        .lock()
-        .map(|seen| seen.clone())
-        .unwrap_or_default()
+/// Milliseconds since this server last heard `node`'s heartbeat (only the leader hears them).
+fn heartbeat_ms_ago(ctx: &Ctx, node: &str) -> Option<u64> {
+    let seen = ctx.0.heartbeats.lock().ok()?;
+    let at = seen.get(node)?;
+    Some(u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX))
 }
 
-fn view(
-    n: &NodeRecord,
-    country: String,
-    usage: &[(String, u32, u32, u32)],
-    heard: &HashMap<String, Instant>,
-) -> NodeView {
+fn view(ctx: &Ctx, n: &NodeRecord, country: String, usage: &[(String, u32, u32, u32)]) -> NodeView {
     let (count, cpu, mem) = usage
         .iter()
         .find(|u| u.0 == n.name.as_str())
@@ -67,9 +57,7 @@ fn view(
         generation: n.generation,
         registered_at: n.registered_at,
         updated_at: n.updated_at,
-        heartbeat_ms_ago: heard
-            .get(n.name.as_str())
-            .map(|at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX)),
+        heartbeat_ms_ago: heartbeat_ms_ago(ctx, n.name.as_str()),
     }
 }
 
@@ -83,7 +71,6 @@ pub async fn list(State(ctx): State<Ctx>, caller: Caller) -> Result<Json<Vec<Nod
     let nodes = r.nodes().await.map_err(st)?;
     let regions = r.regions().await.map_err(st)?;
     let usage = r.node_usage().await.map_err(st)?;
-    let heard = heard(&ctx);
     let out = nodes
         .iter()
         .map(|n| {
@@ -92,7 +79,7 @@ pub async fn list(State(ctx): State<Ctx>, caller: Caller) -> Result<Json<Vec<Nod
                 .find(|r| r.region.name == n.region)
                 .map(|r| r.region.country.to_string())
                 .unwrap_or_default();
-            view(n, country, &usage, &heard)
+            view(&ctx, n, country, &usage)
         })
         .collect();
     Ok(Json(out))
