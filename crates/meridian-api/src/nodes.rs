@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use meridian_core::instance::InstanceState;
+use meridian_core::rollout::ReleaseStatus;
 use serde::{Deserialize, Serialize};
 
 /// A worker node.
@@ -74,6 +76,30 @@ pub struct InstanceView {
     pub updated_at: u64,
 }
 
+/// `desired` of an instance the control plane wants running.
+pub const DESIRED_RUN: &str = "run";
+
+impl InstanceView {
+    /// The observed state, or `None` for one this client does not know (a newer server's).
+    pub fn observed(&self) -> Option<InstanceState> {
+        InstanceState::parse(&self.state)
+    }
+
+    /// Whether the control plane wants it running (not kept only for history).
+    pub fn is_wanted(&self) -> bool {
+        self.desired == DESIRED_RUN
+    }
+
+    /// Whether it serves: healthy, or running when the app has no health check.
+    pub fn is_up(&self, has_health_check: bool) -> bool {
+        match self.observed() {
+            Some(InstanceState::Healthy) => true,
+            Some(InstanceState::Running) => !has_health_check,
+            _ => false,
+        }
+    }
+}
+
 /// A release of an app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReleaseView {
@@ -91,6 +117,13 @@ pub struct ReleaseView {
     pub created_at: u64,
     /// Unix seconds of the last status change.
     pub updated_at: u64,
+}
+
+impl ReleaseView {
+    /// The status, or `None` for one this client does not know (a newer server's).
+    pub fn rollout_status(&self) -> Option<ReleaseStatus> {
+        ReleaseStatus::parse(&self.status)
+    }
 }
 
 /// `POST /v1/apps/{name}/deploy`.
@@ -178,4 +211,53 @@ pub struct AuditQuery {
     pub limit: Option<u64>,
     /// The newest `limit` entries that match, instead of the oldest.
     pub newest: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(state: &str, desired: &str) -> InstanceView {
+        InstanceView {
+            id: "i".into(),
+            app: "a".into(),
+            node: "n".into(),
+            region: "r".into(),
+            release: 1,
+            state: state.into(),
+            desired: desired.into(),
+            address: None,
+            exit_code: None,
+            detail: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn an_instance_is_up_when_healthy_or_running_without_a_check() {
+        assert!(instance("healthy", "run").is_up(true));
+        assert!(instance("running", "run").is_up(false));
+        assert!(!instance("running", "run").is_up(true));
+        assert!(!instance("unhealthy", "run").is_up(false));
+        assert!(!instance("some-newer-state", "run").is_up(false));
+        assert!(instance("running", "run").is_wanted());
+        assert!(!instance("running", "stop").is_wanted());
+    }
+
+    #[test]
+    fn a_release_status_this_client_does_not_know_reads_as_none() {
+        let mut r = ReleaseView {
+            app: "a".into(),
+            number: 1,
+            image: "x".into(),
+            status: "rolling".into(),
+            reason: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        assert_eq!(r.rollout_status(), Some(ReleaseStatus::Rolling));
+        r.status = "paused-by-a-newer-server".into();
+        assert_eq!(r.rollout_status(), None);
+    }
 }

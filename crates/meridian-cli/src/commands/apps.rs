@@ -390,8 +390,7 @@ async fn wait_until_up(
         let instances = client.instances(name).await?;
         let up = instances
             .iter()
-            .filter(|i| i.desired == "run")
-            .filter(|i| i.state == "healthy" || (app.health.is_none() && i.state == "running"))
+            .filter(|i| i.is_wanted() && i.is_up(app.health.is_some()))
             .count();
         if up >= app.replicas as usize {
             return super::placement::instances(client, out, name, false).await;

@@ -9,6 +9,8 @@ use anyhow::bail;
 use clap::Args;
 use meridian_api::nodes::{InstanceView, ReleaseView};
 use meridian_client::Client;
+use meridian_core::rollout::ReleaseStatus;
+use meridian_core::InstanceState;
 
 use crate::output::Output;
 
@@ -69,8 +71,9 @@ pub async fn run(args: DeployArgs, client: &Client, out: &Output) -> anyhow::Res
             }
             last_line = line;
         }
-        let done = now.map(|r| r.status.as_str()).unwrap_or("superseded");
-        if done != "rolling" || start.elapsed() > Duration::from_millis(wait_ms) {
+        // A release no longer listed, or in a status this client does not know, is not rolling.
+        let rolling = now.and_then(ReleaseView::rollout_status) == Some(ReleaseStatus::Rolling);
+        if !rolling || start.elapsed() > Duration::from_millis(wait_ms) {
             if live {
                 eprintln!();
             }
@@ -83,11 +86,11 @@ pub async fn run(args: DeployArgs, client: &Client, out: &Output) -> anyhow::Res
 /// One progress line: per region, new-release instances healthy / wanted and old ones left.
 fn progress(release: &ReleaseView, instances: &[InstanceView]) -> String {
     let mut regions: BTreeMap<&str, (u32, u32, u32)> = BTreeMap::new();
-    for i in instances.iter().filter(|i| i.desired == "run") {
+    for i in instances.iter().filter(|i| i.is_wanted()) {
         let e = regions.entry(i.region.as_str()).or_default();
         if i.release == release.number {
             e.1 += 1;
-            if i.state == "healthy" {
+            if i.observed() == Some(InstanceState::Healthy) {
                 e.0 += 1;
             }
         } else {

@@ -2,6 +2,7 @@
 
 use meridian_api::nodes::{InstanceView, PlanView, ReleaseView};
 use meridian_client::Client;
+use meridian_core::InstanceState;
 
 use crate::output::{or_dash, Output, Table};
 use crate::timestamp::format_unix;
@@ -10,7 +11,7 @@ use crate::timestamp::format_unix;
 pub async fn instances(client: &Client, out: &Output, app: &str, all: bool) -> anyhow::Result<()> {
     let mut list = client.instances(app).await?;
     if !all {
-        list.retain(|i| i.desired == "run");
+        list.retain(InstanceView::is_wanted);
     }
     out.show(&list, || render_instances(&list))
 }
@@ -27,7 +28,9 @@ pub fn render_instances(list: &[InstanceView]) -> String {
             i.region.clone(),
             i.release.to_string(),
             match i.exit_code {
-                Some(code) if i.state == "exited" => format!("exited({code})"),
+                Some(code) if i.observed() == Some(InstanceState::Exited) => {
+                    format!("exited({code})")
+                }
                 _ => i.state.clone(),
             },
             i.desired.clone(),

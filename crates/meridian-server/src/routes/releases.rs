@@ -192,3 +192,13 @@ pub async fn plan(
             .collect(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use meridian_state::instances::Desired;
+
+    #[test]
+    fn clients_read_a_running_instance_by_the_name_the_server_gives_it() {
+        assert_eq!(Desired::Run.as_str(), meridian_api::nodes::DESIRED_RUN);
+    }
+}
