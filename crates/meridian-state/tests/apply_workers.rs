@@ -4,34 +4,19 @@
 
 use std::collections::BTreeMap;
 
-use meridian_core::{
-    AppSpec, CountryCode, InstanceState, Jurisdiction, Name, NodeStatus, Region, ReleaseStatus,
-};
-use meridian_state::apply::apply;
-use meridian_state::{
-    db, Applied, Command, CommandResult, Observed, Refusal, ReleaseUpdate, Schedule, StateReader,
-};
+use meridian_core::{InstanceState, NodeStatus, ReleaseStatus};
+use meridian_state::{Applied, Command, Observed, Refusal, ReleaseUpdate, Schedule, StateReader};
 use meridian_state::{NewInstance, StopInstance};
 use sqlx::SqlitePool;
 
+mod support;
+
+use support::{create_region, n, run};
+
 async fn state() -> (tempfile::TempDir, SqlitePool, StateReader) {
-    let dir = tempfile::tempdir().unwrap();
-    let pool = db::open_state(&dir.path().join("state.db"), 1)
-        .await
-        .unwrap();
+    let (dir, pool) = support::state().await;
     let reader = StateReader::new(pool.clone(), std::sync::Arc::new(Default::default()));
     (dir, pool, reader)
-}
-
-async fn run(pool: &SqlitePool, cmd: Command) -> CommandResult {
-    let mut tx = pool.begin().await.unwrap();
-    let out = apply(&mut tx, &cmd).await.unwrap();
-    tx.commit().await.unwrap();
-    out
-}
-
-fn n(s: &str) -> Name {
-    Name::parse(s).unwrap()
 }
 
 fn register(name: &str, region: &str) -> Command {
@@ -57,15 +42,7 @@ fn place(id: &str, node: &str, release: u64) -> NewInstance {
 
 async fn setup(pool: &SqlitePool) {
     for (name, cc) in [("eu-fra", "DE"), ("us-iad", "US")] {
-        let region = Region {
-            name: n(name),
-            country: CountryCode::parse(cc).unwrap(),
-            latitude: 0.0,
-            longitude: 0.0,
-        };
-        run(pool, Command::CreateRegion { region, at: 1 })
-            .await
-            .unwrap();
+        create_region(pool, name, cc).await;
     }
     let refused = run(pool, register("x-1", "nowhere")).await;
     assert!(
@@ -74,20 +51,7 @@ async fn setup(pool: &SqlitePool) {
     );
     run(pool, register("fra-1", "eu-fra")).await.unwrap();
     run(pool, register("iad-1", "us-iad")).await.unwrap();
-    let spec = AppSpec {
-        name: n("web"),
-        image: "web:1".into(),
-        replicas: 1,
-        port: 80,
-        residency: vec![Jurisdiction::parse("EU").unwrap()],
-        regions: None,
-        env: Default::default(),
-        health: None,
-        cpu_millis: 100,
-        memory_mb: 128,
-        origin_bound: Vec::new(),
-        domains: Vec::new(),
-    };
+    let spec = support::app("web", &["EU"], None);
     run(
         pool,
         Command::CreateApp {

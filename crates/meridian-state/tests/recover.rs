@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use meridian_core::{AppSpec, Name};
 use meridian_state::db;
 use meridian_state::snapshot::SnapshotDir;
 use meridian_state::state_machine::StateMachine;
@@ -11,21 +10,10 @@ use meridian_state::{apps, Command, TypeConfig};
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
 
+mod support;
+
 fn create(i: u64) -> Entry<TypeConfig> {
-    let spec = AppSpec {
-        name: Name::parse(&format!("app-{i}")).unwrap(),
-        image: "web:1".into(),
-        replicas: 1,
-        port: 80,
-        residency: vec![],
-        regions: None,
-        env: Default::default(),
-        health: None,
-        cpu_millis: 100,
-        memory_mb: 128,
-        origin_bound: Vec::new(),
-        domains: Vec::new(),
-    };
+    let spec = support::app(&format!("app-{i}"), &[], None);
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
         payload: EntryPayload::Normal(Command::CreateApp {

@@ -195,7 +195,7 @@ pub async fn plan(
 
 #[cfg(test)]
 mod tests {
-    use meridian_state::instances::Desired;
+    use meridian_state::Desired;
 
     #[test]
     fn clients_read_a_running_instance_by_the_name_the_server_gives_it() {

@@ -1,4 +1,4 @@
-//! What the `apply` tests share: a fresh state file, applying one command, specs.
+//! What the state tests share: a fresh state file, applying one command, specs and regions.
 
 #![allow(dead_code)] // each test file uses its own part
 
