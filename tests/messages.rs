@@ -12,7 +12,7 @@ use meridian_api::tokens::CreateToken;
 use meridian_api::ErrorCode;
 use meridian_client::Client;
 use meridian_core::InstanceState;
-use meridian_tests::simulated_agent::register;
+use meridian_tests::simulated_agent::{keep_beating, register};
 use meridian_tests::workers::eventually;
 use meridian_tests::{app_body, meridian_bin, Cluster};
 
@@ -197,13 +197,7 @@ async fn a_halted_release_names_its_instance_node_region_and_check() {
     let admin = c.client(0);
     let agent = Client::new(&c.url(0), Some(c.token("agent").await)).expect("client");
     register(&agent, "fra-1", "eu-fra").await;
-    let hb = agent.clone();
-    let beating = tokio::spawn(async move {
-        loop {
-            let _ = hb.heartbeat("fra-1").await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    });
+    let beating = keep_beating(&agent, &["fra-1"]);
     let app = serde_json::from_value(serde_json::json!({
         "name": "web", "image": "web:1", "port": 8080, "residency": ["EU"],
         "health": {"http": "/healthz"}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use meridian_api::agent::{InstanceReport, InstanceReports, RegisterNode, AGENT_PROTOCOL};
 use meridian_client::Client;
 use meridian_core::InstanceState;
-use meridian_tests::simulated_agent::register;
+use meridian_tests::simulated_agent::{keep_beating, register};
 use meridian_tests::workers::eventually;
 use meridian_tests::Cluster;
 
@@ -82,15 +82,7 @@ async fn eu_app_stays_in_the_eu_through_node_loss() {
     admin.create_app(&app).await.expect("create app");
 
     // Heartbeat all three while the app is placed.
-    let hb = agent.clone();
-    let beating = tokio::spawn(async move {
-        loop {
-            for n in ["fra-1", "ams-1", "iad-1"] {
-                let _ = hb.heartbeat(n).await;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    });
+    let beating = keep_beating(&agent, &["fra-1", "ams-1", "iad-1"]);
     eventually("3 instances placed", Duration::from_secs(10), || async {
         running_nodes(&admin, "web").await.len() == 3
     })
@@ -123,15 +115,7 @@ async fn eu_app_stays_in_the_eu_through_node_loss() {
 
     // fra-1 goes silent: after the grace its instances move to ams-1, never to iad-1.
     beating.abort();
-    let hb = agent.clone();
-    let beating = tokio::spawn(async move {
-        loop {
-            for n in ["ams-1", "iad-1"] {
-                let _ = hb.heartbeat(n).await;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    });
+    let beating = keep_beating(&agent, &["ams-1", "iad-1"]);
     eventually(
         "instances moved to ams-1",
         Duration::from_millis(GRACE_MS + 10_000),
@@ -143,13 +127,7 @@ async fn eu_app_stays_in_the_eu_through_node_loss() {
 
     // Now ams-1 goes silent too: nothing may run in the US, and the reason is given.
     beating.abort();
-    let hb = agent.clone();
-    let beating = tokio::spawn(async move {
-        loop {
-            let _ = hb.heartbeat("iad-1").await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    });
+    let beating = keep_beating(&agent, &["iad-1"]);
     eventually(
         "app refused with a reason",
         Duration::from_millis(GRACE_MS + 10_000),
@@ -278,4 +256,71 @@ async fn bad_agent_input_gets_clear_errors() {
     assert_eq!((r.number, r.status.as_str()), (2, "rolling"));
     let releases = admin.releases("web").await.unwrap();
     assert_eq!(releases.len(), 2);
+}
+
+/// An app the cluster cannot place is recorded unplaced with its reason; a node that arrives
+/// afterwards in an allowed region gets it at once, even while that record waits to be
+/// committed; and an app deleted while its record waits leaves no record behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn unplaced_apps_are_placed_when_room_arrives_and_forgotten_when_deleted() {
+    let (c, admin, agent) = setup().await;
+    let body = |name: &str| -> meridian_api::apps::AppBody {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "image": "meridian-hello:latest", "port": 8080, "replicas": 1,
+            "residency": ["EU"]
+        }))
+        .unwrap()
+    };
+    admin.create_app(&body("waits")).await.expect("create app");
+    eventually(
+        "the app recorded unplaced",
+        Duration::from_secs(10),
+        || async {
+            let app = admin.app("waits").await.unwrap();
+            app.unplaced
+                .iter()
+                .any(|u| u.reason.contains("no ready node"))
+        },
+    )
+    .await;
+
+    // A second app, then a node right away: the node must not wait for the second app's
+    // record (made before the node existed) to be committed first.
+    admin.create_app(&body("late")).await.expect("create app");
+    register(&agent, "fra-1", "eu-fra").await;
+    let beating = keep_beating(&agent, &["fra-1"]);
+    eventually(
+        "both apps placed on fra-1",
+        Duration::from_secs(10),
+        || async {
+            running_nodes(&admin, "waits").await == vec!["fra-1"]
+                && running_nodes(&admin, "late").await == vec!["fra-1"]
+        },
+    )
+    .await;
+    eventually(
+        "no unplaced records left",
+        Duration::from_secs(10),
+        || async {
+            admin.app("waits").await.unwrap().unplaced.is_empty()
+                && admin.app("late").await.unwrap().unplaced.is_empty()
+        },
+    )
+    .await;
+
+    // A US-only app cannot go to fra-1; deleted straight away, it leaves nothing pending.
+    let us: meridian_api::apps::AppBody = serde_json::from_value(serde_json::json!({
+        "name": "gone", "image": "meridian-hello:latest", "port": 8080, "residency": ["US"]
+    }))
+    .unwrap();
+    admin.create_app(&us).await.expect("create app");
+    admin.delete_app("gone").await.expect("delete app");
+    // Long enough for any record planned before the delete to be committed.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let apps = admin.apps().await.expect("apps");
+    assert!(apps.iter().all(|a| a.name != "gone"), "{apps:#?}");
+    let plan_err = admin.plan("gone").await.expect_err("the app is gone");
+    assert_eq!(plan_err.status(), Some(404), "{plan_err:?}");
+    beating.abort();
+    drop(c);
 }

@@ -23,3 +23,17 @@ pub async fn register(agent: &Client, name: &str, region: &str) {
         .await
         .expect("register");
 }
+
+/// Heartbeats `nodes` every 300 ms until the returned task is aborted, as their agents would.
+pub fn keep_beating(agent: &Client, nodes: &[&str]) -> tokio::task::JoinHandle<()> {
+    let agent = agent.clone();
+    let nodes: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
+    tokio::spawn(async move {
+        loop {
+            for n in &nodes {
+                let _ = agent.heartbeat(n).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    })
+}

@@ -41,6 +41,8 @@ pub struct Inner {
     pub rtt: meridian_core::route::RttTable,
     /// The region this server runs in, where `GET /v1/route` places unlocated clients.
     pub region: Option<String>,
+    /// Tokens whose signature this server has checked.
+    pub verified: crate::auth::VerifiedTokens,
     /// The last route table built, with the applied index it reflects.
     pub route_table:
         tokio::sync::Mutex<Option<(u64, std::sync::Arc<meridian_api::routing::RouteTable>)>>,

@@ -175,6 +175,7 @@ pub async fn run(
         rtt,
         region: config.region.clone(),
         route_table: Default::default(),
+        verified: Default::default(),
     }));
     let app = router::build(ctx.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -80,7 +80,7 @@ pub struct Node {
     pub reader: StateReader,
     /// Batches client writes into log entries.
     pub proposer: Proposer,
-    /// The proposer's batching task and the leader watch.
+    /// The proposer's batching task, the leader watch and the log's checkpoints.
     tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     pools: Vec<SqlitePool>,
 }
@@ -122,8 +122,9 @@ pub async fn open<N: RaftNetworkFactory<TypeConfig>>(
         path: dir.path.clone(),
         error,
     })?;
-    // Replication reads recent entries from memory; two connections serve the rest.
-    let log_pool = db::open_log(&dir.log_db(), 2).await?;
+    // Replication reads recent entries from memory; of three connections, the appends hold one
+    // for good, the checkpoints take another now and then, and reads share what is left.
+    let log_pool = db::open_log(&dir.log_db(), 3).await?;
     let log = LogStore::new(log_pool.clone());
     match log.node_id().await? {
         Some(found) if found != id => {
@@ -155,11 +156,16 @@ pub async fn open<N: RaftNetworkFactory<TypeConfig>>(
         .map_err(|e| StateError::Raft(e.to_string()))?;
     let (proposer, proposer_task) = Proposer::start(raft.clone());
     let watch_task = tokio::spawn(crate::leader_watch::run(raft.clone(), id, settings.clone()));
+    let checkpoint_task = tokio::spawn(db::checkpoint_log(log_pool.clone()));
     Ok(Node {
         raft,
         reader: StateReader::with_changes(readers.clone(), auth, changes),
         proposer,
-        tasks: Arc::new(std::sync::Mutex::new(vec![proposer_task, watch_task])),
+        tasks: Arc::new(std::sync::Mutex::new(vec![
+            proposer_task,
+            watch_task,
+            checkpoint_task,
+        ])),
         pools: vec![log_pool, writer, readers],
     })
 }

@@ -123,12 +123,17 @@ pub(crate) async fn schedule(
         delete.build().persistent(false).execute(&mut *c).await?;
     }
     for chunk in unplaced.chunks(ROWS_PER_STATEMENT) {
-        let mut insert =
-            sqlx::QueryBuilder::new("INSERT OR REPLACE INTO app_status (app, unplaced) ");
+        // Only for apps that still exist: a round planned before an app was deleted may be
+        // committed after it.
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT OR REPLACE INTO app_status (app, unplaced) \
+             SELECT v.column1, v.column2 FROM (",
+        );
         insert.push_values(chunk, |mut row, u| {
             row.push_bind(u.app.as_str())
                 .push_bind(to_json(&u.unplaced));
         });
+        insert.push(") AS v JOIN apps ON apps.name = v.column1");
         insert.build().persistent(false).execute(&mut *c).await?;
     }
     for chunk in round.audit.chunks(ROWS_PER_STATEMENT) {

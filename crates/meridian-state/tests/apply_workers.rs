@@ -382,3 +382,34 @@ async fn a_drain_lasts_through_silence_and_restart_until_undrained() {
     );
     assert_eq!(node().await, before);
 }
+
+#[tokio::test]
+async fn unplaced_records_land_only_for_apps_that_exist() {
+    let (_dir, pool, reader) = state().await;
+    setup(&pool).await;
+    let unplaced = |app: &str| meridian_state::AppUnplaced {
+        app: n(app),
+        unplaced: vec![meridian_core::schedule::Unplaced {
+            app: n(app),
+            release: 1,
+            count: 1,
+            reason: "no ready node with capacity in jurisdictions [EU]".into(),
+        }],
+    };
+    // Planned while `old` existed, committed after it was deleted (or never created).
+    let round = Schedule {
+        unplaced: vec![unplaced("web"), unplaced("old")],
+        ..Default::default()
+    };
+    run(&pool, Command::Schedule { round, at: 2 })
+        .await
+        .unwrap();
+    let apps: Vec<String> = reader
+        .unplaced()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(app, _)| app)
+        .collect();
+    assert_eq!(apps, vec!["web".to_string()]);
+}

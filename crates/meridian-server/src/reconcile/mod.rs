@@ -18,12 +18,12 @@
 mod decide;
 mod world;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use meridian_core::schedule;
 use meridian_core::{Name, NodeStatus};
-use meridian_state::{Command, DbError, ReadSnapshot};
+use meridian_state::{AppUnplaced, AuditRecord, Command, DbError, ReadSnapshot, Schedule};
 use tokio::time::Instant;
 
 use crate::ctx::{now, Ctx};
@@ -40,6 +40,9 @@ const DEBOUNCE: Duration = Duration::from_millis(20);
 /// A round that would only record unplaced instances (and audit that) waits up to this long
 /// for more of its kind, so a stream of apps the cluster cannot place costs one entry per
 /// interval rather than one per round. Rounds that place, stop or move a release never wait.
+/// What such a round decided is kept, not planned again: an app that changes meanwhile is
+/// marked and planned anew (its kept result dropped), and new room or changed regions send
+/// every kept app back to be planned.
 const BOOKKEEPING_WAIT: Duration = Duration::from_millis(250);
 /// Most new instances committed in one round. openraft gives each AppendEntries one heartbeat
 /// interval (100 ms by default) to be shipped and made durable on a follower; a round of many
@@ -94,14 +97,22 @@ struct Reconciler {
     seen: u64,
     /// Apps to plan.
     dirty: BTreeSet<Name>,
-    /// Apps whose last plan only recorded them unplaced, waiting (see [`BOOKKEEPING_WAIT`]).
-    held: BTreeSet<Name>,
+    /// What the last plan of each app decided when that only recorded it unplaced, waiting
+    /// to be committed (see [`BOOKKEEPING_WAIT`]).
+    held: BTreeMap<Name, Held>,
     /// When the oldest of `held` was held.
     held_since: Option<Instant>,
     /// Where the sweep goes on.
     sweep_after: Option<String>,
     last_tick: Option<Instant>,
     loaded_at: Option<Instant>,
+}
+
+/// One app's share of a bookkeeping-only round.
+#[derive(Default)]
+struct Held {
+    unplaced: Vec<AppUnplaced>,
+    audit: Vec<AuditRecord>,
 }
 
 impl Reconciler {
@@ -113,14 +124,17 @@ impl Reconciler {
         let index = snap.applied();
         let reload = self.loaded_at.is_none_or(|t| t.elapsed() > RELOAD_EVERY);
         let mut everything = self.loaded_at.is_none();
+        let mut release = false;
         match self.world.as_mut() {
             Some(world) if !reload => {
                 let touched = ctx.reader().changes_since(self.seen, index);
                 if touched.everything {
                     self.world = None;
                     everything = true;
+                    release = true;
                 } else {
                     if touched.regions {
+                        release = true;
                         world.refresh_regions(&mut snap).await.map_err(st)?;
                         self.dirty
                             .extend(names(snap.app_names().await.map_err(st)?));
@@ -135,6 +149,7 @@ impl Reconciler {
                             self.dirty.extend(names(apps));
                         }
                         if nodes.gained {
+                            release = true;
                             self.dirty
                                 .extend(names(snap.pending_apps().await.map_err(st)?));
                         }
@@ -144,6 +159,9 @@ impl Reconciler {
                 }
             }
             _ => self.world = None,
+        }
+        if release {
+            self.release_held();
         }
         if self.world.is_none() {
             // Starting to lead or a snapshot installed: every app is planned once. The
@@ -163,83 +181,136 @@ impl Reconciler {
             }
             self.on_tick(&mut snap).await.map_err(st)?;
         }
-        let held_long_enough = self
+        let flush = self
             .held_since
             .is_some_and(|t| t.elapsed() >= BOOKKEEPING_WAIT);
-        if held_long_enough {
-            self.dirty.append(&mut self.held);
-            self.held_since = None;
-        }
-        if self.dirty.is_empty() {
+        if self.dirty.is_empty() && !flush {
             return Ok(());
         }
         let batch = self.take_batch();
-        let world = self.world.as_mut().expect("loaded above");
-        let view = match read_round(&mut snap, world, &batch).await {
-            Ok(view) => view,
-            Err(e) => {
-                self.dirty.extend(batch);
-                return Err(st(e));
+        // This round plans them again; what was kept of their last plan is superseded.
+        for app in &batch {
+            self.held.remove(app);
+        }
+        let at = now();
+        let (view, mut round) = if batch.is_empty() {
+            (None, Schedule::default())
+        } else {
+            let world = self.world.as_mut().expect("loaded above");
+            let view = match read_round(&mut snap, world, &batch).await {
+                Ok(view) => view,
+                Err(e) => {
+                    self.dirty.extend(batch);
+                    return Err(st(e));
+                }
+            };
+            let (demands, changes) = demands(&view, at);
+            let mut plan = schedule::plan(&view.view, &demands);
+            if plan.place.len() > MAX_PLACEMENTS_PER_ROUND {
+                // The apps whose placements wait for a later round stay dirty.
+                for p in plan.place.drain(MAX_PLACEMENTS_PER_ROUND..) {
+                    self.dirty.insert(p.app);
+                }
             }
+            let round = to_round(&view, plan, changes, at);
+            (Some(view), round)
         };
         drop(snap);
         let read = started.elapsed();
-        let at = now();
-        let (demands, changes) = demands(&view, at);
-        let mut plan = schedule::plan(&view.view, &demands);
-        if plan.place.len() > MAX_PLACEMENTS_PER_ROUND {
-            // The apps whose placements wait for a later round stay dirty.
-            for p in plan.place.drain(MAX_PLACEMENTS_PER_ROUND..) {
-                self.dirty.insert(p.app);
+        let bookkeeping_only =
+            round.place.is_empty() && round.stop.is_empty() && round.releases.is_empty();
+        if bookkeeping_only && !flush {
+            if !round.is_empty() {
+                self.held_since.get_or_insert_with(Instant::now);
+                self.hold(round);
             }
+            return Ok(());
         }
-        let round = to_round(&view, plan, changes, at);
+        let flushed = if flush {
+            self.take_held(&mut round)
+        } else {
+            Vec::new()
+        };
         if round.is_empty() {
             return Ok(());
         }
-        let bookkeeping_only =
-            round.place.is_empty() && round.stop.is_empty() && round.releases.is_empty();
-        if bookkeeping_only && !held_long_enough {
-            self.held_since.get_or_insert_with(Instant::now);
-            self.held.extend(batch);
-            return Ok(());
-        }
-        let placed: Vec<(Name, Name)> = round
-            .place
-            .iter()
-            .map(|p| (p.app.clone(), p.node.clone()))
-            .collect();
-        let stopped: Vec<(Name, Name)> = round
-            .stop
-            .iter()
-            .filter_map(|s| view.instances.iter().find(|i| i.id == s.id))
-            .map(|i| (i.app.clone(), i.node.clone()))
-            .collect();
+        round.planned_at = index;
+        let (placed, stopped) = match &view {
+            Some(view) => moves(view, &round),
+            None => (Vec::new(), Vec::new()),
+        };
         let (n_placed, n_stopped, n_releases) =
             (round.place.len(), round.stop.len(), round.releases.len());
         let planned = started.elapsed();
         if let Err(e) = ctx.propose(Command::Schedule { round, at }).await {
             // Refused (the state moved under the plan) or not committed: plan them again.
             self.dirty.extend(batch);
+            self.dirty.extend(flushed);
             return Err(e);
         }
-        if let Some(world) = self.world.as_mut() {
+        if let (Some(world), Some(view)) = (self.world.as_mut(), &view) {
             world.commit_round(&placed, &stopped, |app| {
                 view.apps.get(app).map(|a| (a.cpu_millis, a.memory_mb))
             });
         }
         tracing::info!(
             apps = batch.len(),
+            kept = flushed.len(),
             placed = n_placed,
             stopped = n_stopped,
             releases = n_releases,
-            index = view.index,
+            index,
             read_ms = read.as_millis() as u64,
             plan_ms = (planned - read).as_millis() as u64,
             commit_ms = (started.elapsed() - planned).as_millis() as u64,
             "committed a scheduling round"
         );
         Ok(())
+    }
+
+    /// Keeps what a bookkeeping-only round decided, per app.
+    fn hold(&mut self, round: Schedule) {
+        for u in round.unplaced {
+            self.held.entry(u.app.clone()).or_default().unplaced.push(u);
+        }
+        for a in round.audit {
+            self.held.entry(a.app.clone()).or_default().audit.push(a);
+        }
+    }
+
+    /// Puts what was kept of up to [`MAX_APPS_PER_ROUND`] apps into `round`, ahead of what
+    /// `round` decided itself, and answers those apps; the rest wait for the next round,
+    /// which comes at once. Apps marked since they were kept are left to be planned again.
+    fn take_held(&mut self, round: &mut Schedule) -> Vec<Name> {
+        let mut apps = Vec::new();
+        let (mut unplaced, mut audit) = (Vec::new(), Vec::new());
+        while apps.len() < MAX_APPS_PER_ROUND {
+            let Some((app, held)) = self.held.pop_first() else {
+                break;
+            };
+            if self.dirty.contains(&app) {
+                continue;
+            }
+            unplaced.extend(held.unplaced);
+            audit.extend(held.audit);
+            apps.push(app);
+        }
+        if self.held.is_empty() {
+            self.held_since = None;
+        }
+        unplaced.append(&mut round.unplaced);
+        audit.append(&mut round.audit);
+        round.unplaced = unplaced;
+        round.audit = audit;
+        apps
+    }
+
+    /// Sends every kept app back to be planned: the room or the regions it was planned
+    /// against changed.
+    fn release_held(&mut self) {
+        self.dirty
+            .extend(std::mem::take(&mut self.held).into_keys());
+        self.held_since = None;
     }
 
     /// The next apps to plan, in name order, taken out of `dirty`.
@@ -313,6 +384,24 @@ impl Reconciler {
         }
         Ok(!silent.is_empty())
     }
+}
+
+/// The (app, node) pairs a round places and stops, for the world's room count.
+type Moves = Vec<(Name, Name)>;
+
+fn moves(view: &RoundView, round: &Schedule) -> (Moves, Moves) {
+    let placed = round
+        .place
+        .iter()
+        .map(|p| (p.app.clone(), p.node.clone()))
+        .collect();
+    let stopped = round
+        .stop
+        .iter()
+        .filter_map(|s| view.instances.iter().find(|i| i.id == s.id))
+        .map(|i| (i.app.clone(), i.node.clone()))
+        .collect();
+    (placed, stopped)
 }
 
 /// Stored app names as names; one that does not parse cannot be an app.
