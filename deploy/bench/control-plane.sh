@@ -72,10 +72,18 @@ cp "$target/release/meridian" "$work/meridian-head"
 head_rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "?")
 compare_build
 
+# Lets the kernel write out what the build or the cluster before left dirty (a release build
+# alone leaves hundreds of megabytes), so the next cluster's fsyncs do not queue behind it.
+settle() {
+  sync
+  sleep 2
+}
+
 # run_meridian BINARY SYSTEM: 3 servers from BINARY, the levels, memory; results as SYSTEM.
 run_meridian() {
 local meridian=$1 system=$2 before
 before=$(wc -l <"$results")
+settle
 # ------------------------------------------------------------------------------- meridian up
 hr
 say "starting 3 meridian servers ($system)..."
@@ -187,6 +195,7 @@ if [ -z "${BENCH_NO_ETCD:-}" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null
   fi
   export ETCDCTL_API=3
+  settle
   say "$(etcd --version | head -1); starting 3 members..."
   cports=()
   pports=()
