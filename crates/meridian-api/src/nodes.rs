@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use meridian_core::instance::InstanceState;
+use meridian_core::instance::{Desired, InstanceState};
 use meridian_core::rollout::ReleaseStatus;
 use serde::{Deserialize, Serialize};
 
@@ -77,7 +77,7 @@ pub struct InstanceView {
 }
 
 /// `desired` of an instance the control plane wants running.
-pub const DESIRED_RUN: &str = "run";
+pub const DESIRED_RUN: &str = Desired::Run.as_str();
 
 impl InstanceView {
     /// The observed state, or `None` for one this client does not know (a newer server's).

@@ -61,6 +61,26 @@ impl InstanceState {
     }
 }
 
+/// Whether the control plane wants an instance to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Desired {
+    /// Run it.
+    Run,
+    /// Stop it (kept for history).
+    Stop,
+}
+
+impl Desired {
+    /// `run` or `stop`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Desired::Run => "run",
+            Desired::Stop => "stop",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

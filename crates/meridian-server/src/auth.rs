@@ -86,13 +86,21 @@ pub fn verify(key_b64: &str, token: &str) -> Result<Claims, ApiError> {
 }
 
 /// Tokens whose signature was checked, so a client that sends the same token again costs a
-/// map lookup instead of an HMAC and two JSON decodes. An entry counts only under the signing
-/// key it was checked with and until the token's expiry; revocation is checked afterwards,
-/// on every request, against the token table.
+/// map lookup instead of an HMAC and two JSON decodes. What is remembered counts only under
+/// the signing key it was checked with (a new key forgets everything) and until each token's
+/// expiry; revocation is checked afterwards, on every request, against the token table.
 #[derive(Debug, Default)]
 pub struct VerifiedTokens {
-    /// Token → (signing key it was checked with, its claims).
-    checked: std::sync::Mutex<std::collections::HashMap<String, (String, Claims)>>,
+    checked: std::sync::Mutex<Checked>,
+}
+
+/// What [`VerifiedTokens`] remembers.
+#[derive(Debug, Default)]
+struct Checked {
+    /// The signing key every entry was checked with.
+    key: String,
+    /// Token → its claims.
+    tokens: std::collections::HashMap<String, Claims>,
 }
 
 /// Most tokens [`VerifiedTokens`] remembers; past that it starts over.
@@ -107,18 +115,21 @@ impl VerifiedTokens {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
-        if let Some((key, claims)) = lock().get(token) {
+        {
+            let checked = lock();
             // `verify` refuses a token once its expiry is in the past, as here.
-            if key == key_b64 && claims.exp >= now {
+            let known = checked.key == key_b64;
+            if let Some(claims) = checked.tokens.get(token).filter(|c| known && c.exp >= now) {
                 return Ok(claims.clone());
             }
         }
         let claims = verify(key_b64, token)?;
         let mut checked = lock();
-        if checked.len() >= VERIFIED_MAX {
-            checked.clear();
+        if checked.key != key_b64 || checked.tokens.len() >= VERIFIED_MAX {
+            checked.key = key_b64.to_string();
+            checked.tokens.clear();
         }
-        checked.insert(token.to_string(), (key_b64.to_string(), claims.clone()));
+        checked.tokens.insert(token.to_string(), claims.clone());
         Ok(claims)
     }
 }
@@ -288,7 +299,7 @@ mod tests {
         let t = token(KEY, "t1", later());
         assert_eq!(verified.verify(KEY, &t).expect("good token").jti, "t1");
         assert_eq!(verified.verify(KEY, &t).expect("remembered").jti, "t1");
-        assert_eq!(verified.checked.lock().unwrap().len(), 1);
+        assert_eq!(verified.checked.lock().unwrap().tokens.len(), 1);
     }
 
     #[test]
@@ -308,7 +319,7 @@ mod tests {
         let expired = token(KEY, "t3", 10);
         let e = verified.verify(KEY, &expired).expect_err("expired");
         assert!(e.message.contains("expired"), "{}", e.message);
-        assert!(verified.checked.lock().unwrap().is_empty());
+        assert!(verified.checked.lock().unwrap().tokens.is_empty());
     }
 
     #[test]
@@ -323,7 +334,8 @@ mod tests {
             .checked
             .lock()
             .unwrap()
-            .insert(t.clone(), (KEY.to_string(), claims));
+            .tokens
+            .insert(t.clone(), claims);
         assert!(verified.verify(KEY, &t).expect("checked again").exp > 10);
     }
 }

@@ -74,7 +74,7 @@ pub async fn open_state(path: &Path, max_connections: u32) -> Result<SqlitePool,
 /// changed, and then fsyncs: rarer checkpoints write the hot pages (the newest rows of each
 /// table and index) fewer times and stall the apply that runs them less often. The WAL then
 /// peaks near 40 MB instead of 4.
-pub const STATE_AUTOCHECKPOINT: u32 = 10_000;
+const STATE_AUTOCHECKPOINT: u32 = 10_000;
 
 /// Opens (creating if missing) a database in WAL mode and brings its schema up to date.
 async fn open(

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+pub use meridian_core::instance::Desired;
 use meridian_core::{InstanceState, Name};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
@@ -10,26 +11,6 @@ use sqlx::{Row, SqliteConnection};
 use crate::changes::Touched;
 use crate::command::{Applied, CommandResult};
 use crate::sql::{corrupt, fetch_in, i, name, small, u};
-
-/// Whether the control plane wants an instance to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Desired {
-    /// Run it.
-    Run,
-    /// Stop it (kept for history).
-    Stop,
-}
-
-impl Desired {
-    /// `run` or `stop`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Desired::Run => "run",
-            Desired::Stop => "stop",
-        }
-    }
-}
 
 /// An instance: desired placement plus the last observed state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
