@@ -77,7 +77,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    memory::cap_arenas();
     let cli = Cli::parse();
     let quiet = matches!(cli.command, Command::Dev(_));
     logging::init(cli.global.log_format, quiet);
