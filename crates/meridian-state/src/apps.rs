@@ -222,18 +222,34 @@ pub(crate) struct HeldCreates {
 }
 
 impl HeldCreates {
-    /// Reads which of `names` exist, so that creating them holds their rows back.
+    /// Reads which of `names` exist, so that creating them holds their rows back, and the
+    /// cluster's default residency with them: one round trip to SQLite for both.
     pub(crate) async fn expect(
         &mut self,
         c: &mut SqliteConnection,
         names: &[&str],
     ) -> Result<(), sqlx::Error> {
-        let rows = fetch_in(c, "SELECT name FROM apps WHERE name IN (", names, ")").await?;
-        let taken = rows
-            .iter()
-            .map(|r| r.try_get::<String, _>("name"))
-            .collect::<Result<_, _>>()?;
+        let rows = fetch_in(
+            c,
+            "SELECT 1 AS taken, name AS value FROM apps WHERE name IN (",
+            names,
+            ") UNION ALL SELECT 0, value FROM cluster_settings WHERE key = 'default_residency'",
+        )
+        .await?;
+        let mut taken = BTreeSet::new();
+        let mut default = None;
+        for r in &rows {
+            let value: String = r.try_get("value")?;
+            if r.try_get::<bool, _>("taken")? {
+                taken.insert(value);
+            } else {
+                default = Some(value);
+            }
+        }
         self.taken = Some(taken);
+        self.default_residency = Some(crate::settings::parse_default_residency(
+            default.as_deref(),
+        )?);
         Ok(())
     }
 
@@ -251,6 +267,11 @@ impl HeldCreates {
         Ok(d)
     }
 
+    /// Rows held back.
+    pub(crate) fn rows(&self) -> usize {
+        self.apps.len() + self.releases.len() + self.audit.len()
+    }
+
     /// Writes what is held back; from here on, creates ask the tables.
     pub(crate) async fn write(&mut self, c: &mut SqliteConnection) -> Result<(), sqlx::Error> {
         self.taken = None;
@@ -260,7 +281,10 @@ impl HeldCreates {
         }
         let mut q = sqlx::QueryBuilder::new("");
         self.push(&mut q);
-        q.build().persistent(false).execute(&mut *c).await?;
+        q.build()
+            .persistent(crate::sql::keep_prepared(self.rows()))
+            .execute(&mut *c)
+            .await?;
         self.apps.clear();
         self.releases.clear();
         self.audit.clear();

@@ -13,7 +13,7 @@ use openraft::{
 };
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 
-use crate::sql::{i, json, to_json};
+use crate::sql::{i, json, keep_prepared, to_json};
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 /// The log store. Cloning shares the pool and the tail: openraft's replication tasks read
@@ -288,7 +288,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             insert.push_values(chunk, |mut row, (e, text)| {
                 row.push_bind(i(e.log_id.index)).push_bind(text.as_str());
             });
-            if let Err(e) = insert.build().persistent(false).execute(&mut *conn).await {
+            let insert = insert.build().persistent(keep_prepared(chunk.len()));
+            if let Err(e) = insert.execute(&mut *conn).await {
                 if several {
                     let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
                 }

@@ -58,7 +58,14 @@ pub(crate) async fn set_apps_domain(
 /// The residency apps created without one get: the `default_residency` setting (stored as
 /// `EU,CH`), or none until one is set.
 pub async fn default_residency(c: &mut SqliteConnection) -> Result<Vec<Jurisdiction>, sqlx::Error> {
-    let Some(text) = setting(c, "default_residency").await? else {
+    parse_default_residency(setting(c, "default_residency").await?.as_deref())
+}
+
+/// The default residency from its stored text (`None` when never set).
+pub(crate) fn parse_default_residency(
+    text: Option<&str>,
+) -> Result<Vec<Jurisdiction>, sqlx::Error> {
+    let Some(text) = text else {
         return Ok(Vec::new());
     };
     text.split(',')

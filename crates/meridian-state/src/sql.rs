@@ -37,7 +37,15 @@ pub(crate) fn name(what: &str, s: &str) -> Result<Name, sqlx::Error> {
 // Statements built with a varying number of rows or names run with `persistent(false)`: every
 // count is a different statement to SQLite, and sqlx would keep up to 100 of them prepared on
 // each connection, some with hundreds of placeholders. The leader held about 10 MB more after
-// a load of creates that way.
+// a load of creates that way. The smallest shapes are the exception (see [`keep_prepared`]).
+
+/// Whether a statement built for `rows` rows or names stays prepared on its connection. The
+/// shapes of one create or one entry repeat on every write of a lightly loaded server, and
+/// parsing them again each time cost a tenth of a follower's CPU; there are few of them and
+/// they are small.
+pub(crate) fn keep_prepared(rows: usize) -> bool {
+    rows <= 4
+}
 
 /// Names per `IN (...)` list: well under SQLite's limit of 32,766 bound values.
 pub(crate) const NAMES_PER_STATEMENT: usize = 500;
@@ -58,7 +66,12 @@ pub(crate) async fn fetch_in(
             list.push_bind(*n);
         }
         q.push(tail);
-        out.extend(q.build().persistent(false).fetch_all(&mut *c).await?);
+        out.extend(
+            q.build()
+                .persistent(keep_prepared(chunk.len()))
+                .fetch_all(&mut *c)
+                .await?,
+        );
     }
     Ok(out)
 }

@@ -150,6 +150,7 @@ impl StateMachine {
             }
         }
         let held = applier.take_held();
+        let rows = held.rows();
         let last = last.map(|l| to_json(&Some(l)));
         let membership = membership.map(|m| to_json(&m));
         let mut close = sqlx::QueryBuilder::new("");
@@ -170,9 +171,13 @@ impl StateMachine {
         for (index, touched) in marks {
             self.changes.record(index, touched);
         }
-        // The text varies with the number of rows held back; the common shapes are few,
-        // but not worth a cached statement each.
-        close.build().persistent(false).execute(&mut *c).await?;
+        // The text varies with the number of rows held back; only the smallest shapes stay
+        // prepared.
+        close
+            .build()
+            .persistent(crate::sql::keep_prepared(rows))
+            .execute(&mut *c)
+            .await?;
         Ok((results, auth_changed))
     }
 }
