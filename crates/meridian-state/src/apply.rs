@@ -66,6 +66,19 @@ impl Applier {
         self.held.expect(c, names).await
     }
 
+    /// As [`Applier::expect_creates`] without reading: assumes that no name the creates
+    /// would take exists and that the default residency is `default` (see
+    /// `HeldCreates::assume`).
+    pub(crate) fn assume_creates(&mut self, default: Vec<meridian_core::Jurisdiction>) {
+        self.held.assume(default);
+    }
+
+    /// The default residency the run read or assumed, while no command that might change
+    /// it has run.
+    pub(crate) fn known_default_residency(&self) -> Option<&[meridian_core::Jurisdiction]> {
+        self.held.known_default_residency()
+    }
+
     /// Hands over what is held back instead of writing it, for the caller to write before
     /// the transaction commits: the state machine sends those statements and the commit to
     /// SQLite in one round trip.

@@ -253,6 +253,21 @@ impl HeldCreates {
         Ok(())
     }
 
+    /// Assumes that none of the names the run may create is taken and that the cluster's
+    /// default residency is `default`, instead of reading them. Creating a name that is
+    /// taken then fails when the held-back rows are written, with a unique-constraint
+    /// violation; the caller rolls back and applies again with [`HeldCreates::expect`].
+    pub(crate) fn assume(&mut self, default: Vec<Jurisdiction>) {
+        self.taken = Some(BTreeSet::new());
+        self.default_residency = Some(default);
+    }
+
+    /// The default residency this run knows (read or assumed), until a command that might
+    /// change it ends the run.
+    pub(crate) fn known_default_residency(&self) -> Option<&[Jurisdiction]> {
+        self.default_residency.as_deref()
+    }
+
     /// The cluster's default residency, read once per run of creates (a command that might
     /// change it ends the run).
     async fn default_residency(

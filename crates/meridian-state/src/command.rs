@@ -214,6 +214,15 @@ impl Command {
             _ => false,
         }
     }
+
+    /// Whether applying this command may change the cluster's default residency.
+    pub fn touches_default_residency(&self) -> bool {
+        match self {
+            Command::SetDefaultResidency { .. } => true,
+            Command::Batch { commands } => commands.iter().any(Command::touches_default_residency),
+            _ => false,
+        }
+    }
 }
 
 /// What a [`Command::Forget`] lets go of. Every list is checked again on apply: a release that

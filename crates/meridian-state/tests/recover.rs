@@ -31,6 +31,11 @@ async fn machine(dir: &Path) -> StateMachine {
     StateMachine::new(writer, readers, snaps, Default::default())
 }
 
+/// The one number `sql` answers, read through another connection than the state machine's.
+async fn count(other: &sqlx::SqlitePool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(other).await.unwrap()
+}
+
 /// Builds a snapshot; answers the index it is at.
 async fn snapshot(sm: &mut StateMachine) -> Option<u64> {
     let snap = sm
@@ -111,15 +116,7 @@ async fn every_apply_is_committed_when_it_returns() {
     let other = db::open_state(&dir.path().join("state.db"), 1)
         .await
         .unwrap();
-    let count = |sql: &'static str| {
-        let other = other.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(&other)
-                .await
-                .unwrap()
-        }
-    };
+    let count = |sql: &'static str| count(&other, sql);
     let mut sm = machine(dir.path()).await;
     let results = sm.apply((1..=3).map(create)).await.unwrap();
     assert!(results.iter().all(Result::is_ok), "{results:?}");
@@ -147,4 +144,70 @@ async fn every_apply_is_committed_when_it_returns() {
     let (applied, _) = sm.applied_state().await.unwrap();
     assert_eq!(applied.map(|l| l.index), Some(6));
     assert_eq!(count("SELECT COUNT(*) FROM apps").await, 5);
+}
+
+fn entry(index: u64, command: Command) -> Entry<TypeConfig> {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(command),
+    }
+}
+
+fn create_named(name: &str, default_residency: bool) -> Command {
+    Command::CreateApp {
+        spec: support::app(name, &[], None),
+        at: 1,
+        default_residency,
+    }
+}
+
+/// Once an apply has read the default residency, later runs of creates assume it and assume
+/// their names are new. A taken name must still be refused (the run is applied again,
+/// reading the tables) without losing the other creates of its run, and a changed default
+/// must reach the next create that leaves its residency out.
+#[tokio::test]
+async fn creates_that_assume_still_refuse_taken_names_and_see_a_new_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sm = machine(dir.path()).await;
+    let results = sm.apply([entry(1, create_named("a", true))]).await.unwrap();
+    assert!(results[0].is_ok(), "{results:?}");
+
+    let batch = Command::Batch {
+        commands: vec![
+            create_named("b", true),
+            create_named("a", true),
+            create_named("c", false),
+        ],
+    };
+    let results = sm.apply([entry(2, batch)]).await.unwrap();
+    let Ok(meridian_state::Applied::Batch(each)) = &results[0] else {
+        panic!("{results:?}");
+    };
+    assert!(each[0].is_ok() && each[2].is_ok(), "{each:?}");
+    assert!(
+        matches!(&each[1], Err(meridian_state::Refusal::AlreadyExists { .. })),
+        "{each:?}"
+    );
+    let other = db::open_state(&dir.path().join("state.db"), 1)
+        .await
+        .unwrap();
+    let count = |sql: &'static str| count(&other, sql);
+    assert_eq!(count("SELECT COUNT(*) FROM apps").await, 3);
+    assert_eq!(count("SELECT COUNT(*) FROM releases").await, 3);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM audit WHERE kind = 'created'").await,
+        3
+    );
+
+    let eu = vec![meridian_core::Jurisdiction::parse("EU").unwrap()];
+    let set = Command::SetDefaultResidency {
+        residency: eu.clone(),
+    };
+    let results = sm.apply([entry(3, set)]).await.unwrap();
+    assert!(results[0].is_ok(), "{results:?}");
+    let results = sm.apply([entry(4, create_named("d", true))]).await.unwrap();
+    let Ok(meridian_state::Applied::App(rec)) = &results[0] else {
+        panic!("{results:?}");
+    };
+    assert_eq!(rec.spec.residency, eu, "the new default reached the create");
 }
