@@ -156,7 +156,8 @@ pub async fn open<N: RaftNetworkFactory<TypeConfig>>(
         .map_err(|e| StateError::Raft(e.to_string()))?;
     let (proposer, proposer_task) = Proposer::start(raft.clone());
     let watch_task = tokio::spawn(crate::leader_watch::run(raft.clone(), id, settings.clone()));
-    let checkpoint_task = tokio::spawn(db::checkpoint_log(log_pool.clone()));
+    let checkpoint_log = tokio::spawn(db::checkpoint(log_pool.clone(), "log.db"));
+    let checkpoint_state = tokio::spawn(db::checkpoint(readers.clone(), "state.db"));
     Ok(Node {
         raft,
         reader: StateReader::with_changes(readers.clone(), auth, changes),
@@ -164,7 +165,8 @@ pub async fn open<N: RaftNetworkFactory<TypeConfig>>(
         tasks: Arc::new(std::sync::Mutex::new(vec![
             proposer_task,
             watch_task,
-            checkpoint_task,
+            checkpoint_log,
+            checkpoint_state,
         ])),
         pools: vec![log_pool, writer, readers],
     })
