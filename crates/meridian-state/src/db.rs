@@ -35,9 +35,10 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 /// Checkpoints the database behind `pool` every [`CHECKPOINT_EVERY`] until the pool closes,
 /// off the path of appends and applies. A passive checkpoint waits for no one and copies
-/// what no reader still needs; the next commit then starts the WAL over from its beginning,
-/// so it stays a few megabytes. `log.db` relies on it alone; for `state.db` it keeps the
-/// commits that would pass [`STATE_AUTOCHECKPOINT`] (and checkpoint inside an apply) rare.
+/// what no reader still needs; once it has copied everything, the next commit writes the WAL
+/// from its beginning again. `log.db` relies on it alone (hardly anything reads it, so each
+/// pass copies the whole WAL); for `state.db` it keeps the commits that would pass
+/// [`STATE_AUTOCHECKPOINT`] (and checkpoint inside an apply) rare.
 pub async fn checkpoint(pool: SqlitePool, what: &'static str) {
     loop {
         tokio::time::sleep(CHECKPOINT_EVERY).await;

@@ -135,7 +135,13 @@ impl StateMachine {
         // one round trip fewer on every server. A name that turns out taken fails the write
         // with a unique-constraint violation; the run is rolled back and applied again
         // reading the tables, which refuse that create.
-        if let Some(default) = self.default_residency.take().filter(|_| !names.is_empty()) {
+        // An apply without creates neither reads nor assumes, and leaves what is known.
+        let known = if names.is_empty() {
+            None
+        } else {
+            self.default_residency.take()
+        };
+        if let Some(default) = known {
             match self.apply_run(&entries, &names, Some(default)).await {
                 Err(e) if is_unique_violation(&e) => self.writer.abandon().await,
                 done => return done,
@@ -146,7 +152,7 @@ impl StateMachine {
 
     /// One attempt at [`Self::apply_entries`]: reading which names are taken and the
     /// default residency, or assuming `assume` (see there). Remembers the default residency
-    /// the run ends with, when no command in it may have changed it.
+    /// the run read or assumed, and forgets it when a command in the run may have changed it.
     async fn apply_run(
         &mut self,
         entries: &[Entry],
@@ -213,7 +219,11 @@ impl StateMachine {
             .persistent(crate::sql::keep_prepared(rows))
             .execute(&mut *c)
             .await?;
-        self.default_residency = default.filter(|_| !default_changed);
+        if default_changed {
+            self.default_residency = None;
+        } else if default.is_some() {
+            self.default_residency = default;
+        }
         Ok((results, auth_changed))
     }
 }
