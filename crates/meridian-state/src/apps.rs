@@ -12,7 +12,7 @@ use crate::audit::AuditRecord;
 use crate::command::{Applied, CommandResult, Refusal};
 use crate::instances::{prune_stopped, Which};
 use crate::nodes::bump_generations;
-use crate::sql::{corrupt, fetch_in, i, json, name, small, to_json, u, ROWS_PER_STATEMENT};
+use crate::sql::{corrupt, fetch_in, i, json, name, push_rows, small, to_json, u, Separated};
 
 /// An app with its bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,10 +152,7 @@ const APP_COLUMNS: &str = "(cpu_millis, memory_mb, name, image, replicas, port, 
      regions, env, health, origin_bound, domains, version, created_at, updated_at) ";
 
 /// Binds one app row's values, in the order of [`APP_COLUMNS`].
-fn push_app_row<'a>(
-    row: &mut sqlx::query_builder::Separated<'_, 'a, sqlx::Sqlite, &str>,
-    rec: &'a AppRecord,
-) {
+fn push_app_row<'a>(row: &mut Separated<'_, 'a>, rec: &'a AppRecord) {
     let s = &rec.spec;
     row.push_bind(i64::from(s.cpu_millis))
         .push_bind(i64::from(s.memory_mb))
@@ -282,9 +279,14 @@ impl HeldCreates {
         Ok(d)
     }
 
-    /// Rows held back.
-    pub(crate) fn rows(&self) -> usize {
-        self.apps.len() + self.releases.len() + self.audit.len()
+    /// The largest [`crate::sql::shape`] of the statements that write what is held back.
+    pub(crate) fn shape(&self) -> usize {
+        let most = self
+            .apps
+            .len()
+            .max(self.releases.len())
+            .max(self.audit.len());
+        crate::sql::shape(most.min(crate::sql::ROWS_PER_STATEMENT))
     }
 
     /// Writes what is held back; from here on, creates ask the tables.
@@ -297,7 +299,7 @@ impl HeldCreates {
         let mut q = sqlx::QueryBuilder::new("");
         self.push(&mut q);
         q.build()
-            .persistent(crate::sql::keep_prepared(self.rows()))
+            .persistent(crate::sql::keep_prepared(self.shape()))
             .execute(&mut *c)
             .await?;
         self.apps.clear();
@@ -307,13 +309,17 @@ impl HeldCreates {
     }
 
     /// Appends to `q` the statements that write what is held back, each ending in `;`.
+    ///
+    /// `OR FAIL` here and in the other multi-row writes of an apply: a multi-row statement
+    /// that may abort half-way makes SQLite copy every page it changes into a statement
+    /// journal first, to undo just that statement, and that copying was a thirtieth of the
+    /// cluster's CPU under load. Nothing needs it: a taken name makes the caller roll the
+    /// whole transaction back, and any other failure stops the apply.
     pub(crate) fn push<'a>(&'a self, q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>) {
-        for chunk in self.apps.chunks(ROWS_PER_STATEMENT) {
-            q.push("INSERT INTO apps ");
-            q.push(APP_COLUMNS);
-            q.push_values(chunk, |mut row, rec| push_app_row(&mut row, rec));
-            q.push("; ");
-        }
+        let insert = format!("INSERT OR FAIL INTO apps {APP_COLUMNS}");
+        push_rows(q, &insert, 15, &self.apps, |row, rec| {
+            push_app_row(row, rec)
+        });
         crate::releases::push_insert_releases(q, &self.releases);
         crate::audit::push_insert_audit(q, &self.audit);
     }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use crate::sql::{i, name, u, ROWS_PER_STATEMENT};
+use crate::sql::{i, keep_prepared, name, push_rows, shape, u, ROWS_PER_STATEMENT};
 
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +95,12 @@ pub(crate) async fn insert_audit(
 ) -> Result<(), sqlx::Error> {
     let mut insert = sqlx::QueryBuilder::new("");
     push_insert_audit(&mut insert, rows);
-    insert.build().persistent(false).execute(&mut *c).await?;
+    let shape = shape(rows.len().min(ROWS_PER_STATEMENT));
+    insert
+        .build()
+        .persistent(keep_prepared(shape))
+        .execute(&mut *c)
+        .await?;
     Ok(())
 }
 
@@ -104,11 +109,13 @@ pub(crate) fn push_insert_audit<'a>(
     q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
     rows: &'a [AuditRecord],
 ) {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        q.push(
-            "INSERT INTO audit (at, app, kind, instance, node, region, country, policy, detail) ",
-        );
-        q.push_values(chunk, |mut row, a| {
+    push_rows(
+        q,
+        "INSERT OR FAIL INTO audit (at, app, kind, instance, node, region, country, policy, \
+         detail)",
+        9,
+        rows,
+        |row, a| {
             row.push_bind(i(a.at))
                 .push_bind(a.app.as_str())
                 .push_bind(&a.kind)
@@ -118,9 +125,8 @@ pub(crate) fn push_insert_audit<'a>(
                 .push_bind(&a.country)
                 .push_bind(&a.policy)
                 .push_bind(&a.detail);
-        });
-        q.push("; ");
-    }
+        },
+    );
 }
 
 /// The oldest entries, at most `limit`, up to the first one at or after `before` (unix

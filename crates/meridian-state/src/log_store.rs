@@ -13,7 +13,7 @@ use openraft::{
 };
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 
-use crate::sql::{i, json, keep_prepared, to_json};
+use crate::sql::{i, json, keep_prepared, push_rows, shape, to_json, ROWS_PER_STATEMENT};
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 /// The log store. Cloning shares the pool and the tail: openraft's replication tasks read
@@ -28,9 +28,9 @@ pub struct LogStore {
     tail: Arc<Mutex<Tail>>,
 }
 
-/// Entries per INSERT statement (two bound values each, well under SQLite's limit). openraft
-/// sends at most 300 entries per AppendEntries by default, so one statement is the rule.
-const APPEND_CHUNK: usize = 1000;
+/// Entries per INSERT statement. openraft sends at most 300 entries per AppendEntries by
+/// default, so one statement is the rule.
+const APPEND_CHUNK: usize = ROWS_PER_STATEMENT;
 
 /// Most bytes (of entry JSON) the in-memory tail keeps.
 const TAIL_BYTES: usize = 4 * 1024 * 1024;
@@ -283,12 +283,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .map_err(write_err)?;
         }
         for chunk in entries.chunks(APPEND_CHUNK) {
-            let mut insert =
-                sqlx::QueryBuilder::new("INSERT OR REPLACE INTO raft_log (idx, entry) ");
-            insert.push_values(chunk, |mut row, (e, text)| {
-                row.push_bind(i(e.log_id.index)).push_bind(text.as_str());
-            });
-            let insert = insert.build().persistent(keep_prepared(chunk.len()));
+            let mut insert = sqlx::QueryBuilder::new("");
+            push_rows(
+                &mut insert,
+                "INSERT OR REPLACE INTO raft_log (idx, entry)",
+                2,
+                chunk,
+                |row, (e, text)| {
+                    row.push_bind(i(e.log_id.index)).push_bind(text.as_str());
+                },
+            );
+            let insert = insert.build().persistent(keep_prepared(shape(chunk.len())));
             if let Err(e) = insert.execute(&mut *conn).await {
                 if several {
                     let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;

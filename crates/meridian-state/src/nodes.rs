@@ -8,7 +8,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
 use crate::command::{Applied, CommandResult, Refusal};
-use crate::sql::{corrupt, fetch_in, i, json, name, small, to_json, u, ROWS_PER_STATEMENT};
+use crate::sql::{corrupt, fetch_in, i, json, json_list, name, small, to_json, u};
 
 /// A worker node as the state keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,17 +211,17 @@ pub(crate) async fn bump_generations(
     c: &mut SqliteConnection,
     nodes: &BTreeSet<&str>,
 ) -> Result<(), sqlx::Error> {
-    let names: Vec<&str> = nodes.iter().copied().collect();
-    for chunk in names.chunks(ROWS_PER_STATEMENT) {
-        let mut update =
-            sqlx::QueryBuilder::new("UPDATE nodes SET generation = generation + 1 WHERE name IN (");
-        let mut list = update.separated(", ");
-        for n in chunk {
-            list.push_bind(*n);
-        }
-        update.push(")");
-        update.build().persistent(false).execute(&mut *c).await?;
+    if nodes.is_empty() {
+        return Ok(());
     }
+    let names: Vec<&str> = nodes.iter().copied().collect();
+    sqlx::query(
+        "UPDATE nodes SET generation = generation + 1 \
+         WHERE name IN (SELECT value FROM json_each(?))",
+    )
+    .bind(json_list(&names))
+    .execute(&mut *c)
+    .await?;
     Ok(())
 }
 

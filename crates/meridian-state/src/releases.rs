@@ -9,7 +9,7 @@ use sqlx::{Row, SqliteConnection};
 
 use crate::apps::AppRecord;
 use crate::command::{Applied, CommandResult, Refusal};
-use crate::sql::{corrupt, fetch_in, i, json, name, to_json, u, ROWS_PER_STATEMENT};
+use crate::sql::{corrupt, fetch_in, i, json, name, push_rows, to_json, u};
 
 /// What every instance of one release runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,12 +212,13 @@ pub(crate) fn push_insert_releases<'a>(
     q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
     records: &'a [ReleaseRecord],
 ) {
-    for chunk in records.chunks(ROWS_PER_STATEMENT) {
-        q.push(
-            "INSERT INTO releases (app, number, config, status, reason, deadline_at, created_at, \
-             updated_at) ",
-        );
-        q.push_values(chunk, |mut row, r| {
+    push_rows(
+        q,
+        "INSERT OR FAIL INTO releases (app, number, config, status, reason, deadline_at, \
+         created_at, updated_at)",
+        8,
+        records,
+        |row, r| {
             row.push_bind(r.app.as_str())
                 .push_bind(i(r.number))
                 .push_bind(to_json(&r.config))
@@ -226,9 +227,8 @@ pub(crate) fn push_insert_releases<'a>(
                 .push_bind(i(r.deadline_at))
                 .push_bind(i(r.created_at))
                 .push_bind(i(r.updated_at));
-        });
-        q.push("; ");
-    }
+        },
+    );
 }
 
 /// Seconds a release made by an app change has to become healthy.

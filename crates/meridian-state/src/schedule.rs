@@ -14,7 +14,7 @@ use crate::command::{Applied, CommandResult, Refusal};
 use crate::instances::{prune_stopped, NewInstance, StopInstance};
 use crate::nodes::{bump_generations, NodeRecord};
 use crate::releases::{update_release, ReleaseUpdate};
-use crate::sql::{fetch_in, i, json, to_json, ROWS_PER_STATEMENT};
+use crate::sql::{fetch_in, i, json, json_list, to_json, ROWS_PER_STATEMENT};
 
 /// The unplaced instances of one app, replacing what was recorded before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +68,7 @@ pub(crate) async fn schedule(
     // Multi-row statements: a round may hold hundreds of placements and audit entries.
     for chunk in round.place.chunks(ROWS_PER_STATEMENT) {
         let mut insert = sqlx::QueryBuilder::new(
-            "INSERT INTO instances (id, app, release, node, desired, state, created_at, updated_at) ",
+            "INSERT OR FAIL INTO instances (id, app, release, node, desired, state, created_at, updated_at) ",
         );
         insert.push_values(chunk, |mut row, p| {
             row.push_bind(&p.id)
@@ -110,23 +110,29 @@ pub(crate) async fn schedule(
         t.app(&r.app);
         update_release(c, &r.app, r.number, r.status, r.reason.as_deref(), at).await?;
     }
-    let (placed, unplaced): (Vec<&AppUnplaced>, Vec<&AppUnplaced>) =
-        round.unplaced.iter().partition(|u| u.unplaced.is_empty());
-    let placed: Vec<&str> = placed.iter().map(|u| u.app.as_str()).collect();
-    for chunk in placed.chunks(ROWS_PER_STATEMENT) {
-        let mut delete = sqlx::QueryBuilder::new("DELETE FROM app_status WHERE app IN (");
-        let mut list = delete.separated(", ");
-        for app in chunk {
-            list.push_bind(*app);
-        }
-        delete.push(")");
-        delete.build().persistent(false).execute(&mut *c).await?;
+    // The last word on each app counts.
+    let status: BTreeMap<&str, &AppUnplaced> =
+        round.unplaced.iter().map(|u| (u.app.as_str(), u)).collect();
+    let unplaced: Vec<&AppUnplaced> = status
+        .values()
+        .filter(|u| !u.unplaced.is_empty())
+        .copied()
+        .collect();
+    // Every app in the round loses its old status row; those still unplaced get a new one.
+    // (Not `INSERT OR REPLACE`: a multi-row statement that may abort half-way makes SQLite
+    // copy each page it changes aside first, to undo just that statement.)
+    let apps: Vec<&str> = status.keys().copied().collect();
+    if !apps.is_empty() {
+        sqlx::query("DELETE FROM app_status WHERE app IN (SELECT value FROM json_each(?))")
+            .bind(json_list(&apps))
+            .execute(&mut *c)
+            .await?;
     }
     for chunk in unplaced.chunks(ROWS_PER_STATEMENT) {
         // Only for apps that still exist: a round planned before an app was deleted may be
         // committed after it.
         let mut insert = sqlx::QueryBuilder::new(
-            "INSERT OR REPLACE INTO app_status (app, unplaced) \
+            "INSERT OR FAIL INTO app_status (app, unplaced) \
              SELECT v.column1, v.column2 FROM (",
         );
         insert.push_values(chunk, |mut row, u| {

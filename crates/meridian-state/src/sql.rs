@@ -34,47 +34,168 @@ pub(crate) fn name(what: &str, s: &str) -> Result<Name, sqlx::Error> {
     Name::parse(s).map_err(|e| corrupt(what, e))
 }
 
-// Statements built with a varying number of rows or names run with `persistent(false)`: every
-// count is a different statement to SQLite, and sqlx would keep up to 100 of them prepared on
-// each connection, some with hundreds of placeholders. The leader held about 10 MB more after
-// a load of creates that way. The smallest shapes are the exception (see [`keep_prepared`]).
+// Lists of names (for `IN`) go in as one bound JSON array read with `json_each`, so the
+// statement's text is the same for any length and it stays prepared. Multi-row writes bind a
+// placeholder per value (reading whole rows out of JSON costs SQLite more than parsing the
+// statement), padded to a few row counts (see [`shape`]) so that their texts repeat too.
+// Parsing a statement for every batch cost a twentieth of the cluster's CPU under load;
+// keeping every row count prepared cost about 10 MB per connection.
 
-/// Whether a statement built for `rows` rows or names stays prepared on its connection. The
-/// shapes of one create or one entry repeat on every write of a lightly loaded server, and
-/// parsing them again each time cost a tenth of a follower's CPU; there are few of them and
-/// they are small.
-pub(crate) fn keep_prepared(rows: usize) -> bool {
-    rows <= 4
+/// Rows a multi-row write is built for when it writes `rows`: that many up to 4, then the
+/// next power of two, the rest padded with rows of NULLs that the statement skips. A dozen
+/// texts serve every count.
+pub(crate) fn shape(rows: usize) -> usize {
+    if rows <= 4 {
+        rows
+    } else {
+        rows.next_power_of_two()
+    }
 }
 
-/// Names per `IN (...)` list: well under SQLite's limit of 32,766 bound values.
-pub(crate) const NAMES_PER_STATEMENT: usize = 500;
+/// Whether a statement built for `shape` rows stays prepared on its connection: every shape
+/// repeats under load, and only the largest are too big to keep (tens of thousands of
+/// bound values, each with its slot in the prepared statement).
+pub(crate) fn keep_prepared(shape: usize) -> bool {
+    shape <= 64
+}
 
-/// Rows of `select` (which ends in `IN (`) for every name in `names`, one statement per
-/// [`NAMES_PER_STATEMENT`] names, each followed by `tail` (which starts with `)`).
+/// Appends to `q` the statements `insert` (which names the table and its columns) writing
+/// `rows`, each ending in `;`: per [`ROWS_PER_STATEMENT`] rows, one `VALUES` list of
+/// [`shape`] rows of `columns` values, each row bound by `bind`, whose first value must not
+/// be NULL (padding rows are told apart by it).
+pub(crate) fn push_rows<'a, T>(
+    q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
+    insert: &str,
+    columns: usize,
+    rows: &'a [T],
+    mut bind: impl FnMut(&mut Separated<'_, 'a>, &'a T),
+) {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let shape = shape(chunk.len());
+        q.push(insert);
+        if shape == chunk.len() {
+            q.push(" ");
+            q.push_values(chunk, |mut row, r| bind(&mut row, r));
+        } else {
+            let padding = std::iter::repeat_n(None, shape - chunk.len());
+            q.push(" SELECT * FROM (");
+            q.push_values(
+                chunk.iter().map(Some).chain(padding),
+                |mut row, r| match r {
+                    Some(r) => bind(&mut row, r),
+                    None => {
+                        for _ in 0..columns {
+                            row.push_bind(None::<i64>);
+                        }
+                    }
+                },
+            );
+            // Every written row's first value is NOT NULL.
+            q.push(") WHERE column1 IS NOT NULL");
+        }
+        q.push("; ");
+    }
+}
+
+/// One row's values, as [`push_rows`] binds them.
+pub(crate) type Separated<'q, 'a> =
+    sqlx::query_builder::Separated<'q, 'a, sqlx::Sqlite, &'static str>;
+
+/// `values` as the JSON array a statement reads with `json_each(?)`.
+pub(crate) fn json_list<T: serde::Serialize>(values: &[T]) -> String {
+    to_json(&values)
+}
+
+/// Rows of `select` (which ends in `IN (`) for every name in `names`, followed by `tail`
+/// (which starts with `)`), in one statement whatever the number of names.
 pub(crate) async fn fetch_in(
     c: &mut SqliteConnection,
     select: &str,
     names: &[&str],
     tail: &str,
 ) -> Result<Vec<SqliteRow>, sqlx::Error> {
-    let mut out = Vec::new();
-    for chunk in names.chunks(NAMES_PER_STATEMENT) {
-        let mut q = sqlx::QueryBuilder::new(select);
-        let mut list = q.separated(", ");
-        for n in chunk {
-            list.push_bind(*n);
-        }
-        q.push(tail);
-        out.extend(
-            q.build()
-                .persistent(keep_prepared(chunk.len()))
-                .fetch_all(&mut *c)
-                .await?,
-        );
+    if names.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(out)
+    let sql = format!("{select}SELECT value FROM json_each(?){tail}");
+    sqlx::query(&sql)
+        .bind(json_list(names))
+        .fetch_all(&mut *c)
+        .await
 }
 
-/// Rows per multi-row statement: well under SQLite's limit of 32,766 bound values.
-pub(crate) const ROWS_PER_STATEMENT: usize = 500;
+/// Rows per multi-row statement (a [`shape`]): well under SQLite's limit of 32,766 bound
+/// values.
+pub(crate) const ROWS_PER_STATEMENT: usize = 512;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Connection;
+
+    #[test]
+    fn a_dozen_shapes_serve_every_row_count() {
+        let shapes: std::collections::BTreeSet<usize> =
+            (1..=ROWS_PER_STATEMENT).map(shape).collect();
+        assert_eq!(
+            shapes.into_iter().collect::<Vec<_>>(),
+            [1, 2, 3, 4, 8, 16, 32, 64, 128, 256, 512]
+        );
+        assert!((1..=ROWS_PER_STATEMENT).all(|n| shape(n) >= n));
+    }
+
+    #[tokio::test]
+    async fn padded_statements_write_every_row_once_in_order() {
+        let mut c = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER NOT NULL, s TEXT)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        for count in [1usize, 3, 4, 5, 8, 9, 33, 600, 1100] {
+            sqlx::query("DELETE FROM t").execute(&mut c).await.unwrap();
+            let rows: Vec<(i64, Option<String>)> = (0..count)
+                .map(|n| (n as i64, (n % 2 == 0).then(|| format!("row {n}"))))
+                .collect();
+            let mut q = sqlx::QueryBuilder::new("");
+            push_rows(&mut q, "INSERT INTO t (n, s)", 2, &rows, |row, (n, s)| {
+                row.push_bind(*n).push_bind(s.as_deref());
+            });
+            q.build().execute(&mut c).await.unwrap();
+            let got: Vec<(i64, Option<String>)> =
+                sqlx::query_as("SELECT n, s FROM t ORDER BY rowid")
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap();
+            assert_eq!(got, rows, "{count} rows");
+        }
+    }
+
+    #[tokio::test]
+    async fn lists_of_names_select_with_one_statement_for_any_length() {
+        let mut c = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE t (name TEXT PRIMARY KEY)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES ('a'), ('b\"quoted\"'), ('c')")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let rows = fetch_in(
+            &mut c,
+            "SELECT name FROM t WHERE name IN (",
+            &["b\"quoted\"", "c", "zz"],
+            ") ORDER BY name",
+        )
+        .await
+        .unwrap();
+        let names: Vec<String> = rows.iter().map(|r| sqlx::Row::get(r, "name")).collect();
+        assert_eq!(names, ["b\"quoted\"", "c"]);
+        assert!(
+            fetch_in(&mut c, "SELECT name FROM t WHERE name IN (", &[], ")")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -190,7 +190,7 @@ impl StateMachine {
             }
         }
         let held = applier.take_held();
-        let rows = held.rows();
+        let shape = held.shape();
         let last = last.map(|l| to_json(&Some(l)));
         let membership = membership.map(|m| to_json(&m));
         let mut close = sqlx::QueryBuilder::new("");
@@ -212,11 +212,11 @@ impl StateMachine {
         for (index, touched) in marks {
             self.changes.record(index, touched);
         }
-        // The text varies with the number of rows held back; only the smallest shapes stay
-        // prepared.
+        // The text varies with the shape of the rows held back and with which keys change: a
+        // few dozen texts, kept prepared but for the largest shapes.
         close
             .build()
-            .persistent(crate::sql::keep_prepared(rows))
+            .persistent(crate::sql::keep_prepared(shape))
             .execute(&mut *c)
             .await?;
         if default_changed {
