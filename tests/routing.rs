@@ -206,13 +206,14 @@ async fn requests_go_to_the_nearest_region_the_app_may_be_served_from() {
     }
     assert_eq!(us_instances.len(), 2, "glob and ob each run in us-iad");
 
-    // Tables reach the routers a moment after the control plane changes, and each router
-    // registers when it starts: wait until every router forwards to the US and to eu-fra.
-    // Every instance must be in every router's table too.
+    // Tables reach the routers a moment after the control plane changes (an instance's health
+    // among them), and each router registers when it starts: wait until every router forwards
+    // to every region, each glob instance healthy in its table.
     for r in [&r_fra, &r_ams, &r_iad] {
         for (client, app, region) in [
             (NEW_YORK, "glob", "us-iad"),
             (BERLIN, "glob", "eu-fra"),
+            (PARIS, "glob", "eu-ams"),
             (NEW_YORK, "eu", "eu-ams"),
             (CAYENNE, "ob", "eu-ams"),
             (NEW_YORK, "ob", "us-iad"),
