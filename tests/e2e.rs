@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use meridian_api::apps::AppBody;
+use meridian_client::{Client, ClientError};
 use meridian_core::jurisdiction::EU_MEMBERS;
 use meridian_tests::compose::{docker, ComposeCluster};
 
@@ -136,27 +137,45 @@ impl Suite {
         self.cluster.container(&format!("server-{id}"))
     }
 
+    /// `read` through the leader, linearizably. After a fault, the server a survivor names as
+    /// leader may have lost its quorum meanwhile or been deposed; it then answers 503 and the
+    /// read goes to the leader named next, until [`GIVE_UP`].
+    async fn through_leader<T, F, Fut>(&self, what: &str, read: F) -> T
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let start = Instant::now();
+        loop {
+            let leader = self.leader().await;
+            match read(self.cluster.client(leader)).await {
+                Ok(v) => return v,
+                Err(e) if e.status() == Some(503) && start.elapsed() < GIVE_UP => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("{what}: {e:?}"),
+            }
+        }
+    }
+
     /// Acknowledged writes missing from the state, read linearizably through the leader.
     async fn lost_writes(&self, since: usize) -> usize {
         let acked: Vec<String> = self.history.lock().unwrap().acked[since..]
             .iter()
             .map(|(n, _)| n.clone())
             .collect();
-        let leader = self.leader().await;
-        let apps = self.cluster.client(leader).apps().await.expect("list apps");
+        let apps = self
+            .through_leader("list apps", |c| async move { c.apps().await })
+            .await;
         let present: std::collections::HashSet<String> = apps.into_iter().map(|a| a.name).collect();
         acked.iter().filter(|n| !present.contains(*n)).count()
     }
 
     /// Placements of the EU app outside the EU, from the audit log and from the engine.
     async fn outside_policy(&self) -> usize {
-        let leader = self.leader().await;
         let audit = self
-            .cluster
-            .client(leader)
-            .audit(Some(EU_APP))
-            .await
-            .expect("audit");
+            .through_leader("audit", |c| async move { c.audit(Some(EU_APP)).await })
+            .await;
         let in_audit = audit
             .iter()
             .filter(|a| a.kind == "placed")
