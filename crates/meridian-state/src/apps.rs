@@ -279,14 +279,13 @@ impl HeldCreates {
         Ok(d)
     }
 
-    /// The largest [`crate::sql::shape`] of the statements that write what is held back.
-    pub(crate) fn shape(&self) -> usize {
-        let most = self
-            .apps
+    /// Rows of the largest statement that writes what is held back (see
+    /// [`crate::sql::keep_prepared`]).
+    pub(crate) fn most_rows(&self) -> usize {
+        self.apps
             .len()
             .max(self.releases.len())
-            .max(self.audit.len());
-        crate::sql::shape(most.min(crate::sql::ROWS_PER_STATEMENT))
+            .max(self.audit.len())
     }
 
     /// Writes what is held back; from here on, creates ask the tables.
@@ -299,7 +298,7 @@ impl HeldCreates {
         let mut q = sqlx::QueryBuilder::new("");
         self.push(&mut q);
         q.build()
-            .persistent(crate::sql::keep_prepared(self.shape()))
+            .persistent(crate::sql::keep_prepared(self.most_rows()))
             .execute(&mut *c)
             .await?;
         self.apps.clear();
@@ -317,9 +316,7 @@ impl HeldCreates {
     /// whole transaction back, and any other failure stops the apply.
     pub(crate) fn push<'a>(&'a self, q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>) {
         let insert = format!("INSERT OR FAIL INTO apps {APP_COLUMNS}");
-        push_rows(q, &insert, 15, &self.apps, |row, rec| {
-            push_app_row(row, rec)
-        });
+        push_rows(q, &insert, 15, &self.apps, push_app_row);
         crate::releases::push_insert_releases(q, &self.releases);
         crate::audit::push_insert_audit(q, &self.audit);
     }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use crate::sql::{i, keep_prepared, name, push_rows, shape, u, ROWS_PER_STATEMENT};
+use crate::sql::{i, keep_prepared, name, push_rows, u};
 
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,12 +93,14 @@ pub(crate) async fn insert_audit(
     c: &mut SqliteConnection,
     rows: &[AuditRecord],
 ) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     let mut insert = sqlx::QueryBuilder::new("");
     push_insert_audit(&mut insert, rows);
-    let shape = shape(rows.len().min(ROWS_PER_STATEMENT));
     insert
         .build()
-        .persistent(keep_prepared(shape))
+        .persistent(keep_prepared(rows.len()))
         .execute(&mut *c)
         .await?;
     Ok(())

@@ -13,7 +13,7 @@ use openraft::{
 };
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 
-use crate::sql::{i, json, keep_prepared, push_rows, shape, to_json, ROWS_PER_STATEMENT};
+use crate::sql::{i, json, keep_prepared, push_rows, to_json, ROWS_PER_STATEMENT};
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 /// The log store. Cloning shares the pool and the tail: openraft's replication tasks read
@@ -293,7 +293,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     row.push_bind(i(e.log_id.index)).push_bind(text.as_str());
                 },
             );
-            let insert = insert.build().persistent(keep_prepared(shape(chunk.len())));
+            let insert = insert.build().persistent(keep_prepared(chunk.len()));
             if let Err(e) = insert.execute(&mut *conn).await {
                 if several {
                     let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;

@@ -14,7 +14,9 @@ use crate::command::{Applied, CommandResult, Refusal};
 use crate::instances::{prune_stopped, NewInstance, StopInstance};
 use crate::nodes::{bump_generations, NodeRecord};
 use crate::releases::{update_release, ReleaseUpdate};
-use crate::sql::{fetch_in, i, json, json_list, to_json, ROWS_PER_STATEMENT};
+use crate::sql::{
+    fetch_in, i, json, json_list, keep_prepared, push_rows, to_json, ROWS_PER_STATEMENT,
+};
 
 /// The unplaced instances of one app, replacing what was recorded before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,22 +68,31 @@ pub(crate) async fn schedule(
     }
     let mut touched: BTreeSet<String> = BTreeSet::new();
     // Multi-row statements: a round may hold hundreds of placements and audit entries.
-    for chunk in round.place.chunks(ROWS_PER_STATEMENT) {
-        let mut insert = sqlx::QueryBuilder::new(
-            "INSERT OR FAIL INTO instances (id, app, release, node, desired, state, created_at, updated_at) ",
+    if !round.place.is_empty() {
+        let mut insert = sqlx::QueryBuilder::new("");
+        push_rows(
+            &mut insert,
+            "INSERT OR FAIL INTO instances (id, app, release, node, desired, state, created_at, \
+             updated_at)",
+            8,
+            &round.place,
+            |row, p| {
+                row.push_bind(&p.id)
+                    .push_bind(p.app.as_str())
+                    .push_bind(i(p.release))
+                    .push_bind(p.node.as_str())
+                    .push_bind("run")
+                    .push_bind(InstanceState::Starting.as_str())
+                    .push_bind(i(at))
+                    .push_bind(i(at));
+            },
         );
-        insert.push_values(chunk, |mut row, p| {
-            row.push_bind(&p.id)
-                .push_bind(p.app.as_str())
-                .push_bind(i(p.release))
-                .push_bind(p.node.as_str())
-                .push_bind("run")
-                .push_bind(InstanceState::Starting.as_str())
-                .push_bind(i(at))
-                .push_bind(i(at));
-        });
-        insert.build().persistent(false).execute(&mut *c).await?;
-        touched.extend(chunk.iter().map(|p| p.node.to_string()));
+        insert
+            .build()
+            .persistent(keep_prepared(round.place.len()))
+            .execute(&mut *c)
+            .await?;
+        touched.extend(round.place.iter().map(|p| p.node.to_string()));
     }
     for p in &round.place {
         t.app(&p.app);
@@ -142,9 +153,7 @@ pub(crate) async fn schedule(
         insert.push(") AS v JOIN apps ON apps.name = v.column1");
         insert.build().persistent(false).execute(&mut *c).await?;
     }
-    for chunk in round.audit.chunks(ROWS_PER_STATEMENT) {
-        insert_audit(c, chunk).await?;
-    }
+    insert_audit(c, &round.audit).await?;
     Ok(Ok(Applied::Done))
 }
 

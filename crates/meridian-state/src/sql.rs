@@ -52,11 +52,11 @@ pub(crate) fn shape(rows: usize) -> usize {
     }
 }
 
-/// Whether a statement built for `shape` rows stays prepared on its connection: every shape
-/// repeats under load, and only the largest are too big to keep (tens of thousands of
-/// bound values, each with its slot in the prepared statement).
-pub(crate) fn keep_prepared(shape: usize) -> bool {
-    shape <= 64
+/// Whether a statement [`push_rows`] built for `rows` rows (the most of any statement in
+/// it) stays prepared on its connection: every shape repeats under load, and only the
+/// largest (over 64 rows) are too big to keep, with thousands of bound values each.
+pub(crate) fn keep_prepared(rows: usize) -> bool {
+    rows <= 64
 }
 
 /// Appends to `q` the statements `insert` (which names the table and its columns) writing
@@ -144,13 +144,16 @@ mod tests {
         assert!((1..=ROWS_PER_STATEMENT).all(|n| shape(n) >= n));
     }
 
+    /// A connection to a new in-memory database after `schema`.
+    async fn with(schema: &str) -> SqliteConnection {
+        let mut c = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        sqlx::raw_sql(schema).execute(&mut c).await.unwrap();
+        c
+    }
+
     #[tokio::test]
     async fn padded_statements_write_every_row_once_in_order() {
-        let mut c = SqliteConnection::connect("sqlite::memory:").await.unwrap();
-        sqlx::query("CREATE TABLE t (n INTEGER NOT NULL, s TEXT)")
-            .execute(&mut c)
-            .await
-            .unwrap();
+        let mut c = with("CREATE TABLE t (n INTEGER NOT NULL, s TEXT)").await;
         for count in [1usize, 3, 4, 5, 8, 9, 33, 600, 1100] {
             sqlx::query("DELETE FROM t").execute(&mut c).await.unwrap();
             let rows: Vec<(i64, Option<String>)> = (0..count)
@@ -172,15 +175,11 @@ mod tests {
 
     #[tokio::test]
     async fn lists_of_names_select_with_one_statement_for_any_length() {
-        let mut c = SqliteConnection::connect("sqlite::memory:").await.unwrap();
-        sqlx::query("CREATE TABLE t (name TEXT PRIMARY KEY)")
-            .execute(&mut c)
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO t VALUES ('a'), ('b\"quoted\"'), ('c')")
-            .execute(&mut c)
-            .await
-            .unwrap();
+        let mut c = with(
+            "CREATE TABLE t (name TEXT PRIMARY KEY); \
+             INSERT INTO t VALUES ('a'), ('b\"quoted\"'), ('c')",
+        )
+        .await;
         let rows = fetch_in(
             &mut c,
             "SELECT name FROM t WHERE name IN (",

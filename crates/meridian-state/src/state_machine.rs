@@ -190,7 +190,7 @@ impl StateMachine {
             }
         }
         let held = applier.take_held();
-        let shape = held.shape();
+        let rows = held.most_rows();
         let last = last.map(|l| to_json(&Some(l)));
         let membership = membership.map(|m| to_json(&m));
         let mut close = sqlx::QueryBuilder::new("");
@@ -216,7 +216,7 @@ impl StateMachine {
         // few dozen texts, kept prepared but for the largest shapes.
         close
             .build()
-            .persistent(crate::sql::keep_prepared(shape))
+            .persistent(crate::sql::keep_prepared(rows))
             .execute(&mut *c)
             .await?;
         if default_changed {
