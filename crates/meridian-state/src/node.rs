@@ -150,11 +150,12 @@ pub async fn open<N: RaftNetworkFactory<TypeConfig>>(
         changes.clone(),
     );
     sm.recover().await?;
+    let committed = sm.committed();
     let config = Arc::new(settings.to_config()?);
     let raft = Raft::new(id, config, network, log, sm)
         .await
         .map_err(|e| StateError::Raft(e.to_string()))?;
-    let (proposer, proposer_task) = Proposer::start(raft.clone());
+    let (proposer, proposer_task) = Proposer::start(raft.clone(), committed);
     let watch_task = tokio::spawn(crate::leader_watch::run(raft.clone(), id, settings.clone()));
     let checkpoint_log = tokio::spawn(db::checkpoint(log_pool.clone(), "log.db"));
     let checkpoint_state = tokio::spawn(db::checkpoint(readers.clone(), "state.db"));

@@ -2,14 +2,20 @@
 //!
 //! openraft 0.9 appends and flushes each `client_write` on its own before taking the next, so
 //! a leader fsyncs once per write. The proposer puts concurrent commands into one
-//! `Command::Batch` entry instead: while `MAX_IN_FLIGHT` entries are being written, new
-//! commands wait in the queue, and the next entry carries all of them. Each caller still gets
-//! its own command's result. At low load a batch holds one command and nothing waits.
+//! `Command::Batch` entry instead: while `MAX_IN_FLIGHT` entries are being appended and
+//! replicated, new commands wait in the queue, and the next entry carries all of them. Each
+//! caller still gets its own command's result. At low load a batch holds one command and
+//! nothing waits.
+//!
+//! An entry stops counting once it is committed, while the state machine applies it: the
+//! next entry is appended and replicated during that apply instead of after it. The state
+//! machine tells when (`StateMachine::committed`), as openraft 0.9 answers a `client_write`
+//! only once it is applied.
 
 use std::sync::Arc;
 
 use openraft::error::{ClientWriteError, RaftError};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::command::{Applied, Command, CommandResult};
@@ -17,8 +23,9 @@ use crate::types::{MemberNode, NodeId, Raft};
 
 /// Most commands in one entry.
 pub const MAX_BATCH: usize = 512;
-/// Entries being written at once. One gives the largest batches; on two cores that beat
-/// pipelining at every concurrency measured (see BENCHMARKS.md).
+/// Entries being appended and replicated at once (not counting the one being applied). One
+/// gives the largest batches; on two cores that beat two at every concurrency measured (see
+/// BENCHMARKS.md).
 pub const MAX_IN_FLIGHT: usize = 1;
 
 /// Why a command could not be committed. Its outcome is then unknown only for `Fatal`.
@@ -48,9 +55,12 @@ pub struct Proposer {
 impl Proposer {
     /// Starts the batching task for `raft`. It stops once every `Proposer` clone is dropped,
     /// after finishing the entries in flight.
-    pub fn start(raft: Raft) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        raft: Raft,
+        committed: watch::Receiver<u64>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(raft, rx));
+        let task = tokio::spawn(run(raft, rx, committed));
         (Self { queue }, task)
     }
 
@@ -66,7 +76,11 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, mut queue: mpsc::UnboundedReceiver<Proposal>) {
+async fn run(
+    raft: Raft,
+    mut queue: mpsc::UnboundedReceiver<Proposal>,
+    committed: watch::Receiver<u64>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut writing = JoinSet::new();
     loop {
@@ -84,9 +98,25 @@ async fn run(raft: Raft, mut queue: mpsc::UnboundedReceiver<Proposal>) {
             }
         }
         let raft = raft.clone();
+        let mut committed = committed.clone();
+        let before = *committed.borrow_and_update();
         writing.spawn(async move {
-            write(&raft, batch).await;
+            let write = write(&raft, batch);
+            tokio::pin!(write);
+            // This entry comes after every index given to the state machine so far, so once
+            // it is given a later one, this entry is committed (or another entry was appended
+            // first: the next batch then starts a round early, nothing worse). Without a
+            // state machine to tell, the slot is held to the end.
+            let committed = tokio::select! {
+                () = &mut write => return,
+                seen = committed.wait_for(|&c| c > before) => seen.is_ok(),
+            };
+            if !committed {
+                write.await;
+                return;
+            }
             drop(slot);
+            write.await;
         });
         while writing.try_join_next().is_some() {}
     }

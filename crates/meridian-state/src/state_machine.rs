@@ -34,6 +34,8 @@ pub struct StateMachine {
     /// The cluster's default residency as of the last applied entry, when an apply read it
     /// and nothing since may have changed it.
     default_residency: Option<Vec<meridian_core::Jurisdiction>>,
+    /// The last index handed to an apply: committed, applied or being applied.
+    committed: tokio::sync::watch::Sender<u64>,
 }
 
 /// Builds snapshots concurrently with applies.
@@ -82,7 +84,14 @@ impl StateMachine {
             auth,
             changes,
             default_residency: None,
+            committed: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Follows the last log index this state machine was given to apply, which is known to
+    /// be committed: it moves when an apply starts, before its writes.
+    pub fn committed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.subscribe()
     }
 
     /// Called at start, before Raft: after a power cut `state.db` (synchronous=NORMAL) may
@@ -437,6 +446,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let w = |e: sqlx::Error| sm_err(ErrorVerb::Write, &e);
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let Some(last) = entries.last() {
+            let last = last.log_id.index;
+            self.committed.send_if_modified(|c| {
+                let later = last > *c;
+                if later {
+                    *c = last;
+                }
+                later
+            });
+        }
         let applied = self.apply_entries(entries).await;
         if applied.is_err() {
             self.writer.abandon().await;

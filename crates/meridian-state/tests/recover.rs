@@ -146,6 +146,23 @@ async fn every_apply_is_committed_when_it_returns() {
     assert_eq!(count("SELECT COUNT(*) FROM apps").await, 5);
 }
 
+/// The proposer starts the next entry once the state machine is handed a later index than it
+/// had seen: `committed` must move when an apply starts, and only forwards.
+#[tokio::test]
+async fn the_committed_index_moves_when_an_apply_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sm = machine(dir.path()).await;
+    let mut committed = sm.committed();
+    assert_eq!(*committed.borrow_and_update(), 0);
+    sm.apply((1..=3).map(create)).await.unwrap();
+    assert!(committed.has_changed().unwrap());
+    assert_eq!(*committed.borrow_and_update(), 3);
+    sm.apply(std::iter::empty()).await.unwrap();
+    assert!(!committed.has_changed().unwrap());
+    sm.apply([create(4)]).await.unwrap();
+    assert_eq!(*committed.borrow_and_update(), 4);
+}
+
 fn entry(index: u64, command: Command) -> Entry<TypeConfig> {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
