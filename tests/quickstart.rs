@@ -171,10 +171,24 @@ fn the_readme_quickstart_runs_as_written() {
         String::from_utf8_lossy(&out.stderr)
     );
     println!("{text}");
-    assert!(
-        out.status.success() && text.contains("QUICKSTART-DONE"),
-        "the quickstart stopped:\n{text}"
-    );
+    if !(out.status.success() && text.contains("QUICKSTART-DONE")) {
+        // What the routers saw, before the cluster is removed: a step that routes depends on
+        // their tables and on the regions they could reach.
+        for router in ["router-eu-fra", "router-eu-ams", "router-us-iad"] {
+            let logs = Command::new(repo_root().join("deploy/local-cluster"))
+                .args(["logs", router])
+                .env("MERIDIAN_LOCAL_CLUSTER_STATE", &state)
+                .stdin(Stdio::null())
+                .output();
+            if let Ok(logs) = logs {
+                let all = String::from_utf8_lossy(&logs.stdout);
+                let lines: Vec<&str> = all.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                println!("--- {router} (last 40 lines)\n{tail}");
+            }
+        }
+        panic!("the quickstart stopped:\n{text}");
+    }
 }
 
 #[test]
