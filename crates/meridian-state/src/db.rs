@@ -86,10 +86,12 @@ const LOG_PAGE_SIZE: u32 = 4096;
 /// Page size of a new `state.db`. An apply inserts into several indexes keyed by app name
 /// (apps, releases, app status, audit by app), each at a different place in its B-tree, so
 /// every create dirties a leaf page of each, and a commit writes every page it dirtied to the
-/// WAL, and a checkpoint writes it again. With 1 KiB pages instead of 4 KiB a loaded server
-/// wrote about half the bytes per create, and the fsyncs of `log.db` beside it waited less.
-/// (Measured in BENCHMARKS.md; an app row larger than about 1 KB spills to overflow pages.)
-const STATE_PAGE_SIZE: u32 = 1024;
+/// WAL, and a checkpoint writes it again. Smaller pages write fewer bytes per create (a loaded
+/// server wrote 52 KB per create with 1 KiB pages, 63-70 with 2 KiB, 95 with 4 KiB) but split
+/// more often under bulk inserts: with 1 KiB, placements through Raft were 6-10 % slower than
+/// with 4 KiB; with 2 KiB, not slower. (BENCHMARKS.md; an app row larger than about 2 KB
+/// spills to overflow pages.)
+const STATE_PAGE_SIZE: u32 = 2048;
 
 /// Opens (creating if missing) a database in WAL mode and brings its schema up to date.
 async fn open(

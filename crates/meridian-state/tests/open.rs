@@ -32,7 +32,7 @@ async fn new_databases_get_their_page_sizes_and_old_ones_keep_theirs() {
         .await
         .unwrap();
     let log = db::open_log(&dir.path().join("log.db"), 1).await.unwrap();
-    assert_eq!(page_size(&state).await, 1024);
+    assert_eq!(page_size(&state).await, 2048);
     assert_eq!(page_size(&log).await, 4096);
 
     let old = dir.path().join("old-state.db");
