@@ -83,15 +83,14 @@ const STATE_AUTOCHECKPOINT: u32 = 10_000;
 /// most of them larger than a smaller page would hold without overflow pages.
 const LOG_PAGE_SIZE: u32 = 4096;
 
-/// Page size of a new `state.db`. An apply inserts into several indexes keyed by app name
-/// (apps, releases, app status, audit by app), each at a different place in its B-tree, so
-/// every create dirties a leaf page of each, and a commit writes every page it dirtied to the
-/// WAL, and a checkpoint writes it again. Smaller pages write fewer bytes per create (a loaded
-/// server wrote 52 KB per create with 1 KiB pages, 63-70 with 2 KiB, 95 with 4 KiB) but split
-/// more often under bulk inserts: with 1 KiB, placements through Raft were 6-10 % slower than
-/// with 4 KiB; with 2 KiB, not slower. (BENCHMARKS.md; an app row larger than about 2 KB
-/// spills to overflow pages.)
-const STATE_PAGE_SIZE: u32 = 2048;
+/// Page size of a new `state.db`: SQLite's default. An apply inserts into several indexes
+/// keyed by app name (apps, releases, app status, audit by app), each at a different place in
+/// its B-tree, so every create dirties a leaf page of each, and every dirtied page is written
+/// whole to the WAL and again by the checkpoint. Smaller pages write fewer bytes per create (a
+/// loaded server wrote 52 KB per create with 1 KiB pages, 63-70 with 2 KiB, 95 with 4 KiB) and
+/// made creates faster at 16 and 64 clients, but bulk placements through Raft slower (1 KiB:
+/// 6-26 %, 2 KiB: about 13 % at the median), so the default stays (BENCHMARKS.md).
+const STATE_PAGE_SIZE: u32 = 4096;
 
 /// Opens (creating if missing) a database in WAL mode and brings its schema up to date.
 async fn open(

@@ -16,9 +16,8 @@ async fn fresh_databases_open_without_lock_errors() {
     }
 }
 
-/// A new `state.db` gets small pages (each create dirties a leaf of several indexes, and every
-/// dirtied page is written whole), a new `log.db` SQLite's default; a database created
-/// before keeps the page size it has.
+/// New databases get the page sizes `db` names (SQLite's default for both, see
+/// `STATE_PAGE_SIZE`); a database created before keeps the page size it has.
 #[tokio::test]
 async fn new_databases_get_their_page_sizes_and_old_ones_keep_theirs() {
     async fn page_size(pool: &sqlx::SqlitePool) -> i64 {
@@ -32,7 +31,7 @@ async fn new_databases_get_their_page_sizes_and_old_ones_keep_theirs() {
         .await
         .unwrap();
     let log = db::open_log(&dir.path().join("log.db"), 1).await.unwrap();
-    assert_eq!(page_size(&state).await, 2048);
+    assert_eq!(page_size(&state).await, 4096);
     assert_eq!(page_size(&log).await, 4096);
 
     let old = dir.path().join("old-state.db");
@@ -40,7 +39,7 @@ async fn new_databases_get_their_page_sizes_and_old_ones_keep_theirs() {
         sqlx::sqlite::SqliteConnectOptions::new()
             .filename(&old)
             .create_if_missing(true)
-            .page_size(4096)
+            .page_size(1024)
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal),
     )
     .await
@@ -51,7 +50,7 @@ async fn new_databases_get_their_page_sizes_and_old_ones_keep_theirs() {
         .unwrap();
     pool.close().await;
     let reopened = db::open_state(&old, 1).await.unwrap();
-    assert_eq!(page_size(&reopened).await, 4096);
+    assert_eq!(page_size(&reopened).await, 1024);
     let apps: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM apps")
         .fetch_one(&reopened)
         .await
