@@ -26,7 +26,6 @@ pub async fn open_log(path: &Path, max_connections: u32) -> Result<SqlitePool, s
         &LOG_MIGRATIONS,
         SqliteSynchronous::Full,
         0,
-        LOG_PAGE_SIZE,
     )
     .await
 }
@@ -61,6 +60,12 @@ pub async fn checkpoint(pool: SqlitePool, what: &'static str) {
 /// Opens `state.db`: WAL with `synchronous=NORMAL`. A power cut may lose the last applied
 /// batches (never corrupt the file); they are still in the log and are applied again, and
 /// `StateMachine::recover` installs the local snapshot first when the log behind it is gone.
+///
+/// Both files keep SQLite's page size (4 KiB). Each create dirties a leaf of four B-trees
+/// keyed by app name, and every dirtied page is written whole to the WAL and again at
+/// checkpoint, so smaller pages wrote fewer bytes per create and made creates faster under
+/// load; but they made bulk placements through Raft slower (1 KiB by 6-26 %, 2 KiB by about
+/// a sixth), so the default stays (BENCHMARKS.md, 2026-12-03).
 pub async fn open_state(path: &Path, max_connections: u32) -> Result<SqlitePool, sqlx::Error> {
     open(
         path,
@@ -68,7 +73,6 @@ pub async fn open_state(path: &Path, max_connections: u32) -> Result<SqlitePool,
         &STATE_MIGRATIONS,
         SqliteSynchronous::Normal,
         STATE_AUTOCHECKPOINT,
-        STATE_PAGE_SIZE,
     )
     .await
 }
@@ -79,19 +83,6 @@ pub async fn open_state(path: &Path, max_connections: u32) -> Result<SqlitePool,
 /// did, and at 64 clients the slowest creates took twice as long.
 const STATE_AUTOCHECKPOINT: u32 = 10_000;
 
-/// Page size of a new `log.db` (SQLite's default). Its writes are appends of whole entries,
-/// most of them larger than a smaller page would hold without overflow pages.
-const LOG_PAGE_SIZE: u32 = 4096;
-
-/// Page size of a new `state.db`: SQLite's default. An apply inserts into several indexes
-/// keyed by app name (apps, releases, app status, audit by app), each at a different place in
-/// its B-tree, so every create dirties a leaf page of each, and every dirtied page is written
-/// whole to the WAL and again by the checkpoint. Smaller pages write fewer bytes per create (a
-/// loaded server wrote 52 KB per create with 1 KiB pages, 63-70 with 2 KiB, 95 with 4 KiB) and
-/// made creates faster at 16 and 64 clients, but bulk placements through Raft slower (1 KiB:
-/// 6-26 %, 2 KiB: about 13 % at the median), so the default stays (BENCHMARKS.md).
-const STATE_PAGE_SIZE: u32 = 4096;
-
 /// Opens (creating if missing) a database in WAL mode and brings its schema up to date.
 async fn open(
     path: &Path,
@@ -99,7 +90,6 @@ async fn open(
     migrations: &Migrator,
     synchronous: SqliteSynchronous,
     autocheckpoint: u32,
-    page_size: u32,
 ) -> Result<SqlitePool, sqlx::Error> {
     let options = SqliteConnectOptions::from_str("sqlite://")?
         .filename(path)
@@ -118,8 +108,6 @@ async fn open(
         // Sorts and DISTINCTs of the readers' queries spill there too.
         .pragma("temp_store", "memory")
         .pragma("wal_autocheckpoint", autocheckpoint.to_string());
-    // Only a new file takes the page size; an existing one keeps its own.
-    let options = options.page_size(page_size);
     // Switching a new file to WAL needs it to be open exactly once: a second connection
     // opened at the same moment (the pool's minimum) would fail with "database is locked",
     // which SQLite does not retry. One connection does the switch before the pool opens any.

@@ -111,11 +111,9 @@ async fn run(
                 () = &mut write => return,
                 seen = committed.wait_for(|&c| c > before) => seen.is_ok(),
             };
-            if !committed {
-                write.await;
-                return;
+            if committed {
+                drop(slot);
             }
-            drop(slot);
             write.await;
         });
         while writing.try_join_next().is_some() {}

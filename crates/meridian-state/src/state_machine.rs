@@ -129,15 +129,10 @@ impl StateMachine {
     /// So the held-back writes, the applied position and the commit go in one round trip,
     /// which also begins the next apply's transaction: an empty deferred transaction takes
     /// no lock and sees no snapshot until its first statement.
-    async fn apply_entries<I>(
+    async fn apply_entries(
         &mut self,
-        entries: I,
-    ) -> Result<(Vec<CommandResult>, bool), sqlx::Error>
-    where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        let entries: Vec<Entry> = entries.into_iter().collect();
+        entries: Vec<Entry>,
+    ) -> Result<(Vec<CommandResult>, bool), sqlx::Error> {
         let names = created_names(&entries);
         // Creates nearly always take new names, and the default residency changes only by
         // its own command: while it is known, the run assumes both instead of asking SQLite,

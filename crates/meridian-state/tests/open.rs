@@ -16,8 +16,8 @@ async fn fresh_databases_open_without_lock_errors() {
     }
 }
 
-/// New databases get the page sizes `db` names (SQLite's default for both, see
-/// `STATE_PAGE_SIZE`); a database created before keeps the page size it has.
+/// New databases get SQLite's default page size (see `db::open_state` for why `state.db`
+/// does not take smaller pages); a database created before keeps the page size it has.
 #[tokio::test]
 async fn new_databases_get_their_page_sizes_and_old_ones_keep_theirs() {
     async fn page_size(pool: &sqlx::SqlitePool) -> i64 {
