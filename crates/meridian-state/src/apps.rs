@@ -151,6 +151,14 @@ pub(crate) enum Write {
 const APP_COLUMNS: &str = "(cpu_millis, memory_mb, name, image, replicas, port, residency, \
      regions, env, health, origin_bound, domains, version, created_at, updated_at) ";
 
+/// What replacing an app row sets: every column of [`APP_COLUMNS`] but the name.
+const APP_UPSERT: &str = " ON CONFLICT (name) DO UPDATE SET cpu_millis = excluded.cpu_millis, \
+     memory_mb = excluded.memory_mb, image = excluded.image, replicas = excluded.replicas, \
+     port = excluded.port, residency = excluded.residency, regions = excluded.regions, \
+     env = excluded.env, health = excluded.health, origin_bound = excluded.origin_bound, \
+     domains = excluded.domains, version = excluded.version, created_at = excluded.created_at, \
+     updated_at = excluded.updated_at";
+
 /// Binds one app row's values, in the order of [`APP_COLUMNS`].
 fn push_app_row<'a>(row: &mut Separated<'_, 'a>, rec: &'a AppRecord) {
     let s = &rec.spec;
@@ -178,15 +186,14 @@ pub(crate) async fn write_app(
     how: Write,
 ) -> Result<bool, sqlx::Error> {
     let s = &rec.spec;
-    let mut q = sqlx::QueryBuilder::new(match how {
-        Write::Create => "INSERT INTO apps ",
-        Write::Replace => "INSERT OR REPLACE INTO apps ",
-    });
+    let mut q = sqlx::QueryBuilder::new("INSERT INTO apps ");
     q.push(APP_COLUMNS);
     q.push_values([rec], |mut row, rec| push_app_row(&mut row, rec));
-    if matches!(how, Write::Create) {
-        q.push(" ON CONFLICT (name) DO NOTHING");
-    }
+    q.push(match how {
+        Write::Create => " ON CONFLICT (name) DO NOTHING",
+        // An update in place: the row keeps its id, which other tables are keyed by.
+        Write::Replace => APP_UPSERT,
+    });
     let done = q.build().execute(&mut *c).await?;
     let written = done.rows_affected() == 1;
     // A new app has no domain rows yet (deleting an app removes its rows), so creating one
@@ -404,12 +411,20 @@ pub(crate) async fn check_places(
         }))
 }
 
-/// After an app is deleted: stop its instances, forget its releases and status.
-pub(crate) async fn forget_app(
+/// After app `app` (whose id was `id`) is deleted: stop its instances, forget its releases
+/// and status, and keep its id among the name's former ones, for its audit.
+async fn forget_app(
     c: &mut SqliteConnection,
     app: &Name,
+    id: i64,
     at: u64,
 ) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO deleted_apps (name, id, deleted_at) VALUES (?, ?, ?)")
+        .bind(app.as_str())
+        .bind(id)
+        .bind(i(at))
+        .execute(&mut *c)
+        .await?;
     let live = crate::instances::instances(c, Which::OfApp(app.as_str())).await?;
     let nodes: BTreeSet<&str> = live
         .iter()
@@ -427,10 +442,10 @@ pub(crate) async fn forget_app(
     .await?;
     prune_stopped(c, &BTreeSet::from([app.to_string()])).await?;
     for sql in [
-        "DELETE FROM releases WHERE app = ?",
-        "DELETE FROM app_status WHERE app = ?",
+        "DELETE FROM releases WHERE app_id = ?",
+        "DELETE FROM app_status WHERE app_id = ?",
     ] {
-        sqlx::query(sql).bind(app.as_str()).execute(&mut *c).await?;
+        sqlx::query(sql).bind(id).execute(&mut *c).await?;
     }
     Ok(())
 }
@@ -564,14 +579,14 @@ pub(crate) async fn delete(
     name: &Name,
     at: u64,
 ) -> Result<CommandResult, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM apps WHERE name = ?")
+    let id: Option<i64> = sqlx::query_scalar("DELETE FROM apps WHERE name = ? RETURNING id")
         .bind(name.as_str())
-        .execute(&mut *c)
+        .fetch_optional(&mut *c)
         .await?;
-    if done.rows_affected() == 0 {
+    let Some(id) = id else {
         return Ok(Err(Refusal::not_found("app", name)));
-    }
+    };
     set_domains(c, name, &[]).await?;
-    forget_app(c, name, at).await?;
+    forget_app(c, name, id, at).await?;
     Ok(Ok(Applied::Done))
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use crate::sql::{i, keep_prepared, name, push_rows, u};
+use crate::sql::{i, keep_prepared, name, push_rows_of_apps, u};
 
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +70,15 @@ pub async fn audit(
     let mut q = sqlx::QueryBuilder::new("SELECT * FROM audit WHERE seq > ");
     q.push_bind(i(filter.after));
     if let Some(app) = filter.app {
-        q.push(" AND app = ").push_bind(app);
+        // Every id the name has had (a deleted app's entries stay), and entries written
+        // without an id (none today), each through its index.
+        q.push(" AND (app_id IN (SELECT id FROM apps WHERE name = ")
+            .push_bind(app)
+            .push(" UNION ALL SELECT id FROM deleted_apps WHERE name = ")
+            .push_bind(app)
+            .push(") OR (app_id IS NULL AND app = ")
+            .push_bind(app)
+            .push("))");
     }
     if filter.since > 0 {
         q.push(" AND at >= ").push_bind(i(filter.since));
@@ -111,15 +119,15 @@ pub(crate) fn push_insert_audit<'a>(
     q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
     rows: &'a [AuditRecord],
 ) {
-    push_rows(
+    push_rows_of_apps(
         q,
-        "INSERT OR FAIL INTO audit (at, app, kind, instance, node, region, country, policy, \
-         detail)",
+        "INSERT OR FAIL INTO audit (app, app_id, at, kind, instance, node, region, country, \
+         policy, detail)",
         9,
         rows,
         |row, a| {
-            row.push_bind(i(a.at))
-                .push_bind(a.app.as_str())
+            row.push_bind(a.app.as_str())
+                .push_bind(i(a.at))
                 .push_bind(&a.kind)
                 .push_bind(&a.instance)
                 .push_bind(&a.node)
@@ -155,11 +163,17 @@ pub async fn older_than(
     Ok(out)
 }
 
-/// Forgets every entry up to `seq`.
+/// Forgets every entry up to `seq`, and the ids of deleted apps no entry names any more.
 pub(crate) async fn forget_through(c: &mut SqliteConnection, seq: u64) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM audit WHERE seq <= ?")
         .bind(i(seq))
-        .execute(c)
+        .execute(&mut *c)
         .await?;
+    sqlx::query(
+        "DELETE FROM deleted_apps \
+         WHERE NOT EXISTS (SELECT 1 FROM audit WHERE audit.app_id = deleted_apps.id)",
+    )
+    .execute(c)
+    .await?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use sqlx::{Row, SqliteConnection};
 
 use crate::apps::AppRecord;
 use crate::command::{Applied, CommandResult, Refusal};
-use crate::sql::{corrupt, fetch_in, i, json, name, push_rows, to_json, u};
+use crate::sql::{corrupt, fetch_in, i, json, name, push_rows_of_apps, to_json, u};
 
 /// What every instance of one release runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,11 +107,15 @@ pub async fn release(
     app: &str,
     number: u64,
 ) -> Result<Option<ReleaseRecord>, sqlx::Error> {
-    let row = sqlx::query("SELECT * FROM releases WHERE app = ? AND number = ?")
-        .bind(app)
-        .bind(i(number))
-        .fetch_optional(c)
-        .await?;
+    let row = sqlx::query(concat!(
+        "SELECT * FROM releases WHERE app_id = ",
+        app_id!(),
+        " AND number = ?"
+    ))
+    .bind(app)
+    .bind(i(number))
+    .fetch_optional(c)
+    .await?;
     row.as_ref().map(release_row).transpose()
 }
 
@@ -122,10 +126,14 @@ pub async fn releases(
 ) -> Result<Vec<ReleaseRecord>, sqlx::Error> {
     let rows = match app {
         Some(a) => {
-            sqlx::query("SELECT * FROM releases WHERE app = ? ORDER BY number DESC")
-                .bind(a)
-                .fetch_all(c)
-                .await?
+            sqlx::query(concat!(
+                "SELECT * FROM releases WHERE app_id = ",
+                app_id!(),
+                " ORDER BY number DESC"
+            ))
+            .bind(a)
+            .fetch_all(c)
+            .await?
         }
         None => {
             sqlx::query("SELECT * FROM releases ORDER BY app, number DESC")
@@ -154,8 +162,9 @@ pub struct ReleaseState {
 // The queries a reconcile round runs; `query_plans` checks SQLite's plan for each.
 pub(crate) const LIVE_STATES_OF: (&str, &str) = (
     "SELECT app, number, status, deadline_at, json_extract(config, '$.image') AS image \
-     FROM releases WHERE status IN ('rolling', 'active') AND app IN (",
-    ") ORDER BY app, number DESC",
+     FROM releases WHERE status IN ('rolling', 'active') AND app_id IN \
+     (SELECT id FROM apps WHERE name IN (",
+    ")) ORDER BY app, number DESC",
 );
 pub(crate) const ROLLING_PAST_DEADLINE: &str =
     "SELECT app FROM releases WHERE status = 'rolling' AND deadline_at < ?";
@@ -212,10 +221,10 @@ pub(crate) fn push_insert_releases<'a>(
     q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
     records: &'a [ReleaseRecord],
 ) {
-    push_rows(
+    push_rows_of_apps(
         q,
-        "INSERT OR FAIL INTO releases (app, number, config, status, reason, deadline_at, \
-         created_at, updated_at)",
+        "INSERT OR FAIL INTO releases (app, app_id, number, config, status, reason, \
+         deadline_at, created_at, updated_at)",
         8,
         records,
         |row, r| {
@@ -293,9 +302,11 @@ pub(crate) async fn new_release(
         created_at: at,
         updated_at: at,
     };
-    sqlx::query(
-        "UPDATE releases SET status = 'superseded', updated_at = ? WHERE app = ? AND status = 'rolling'",
-    )
+    sqlx::query(concat!(
+        "UPDATE releases SET status = 'superseded', updated_at = ? WHERE app_id = ",
+        app_id!(),
+        " AND status = 'rolling'"
+    ))
     .bind(i(at))
     .bind(app.as_str())
     .execute(&mut *c)
@@ -344,19 +355,22 @@ pub(crate) async fn update_release(
         return Ok(());
     };
     if status == ReleaseStatus::Active {
-        sqlx::query(
-            "UPDATE releases SET status = 'superseded', updated_at = ? \
-             WHERE app = ? AND number != ? AND status IN ('active', 'rolling')",
-        )
+        sqlx::query(concat!(
+            "UPDATE releases SET status = 'superseded', updated_at = ? WHERE app_id = ",
+            app_id!(),
+            " AND number != ? AND status IN ('active', 'rolling')"
+        ))
         .bind(i(at))
         .bind(app.as_str())
         .bind(i(number))
         .execute(&mut *c)
         .await?;
     }
-    sqlx::query(
-        "UPDATE releases SET status = ?, reason = ?, updated_at = ? WHERE app = ? AND number = ?",
-    )
+    sqlx::query(concat!(
+        "UPDATE releases SET status = ?, reason = ?, updated_at = ? WHERE app_id = ",
+        app_id!(),
+        " AND number = ?"
+    ))
     .bind(status.as_str())
     .bind(reason)
     .bind(i(at))
@@ -404,8 +418,8 @@ pub async fn beyond_newest(
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT r.app, r.number FROM releases r \
          WHERE r.status NOT IN ('active', 'rolling') AND r.number <= \
-         (SELECT MAX(n.number) FROM releases n WHERE n.app = r.app) - ? \
-         ORDER BY r.app, r.number LIMIT ?",
+         (SELECT MAX(n.number) FROM releases n WHERE n.app_id = r.app_id) - ? \
+         ORDER BY r.app_id, r.number LIMIT ?",
     )
     .bind(i64::from(keep))
     .bind(i64::from(limit))
@@ -420,9 +434,11 @@ pub(crate) async fn forget(
     app: &Name,
     number: u64,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM releases WHERE app = ? AND number = ? AND status NOT IN ('active', 'rolling')",
-    )
+    let done = sqlx::query(concat!(
+        "DELETE FROM releases WHERE app_id = ",
+        app_id!(),
+        " AND number = ? AND status NOT IN ('active', 'rolling')"
+    ))
     .bind(app.as_str())
     .bind(i(number))
     .execute(c)

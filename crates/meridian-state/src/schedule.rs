@@ -134,17 +134,20 @@ pub(crate) async fn schedule(
     // copy each page it changes aside first, to undo just that statement.)
     let apps: Vec<&str> = status.keys().copied().collect();
     if !apps.is_empty() {
-        sqlx::query("DELETE FROM app_status WHERE app IN (SELECT value FROM json_each(?))")
-            .bind(json_list(&apps))
-            .execute(&mut *c)
-            .await?;
+        sqlx::query(
+            "DELETE FROM app_status WHERE app_id IN \
+             (SELECT id FROM apps WHERE name IN (SELECT value FROM json_each(?)))",
+        )
+        .bind(json_list(&apps))
+        .execute(&mut *c)
+        .await?;
     }
     for chunk in unplaced.chunks(ROWS_PER_STATEMENT) {
         // Only for apps that still exist: a round planned before an app was deleted may be
         // committed after it.
         let mut insert = sqlx::QueryBuilder::new(
-            "INSERT OR FAIL INTO app_status (app, unplaced) \
-             SELECT v.column1, v.column2 FROM (",
+            "INSERT OR FAIL INTO app_status (app_id, app, unplaced) \
+             SELECT apps.id, v.column1, v.column2 FROM (",
         );
         insert.push_values(chunk, |mut row, u| {
             row.push_bind(u.app.as_str())
@@ -239,8 +242,10 @@ pub async fn unplaced(
 }
 
 // A reconcile round's read; `query_plans` checks SQLite's plan for it.
-pub(crate) const UNPLACED_OF: (&str, &str) =
-    ("SELECT app, unplaced FROM app_status WHERE app IN (", ")");
+pub(crate) const UNPLACED_OF: (&str, &str) = (
+    "SELECT app, unplaced FROM app_status WHERE app_id IN (SELECT id FROM apps WHERE name IN (",
+    "))",
+);
 
 /// What could not be placed, of these apps.
 pub async fn unplaced_of(

@@ -77,19 +77,8 @@ pub(crate) fn push_rows<'a, T>(
             q.push(" ");
             q.push_values(chunk, |mut row, r| bind(&mut row, r));
         } else {
-            let padding = std::iter::repeat_n(None, shape - chunk.len());
             q.push(" SELECT * FROM (");
-            q.push_values(
-                chunk.iter().map(Some).chain(padding),
-                |mut row, r| match r {
-                    Some(r) => bind(&mut row, r),
-                    None => {
-                        for _ in 0..columns {
-                            row.push_bind(None::<i64>);
-                        }
-                    }
-                },
-            );
+            push_padded_values(q, chunk, columns, &mut bind);
             // Every written row's first value is NOT NULL.
             q.push(") WHERE column1 IS NOT NULL");
         }
@@ -97,9 +86,61 @@ pub(crate) fn push_rows<'a, T>(
     }
 }
 
+/// A `VALUES` list of [`shape`] rows: `chunk`'s, then rows of `columns` NULLs.
+fn push_padded_values<'a, T>(
+    q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
+    chunk: &'a [T],
+    columns: usize,
+    bind: &mut impl FnMut(&mut Separated<'_, 'a>, &'a T),
+) {
+    let padding = std::iter::repeat_n(None, shape(chunk.len()) - chunk.len());
+    q.push_values(
+        chunk.iter().map(Some).chain(padding),
+        |mut row, r| match r {
+            Some(r) => bind(&mut row, r),
+            None => {
+                for _ in 0..columns {
+                    row.push_bind(None::<i64>);
+                }
+            }
+        },
+    );
+}
+
 /// One row's values, as [`push_rows`] binds them.
 pub(crate) type Separated<'q, 'a> =
     sqlx::query_builder::Separated<'q, 'a, sqlx::Sqlite, &'static str>;
+
+/// As [`push_rows`], into a table keyed by app id (`releases`, `audit`): each row's first
+/// value is an app's name, and the statement puts the app's id after it: the id of the app of
+/// that name, else the last id of a deleted app of that name (a scheduling round planned
+/// before an app was deleted may be committed after). `insert` names the columns in that
+/// order (`app`, `app_id`, then the `columns - 1` other bound values).
+///
+/// The ids are joined in, not looked up by a subquery per row: a `VALUES` row that holds a
+/// subquery makes the list a compound `SELECT`, which SQLite refuses beyond 500 rows.
+pub(crate) fn push_rows_of_apps<'a, T>(
+    q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>,
+    insert: &str,
+    columns: usize,
+    rows: &'a [T],
+    mut bind: impl FnMut(&mut Separated<'_, 'a>, &'a T),
+) {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        q.push(insert);
+        q.push(
+            " SELECT v.column1, COALESCE(a.id, \
+             (SELECT MAX(d.id) FROM deleted_apps d WHERE d.name = v.column1))",
+        );
+        for k in 2..=columns {
+            q.push(format_args!(", v.column{k}"));
+        }
+        q.push(" FROM (");
+        push_padded_values(q, chunk, columns, &mut bind);
+        // Every written row's first value (the app's name) is NOT NULL.
+        q.push(") AS v LEFT JOIN apps a ON a.name = v.column1 WHERE v.column1 IS NOT NULL; ");
+    }
+}
 
 /// `values` as the JSON array a statement reads with `json_each(?)`.
 pub(crate) fn json_list<T: serde::Serialize>(values: &[T]) -> String {
