@@ -411,11 +411,15 @@ fn state_tables() -> BTreeSet<String> {
     files.sort();
     let mut tables = BTreeSet::new();
     for f in files {
-        for statement in read(&f).split(';') {
+        // Comments first: one may hold a `;`.
+        let sql: String = read(&f)
+            .lines()
+            .map(|l| l.split("--").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        for statement in sql.split(';') {
             let words: Vec<String> = statement
-                .lines()
-                .map(|l| l.split("--").next().unwrap_or_default())
-                .flat_map(str::split_whitespace)
+                .split_whitespace()
                 .map(|w| w.trim_matches(|c: char| c == '(' || c == '"'))
                 .map(str::to_lowercase)
                 .collect();
@@ -426,6 +430,10 @@ fn state_tables() -> BTreeSet<String> {
                 }
                 ["drop", "table", "if", "exists", name, ..] | ["drop", "table", name, ..] => {
                     tables.remove(name);
+                }
+                ["alter", "table", from, "rename", "to", to, ..] => {
+                    tables.remove(from);
+                    tables.insert(to.to_string());
                 }
                 _ => {}
             }
