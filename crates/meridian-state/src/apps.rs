@@ -1,6 +1,7 @@
 //! Apps: the record, its rows, custom domains, and creating, changing and deleting apps.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
 
 use meridian_core::residency::policy_text;
 use meridian_core::{AppSpec, CountryCode, Jurisdiction, Name, ResidencySource};
@@ -151,13 +152,20 @@ pub(crate) enum Write {
 const APP_COLUMNS: &str = "(cpu_millis, memory_mb, name, image, replicas, port, residency, \
      regions, env, health, origin_bound, domains, version, created_at, updated_at) ";
 
-/// What replacing an app row sets: every column of [`APP_COLUMNS`] but the name.
-const APP_UPSERT: &str = " ON CONFLICT (name) DO UPDATE SET cpu_millis = excluded.cpu_millis, \
-     memory_mb = excluded.memory_mb, image = excluded.image, replicas = excluded.replicas, \
-     port = excluded.port, residency = excluded.residency, regions = excluded.regions, \
-     env = excluded.env, health = excluded.health, origin_bound = excluded.origin_bound, \
-     domains = excluded.domains, version = excluded.version, created_at = excluded.created_at, \
-     updated_at = excluded.updated_at";
+/// What replacing an app row sets: every column of [`APP_COLUMNS`] but the name, so the row
+/// is updated in place and keeps its id, which other tables are keyed by.
+static APP_UPSERT: LazyLock<String> = LazyLock::new(|| {
+    let set: Vec<String> = APP_COLUMNS
+        .trim()
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .split(',')
+        .map(str::trim)
+        .filter(|c| *c != "name")
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(" ON CONFLICT (name) DO UPDATE SET {}", set.join(", "))
+});
 
 /// Binds one app row's values, in the order of [`APP_COLUMNS`].
 fn push_app_row<'a>(row: &mut Separated<'_, 'a>, rec: &'a AppRecord) {
@@ -191,8 +199,7 @@ pub(crate) async fn write_app(
     q.push_values([rec], |mut row, rec| push_app_row(&mut row, rec));
     q.push(match how {
         Write::Create => " ON CONFLICT (name) DO NOTHING",
-        // An update in place: the row keeps its id, which other tables are keyed by.
-        Write::Replace => APP_UPSERT,
+        Write::Replace => APP_UPSERT.as_str(),
     });
     let done = q.build().execute(&mut *c).await?;
     let written = done.rows_affected() == 1;

@@ -8,15 +8,6 @@
 // openraft's StorageError is large and its signatures are fixed by the storage traits.
 #![allow(clippy::result_large_err)]
 
-/// The id of the app named by the next bound value, as a SQL expression: `releases`,
-/// `app_status` and `audit` are keyed by app id (migration 0007 says why), while commands and
-/// the API name apps.
-macro_rules! app_id {
-    () => {
-        "(SELECT id FROM apps WHERE name = ?)"
-    };
-}
-
 // The replicated state, one module per kind of thing it holds: its record, its rows, and
 // applying the commands that change it.
 pub mod apps;

@@ -11,6 +11,14 @@ use crate::apps::AppRecord;
 use crate::command::{Applied, CommandResult, Refusal};
 use crate::sql::{corrupt, fetch_in, i, json, name, push_rows_of_apps, to_json, u};
 
+/// The id of the app named by the next bound value, as a SQL expression: releases are keyed
+/// by app id (migration 0007 says why), while commands and the API name apps.
+macro_rules! app_id {
+    () => {
+        "(SELECT id FROM apps WHERE name = ?)"
+    };
+}
+
 /// What every instance of one release runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseConfig {

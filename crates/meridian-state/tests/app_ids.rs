@@ -46,6 +46,10 @@ async fn create(pool: &sqlx::SqlitePool, name: &str, at: u64) {
     assert!(matches!(out, Ok(Applied::App(_))), "{out:?}");
 }
 
+async fn ids(pool: &sqlx::SqlitePool, sql: &str) -> Vec<i64> {
+    sqlx::query_scalar(sql).fetch_all(pool).await.unwrap()
+}
+
 async fn delete(pool: &sqlx::SqlitePool, name: &str, at: u64) {
     let out = run(pool, Command::DeleteApp { name: n(name), at }).await;
     assert!(out.is_ok(), "{out:?}");
@@ -174,18 +178,19 @@ async fn a_state_written_before_app_ids_keeps_what_each_name_reads() {
     // A new app of that name adds to it, with an id none of the former ones has.
     create(&pool, "gone", 30).await;
     assert_eq!(audit_of(&pool, "gone").await.len(), 3);
-    let ids: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM apps UNION ALL SELECT id FROM deleted_apps ORDER BY 1")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
     // Old apps in creation order, then the deleted name, then the new app.
-    assert_eq!(ids, [1, 2, 3, 4]);
-    let api: i64 = sqlx::query_scalar("SELECT id FROM apps WHERE name = 'api'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(api, 1);
+    assert_eq!(
+        ids(
+            &pool,
+            "SELECT id FROM apps UNION ALL SELECT id FROM deleted_apps ORDER BY 1"
+        )
+        .await,
+        [1, 2, 3, 4]
+    );
+    assert_eq!(
+        ids(&pool, "SELECT id FROM apps WHERE name = 'api'").await,
+        [1]
+    );
 }
 
 #[tokio::test]
@@ -194,16 +199,7 @@ async fn forgetting_a_deleted_apps_audit_forgets_its_id_but_never_hands_it_out_a
     create(&pool, "old", 1).await;
     delete(&pool, "old", 2).await;
     create(&pool, "kept", 3).await;
-    let ids = |sql: &'static str| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(sql)
-                .fetch_all(&pool)
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(ids("SELECT id FROM deleted_apps").await, [1]);
+    assert_eq!(ids(&pool, "SELECT id FROM deleted_apps").await, [1]);
     // The first entry (old's) goes; kept's stays.
     let forget = Forget {
         audit_through: 1,
@@ -211,8 +207,8 @@ async fn forgetting_a_deleted_apps_audit_forgets_its_id_but_never_hands_it_out_a
     };
     let out = run(&pool, Command::Forget(forget)).await;
     assert!(out.is_ok(), "{out:?}");
-    assert!(ids("SELECT id FROM deleted_apps").await.is_empty());
+    assert!(ids(&pool, "SELECT id FROM deleted_apps").await.is_empty());
     assert!(audit_of(&pool, "old").await.is_empty());
     create(&pool, "new", 4).await;
-    assert_eq!(ids("SELECT id FROM apps ORDER BY id").await, [2, 3]);
+    assert_eq!(ids(&pool, "SELECT id FROM apps ORDER BY id").await, [2, 3]);
 }
