@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use meridian_api::tokens::CreateToken;
-use meridian_client::Client;
 use meridian_tests::{app_body, http, Cluster};
 use serde_json::{json, Value};
 
@@ -82,14 +81,13 @@ async fn tokens_are_checked_on_every_route() {
     // agent and router tokens reach none of these routes.
     let (_, viewer) = token(&c, "viewer", None, None).await;
     assert_eq!(get_apps(&url, Some(&viewer)).await.0, 200);
-    let err = Client::new(&url, Some(viewer.clone()))
-        .expect("client")
+    let err = meridian_tests::client(&url, Some(viewer.clone()))
         .create_app(&app_body("nope"))
         .await
         .unwrap_err();
     assert_eq!(err.status(), Some(403), "{err}");
     let (_, deployer) = token(&c, "deployer", None, None).await;
-    let dep = Client::new(&url, Some(deployer)).expect("client");
+    let dep = meridian_tests::client(&url, Some(deployer));
     dep.create_app(&app_body("web"))
         .await
         .expect("deployer writes apps");
@@ -110,7 +108,7 @@ async fn tokens_are_checked_on_every_route() {
 
     // A deployer limited to one app may touch only that one.
     let (_, scoped) = token(&c, "deployer", None, Some(vec!["web"])).await;
-    let scoped = Client::new(&url, Some(scoped)).expect("client");
+    let scoped = meridian_tests::client(&url, Some(scoped));
     scoped
         .delete_app("web")
         .await
@@ -163,6 +161,23 @@ async fn tokens_are_checked_on_every_route() {
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     let (s, b) = get_apps(&url, Some(&tampered)).await;
     assert_error(s, &b, 401);
+    // Header tricks, truncation and a 64 KiB token: 401 with a JSON body, never a 500.
+    let kid = format!(
+        "{}.{}.{}",
+        b64(&json!({"alg":"HS256","kid":"../../../../dev/null"})),
+        claims,
+        admin.split('.').nth(2).unwrap()
+    );
+    let truncated = admin[..admin.len() / 2].to_string();
+    let huge = format!(
+        "{}.{}.x",
+        b64(&json!({"alg":"HS256"})),
+        "e".repeat(64 * 1024)
+    );
+    for bad in [kid, truncated, huge, "..".into(), "a.b.c.d".into()] {
+        let (s, b) = get_apps(&url, Some(&bad)).await;
+        assert_error(s, &b, 401);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -211,7 +226,7 @@ async fn concurrent_bootstraps_have_exactly_one_winner() {
     for round in 0..6 {
         let url = c.url(round % 3);
         calls.push(tokio::spawn(async move {
-            Client::new(&url, None).expect("client").bootstrap().await
+            meridian_tests::client(&url, None).bootstrap().await
         }));
     }
     let mut won = 0;

@@ -1,6 +1,7 @@
 //! Bad input gets a clear 4xx with a JSON error body, never a 500, a hang or a panic.
 
-use meridian_tests::{http, Cluster};
+use meridian_tests::{http, http_as, Cluster};
+use meridian_tls::CertRole;
 use serde_json::Value;
 
 /// The OpenAPI document committed beside the server crate.
@@ -45,6 +46,36 @@ fn assert_documented(doc: &Value, method: &str, path: &str, status: u16) {
     );
 }
 
+/// The client an agent or router endpoint's real caller would use (its certificate names the
+/// node or router the request is about), else a client without a certificate.
+fn client_for(path: &str, body: Option<&str>) -> reqwest::Client {
+    if let Some(rest) = path.strip_prefix("/v1/agent/nodes/") {
+        let node = rest.split('/').next().unwrap_or_default();
+        return http_as(CertRole::Agent, "eu-fra", node);
+    }
+    if path.starts_with("/v1/agent/") {
+        return http_as(CertRole::Agent, "eu-fra", "fra-1");
+    }
+    if path.starts_with("/v1/router/") {
+        let parsed: Value = body
+            .and_then(|b| serde_json::from_str(b).ok())
+            .unwrap_or(Value::Null);
+        let label = |key: &str, default: &str| {
+            parsed[key]
+                .as_str()
+                .filter(|v| meridian_tls::names::is_label(v))
+                .unwrap_or(default)
+                .to_string()
+        };
+        return http_as(
+            CertRole::Router,
+            &label("region", "eu-fra"),
+            &label("name", "r1"),
+        );
+    }
+    http()
+}
+
 async fn send(
     c: &Cluster,
     method: &str,
@@ -53,7 +84,7 @@ async fn send(
     content_type: &str,
 ) -> (u16, Value) {
     let url = format!("{}{path}", c.url(1));
-    let mut req = http()
+    let mut req = client_for(path, body)
         .request(method.parse().unwrap(), url)
         .bearer_auth(c.admin.clone().unwrap());
     if let Some(b) = body {

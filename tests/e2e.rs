@@ -57,7 +57,7 @@ async fn writer(
     history: Arc<Mutex<History>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let http = reqwest::Client::builder()
+    let http = meridian_tests::compose::http_builder()
         .timeout(Duration::from_secs(1))
         .build()
         .expect("http client");
@@ -67,7 +67,7 @@ async fn writer(
         let sent_at = Instant::now();
         let body = serde_json::json!({"name": name, "image": "x:1", "port": 80, "replicas": 0});
         let sent = http
-            .post(format!("http://127.0.0.1:{port}/v1/apps"))
+            .post(format!("https://127.0.0.1:{port}/v1/apps"))
             .bearer_auth(&token)
             .json(&body)
             .send()
@@ -362,6 +362,56 @@ impl Suite {
     }
 }
 
+/// While an app with a secret-looking env value is created and the cluster goes about its
+/// business (Raft between servers across the relays, agents' heartbeats and watches, routers'
+/// table watches), a capture of every Docker network and loopback holds none of the tokens,
+/// the cluster secret or the value in clear.
+async fn nothing_crosses_in_clear(cluster: &ComposeCluster, admin: &Client) {
+    const VALUE: &str = "e2e-wire-check-5b1d9c";
+    let conf = meridian_tests::workers::repo_root().join(".meridian/compose");
+    let read = |f: &str| {
+        std::fs::read_to_string(conf.join(f))
+            .unwrap_or_else(|e| panic!("{f}: {e}"))
+            .trim()
+            .to_string()
+    };
+    let needles = [
+        ("the cluster secret", read("cluster-secret")),
+        ("the agent token", read("agent.token")),
+        ("the router token", read("router.token")),
+        ("the admin token", cluster.token.clone()),
+        ("an env value", VALUE.to_string()),
+    ];
+    let pcap = meridian_tests::wire::capture(async {
+        let body: AppBody = serde_json::from_value(serde_json::json!({
+            "name": "wire-check", "image": "meridian-hello:latest", "port": 8080,
+            "replicas": 0, "env": {"PASSWORD": VALUE}
+        }))
+        .unwrap();
+        admin.create_app(&body).await.expect("create wire-check");
+        // Heartbeats, watches and Raft traffic meanwhile.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        admin
+            .delete_app("wire-check")
+            .await
+            .expect("delete wire-check");
+    })
+    .await;
+    assert!(pcap.len() > 10_000, "only {} bytes captured", pcap.len());
+    for (what, needle) in &needles {
+        assert_eq!(
+            meridian_tests::wire::count(&pcap, needle),
+            0,
+            "{what} crossed the network in clear"
+        );
+    }
+    println!(
+        "wire check: {} bytes captured on every interface, none of {} secrets in clear",
+        pcap.len(),
+        needles.len()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn faults_lose_no_acknowledged_write_and_never_leave_policy() {
     meridian_tests::workers::hello_images();
@@ -379,6 +429,7 @@ async fn faults_lose_no_acknowledged_write_and_never_leave_policy() {
         .unwrap();
         admin.create_app(&body).await.expect("create the EU app");
     }
+    nothing_crosses_in_clear(&cluster, &admin).await;
     let history = Arc::new(Mutex::new(History::default()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Two writers per server, so one stuck on a timeout leaves the other sending.

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use meridian_client::Client;
 use meridian_tests::{app_body, Cluster};
 
 const CLIENTS: usize = 8;
@@ -45,7 +44,7 @@ async fn leader_sigkill_loses_no_acknowledged_write() {
                 let url = &urls[(k + n as usize) % urls.len()];
                 let name = format!("c{k}-app-{n}");
                 n += 1;
-                let client = Client::new(url, Some(token.clone())).expect("client");
+                let client = meridian_tests::client(url, Some(token.clone()));
                 if client.create_app(&app_body(&name)).await.is_ok() {
                     acked.lock().unwrap().insert(name);
                 }

@@ -3,9 +3,9 @@
 
 use futures::TryStreamExt;
 use meridian_api::images::RegisterImage;
-use meridian_client::Client;
 use meridian_tests::workers::hello_images;
 use meridian_tests::{http, Cluster};
+use meridian_tls::CertRole;
 use sha2::{Digest, Sha256};
 
 fn saved_hello() -> Vec<u8> {
@@ -60,7 +60,7 @@ async fn pushed_image_is_fetched_through_any_server() {
 
     let agent_token = c.token("agent").await;
     for i in [0, 2, 1] {
-        let agent = Client::new(&c.url(i), Some(agent_token.clone())).expect("client");
+        let agent = c.agent_client(i, &agent_token, "fra-1", "eu-fra");
         let stream = agent
             .fetch_image("shop/web:1.0")
             .await
@@ -73,7 +73,7 @@ async fn pushed_image_is_fetched_through_any_server() {
             .unwrap();
         assert_eq!(digest(&body), stored.digest, "through server {}", i + 1);
     }
-    let agent = Client::new(&c.url(0), Some(agent_token.clone())).expect("client");
+    let agent = c.agent_client(0, &agent_token, "fra-1", "eu-fra");
     assert!(agent.fetch_image("shop/none:1").await.unwrap().is_none());
 }
 
@@ -113,7 +113,7 @@ async fn bad_image_input_gets_clear_errors() {
     }
     // Viewers cannot push; agents fetch only with their own token; ?name is required.
     let viewer = c.token("viewer").await;
-    let as_viewer = Client::new(&c.url(0), Some(viewer)).expect("client");
+    let as_viewer = c.client_with(0, Some(viewer));
     assert_eq!(
         status(
             as_viewer
@@ -127,14 +127,35 @@ async fn bad_image_input_gets_clear_errors() {
         status(as_viewer.fetch_image("web:1").await.err().expect("refused")),
         Some(403)
     );
-    let resp = http()
+    let resp = meridian_tests::http_as(CertRole::Agent, "eu-fra", "fra-1")
         .get(format!("{}/v1/agent/images", c.url(0)))
         .bearer_auth(&admin)
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
+    // Server-only: refused without a server's certificate, and without the cluster secret.
     let resp = http()
+        .get(format!("{}/v1/internal/images/{zero}", c.url(0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = meridian_tests::http_as(CertRole::Agent, "eu-fra", "fra-1")
+        .get(format!("{}/v1/internal/images/{zero}", c.url(0)))
+        .header(
+            meridian_api::CLUSTER_SECRET_HEADER,
+            "test-cluster-secret-0123456789",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        403,
+        "an agent's certificate is not a server's"
+    );
+    let resp = meridian_tests::http_as(CertRole::Server, "test", "server-9")
         .get(format!("{}/v1/internal/images/{zero}", c.url(0)))
         .send()
         .await

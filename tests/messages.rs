@@ -12,7 +12,7 @@ use meridian_api::tokens::CreateToken;
 use meridian_api::ErrorCode;
 use meridian_client::Client;
 use meridian_core::InstanceState;
-use meridian_tests::simulated_agent::{keep_beating, register};
+use meridian_tests::simulated_agent::{keep_beating, register, Agents};
 use meridian_tests::workers::eventually;
 use meridian_tests::{app_body, meridian_bin, Cluster};
 
@@ -195,9 +195,10 @@ async fn a_halted_release_names_its_instance_node_region_and_check() {
     c.bootstrap().await;
     c.three_regions().await;
     let admin = c.client(0);
-    let agent = Client::new(&c.url(0), Some(c.token("agent").await)).expect("client");
-    register(&agent, "fra-1", "eu-fra").await;
-    let beating = keep_beating(&agent, &["fra-1"]);
+    let agents = Agents::new(&c, 0, c.token("agent").await);
+    register(&agents, "fra-1", "eu-fra").await;
+    let beating = keep_beating(&agents, &["fra-1"]);
+    let agent = agents.of("fra-1");
     let app = serde_json::from_value(serde_json::json!({
         "name": "web", "image": "web:1", "port": 8080, "residency": ["EU"],
         "health": {"http": "/healthz"}
@@ -220,6 +221,7 @@ async fn a_halted_release_names_its_instance_node_region_and_check() {
     let deploy = Command::new(meridian_bin())
         .args(["deploy", "web", "--image", "web:2", "--wait", "60s"])
         .env("MERIDIAN_ADDR", c.url(0))
+        .env("MERIDIAN_CA_FILE", meridian_tests::pki().ca_file())
         .env("MERIDIAN_TOKEN", c.admin.clone().unwrap_or_default())
         .env("MERIDIAN_CONFIG_DIR", c.dir.path().join("cli-config"))
         .env("RUST_LOG", "warn")

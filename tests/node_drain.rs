@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use meridian_client::Client;
-use meridian_tests::simulated_agent::register;
+use meridian_tests::simulated_agent::{register, Agents};
 use meridian_tests::workers::{create_app_args, eventually};
 use meridian_tests::Cluster;
 
@@ -49,9 +49,9 @@ async fn a_drained_node_stays_drained_until_undrained() {
     c.bootstrap().await;
     c.three_regions().await;
     let admin = c.client(0);
-    let agent = Client::new(&c.url(0), Some(c.token("agent").await)).expect("client");
-    register(&agent, "fra-1", "eu-fra").await;
-    let (beating, task) = heartbeats(agent.clone());
+    let agents = Agents::new(&c, 0, c.token("agent").await);
+    register(&agents, "fra-1", "eu-fra").await;
+    let (beating, task) = heartbeats(agents.of("fra-1"));
     beating.lock().unwrap().insert("fra-1".into());
 
     let (code, out, err) = c.cli(&["nodes", "drain", "fra-1"]);
@@ -59,7 +59,7 @@ async fn a_drained_node_stays_drained_until_undrained() {
     assert!(out.starts_with("Draining node fra-1"), "{out}");
 
     // The agent restarts: it registers again, and the node is still draining.
-    register(&agent, "fra-1", "eu-fra").await;
+    register(&agents, "fra-1", "eu-fra").await;
     assert_eq!(status(&admin, "fra-1").await, ("draining".into(), true));
 
     // Silent past its grace, it is down, and the list says it will come back drained.
@@ -75,7 +75,7 @@ async fn a_drained_node_stays_drained_until_undrained() {
     // Back (heartbeats and a new registration): draining, not ready. Work pinned to its
     // region waits, saying why.
     beating.lock().unwrap().insert("fra-1".into());
-    register(&agent, "fra-1", "eu-fra").await;
+    register(&agents, "fra-1", "eu-fra").await;
     eventually("fra-1 back, draining", Duration::from_secs(10), || async {
         status(&admin, "fra-1").await == ("draining".into(), true)
     })
@@ -146,7 +146,7 @@ async fn a_drained_node_stays_drained_until_undrained() {
         );
     }
     // Only a role that manages the cluster may undrain.
-    let viewer = Client::new(&c.url(0), Some(c.token("viewer").await)).expect("client");
+    let viewer = c.client_with(0, Some(c.token("viewer").await));
     let refused = viewer
         .undrain_node("fra-1")
         .await

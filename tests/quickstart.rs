@@ -162,6 +162,7 @@ fn the_readme_quickstart_runs_as_written() {
         .env("MERIDIAN_LOCAL_CLUSTER_STATE", &state)
         .env_remove("MERIDIAN_ADDR")
         .env_remove("MERIDIAN_TOKEN")
+        .env_remove("MERIDIAN_CA_FILE")
         .stdin(Stdio::null())
         .output()
         .expect("run bash");

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use meridian_api::agent::{RegisterNode, AGENT_PROTOCOL};
 use meridian_api::regions::RegionBody;
 use meridian_api::tokens::CreateToken;
-use meridian_client::Client;
 use meridian_tests::{app_body, http, Cluster};
 use serde_json::{json, Value};
 
@@ -69,7 +68,7 @@ async fn old_things_are_forgotten_everywhere_and_audit_is_exported_first() {
     )
     .await;
     let admin_token = c.bootstrap().await;
-    let admin = Client::new(&c.url(0), Some(admin_token.clone())).expect("client");
+    let admin = c.client_with(0, Some(admin_token.clone()));
 
     // An app that cannot be placed (no nodes): its create is audited as refused (a round that
     // only records that may wait a moment for more of its kind). Then five more releases:
@@ -126,7 +125,7 @@ async fn old_things_are_forgotten_everywhere_and_audit_is_exported_first() {
         })
         .await
         .expect("region");
-    let agent = Client::new(&c.url(0), Some(kept.token.clone())).expect("client");
+    let agent = c.agent_client(0, &kept.token, "gone-1", "eu-fra");
     agent
         .register_node(
             "gone-1",
@@ -141,7 +140,7 @@ async fn old_things_are_forgotten_everywhere_and_audit_is_exported_first() {
         )
         .await
         .expect("register node");
-    let router = http()
+    let router = meridian_tests::http_as(meridian_tls::CertRole::Router, "eu-fra", "edge-1")
         .post(format!("{}/v1/router/register", c.url(0)))
         .bearer_auth(&admin_token)
         .json(&json!({"name": "edge-1", "region": "eu-fra", "url": "http://127.0.0.1:9"}))
@@ -174,15 +173,16 @@ async fn old_things_are_forgotten_everywhere_and_audit_is_exported_first() {
     })
     .await;
     until("the silent router is forgotten", || async {
-        let table: Value = match http()
-            .get(format!("{}/v1/router/table", c.url(0)))
-            .bearer_auth(&admin_token)
-            .send()
-            .await
-        {
-            Ok(r) => r.json().await.unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        };
+        let table: Value =
+            match meridian_tests::http_as(meridian_tls::CertRole::Router, "eu-fra", "edge-1")
+                .get(format!("{}/v1/router/table", c.url(0)))
+                .bearer_auth(&admin_token)
+                .send()
+                .await
+            {
+                Ok(r) => r.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
         table["routers"].as_array().is_some_and(|r| r.is_empty())
     })
     .await;
@@ -213,7 +213,7 @@ async fn old_things_are_forgotten_everywhere_and_audit_is_exported_first() {
     // holds the same releases and tokens.
     c.wait_for_applied(Duration::from_secs(10)).await;
     for i in 0..3 {
-        let view = Client::new(&c.url(i), Some(admin_token.clone())).expect("client");
+        let view = c.client_with(i, Some(admin_token.clone()));
         let releases: Vec<u64> = http()
             .get(format!("{}/v1/apps/web/releases?stale=true", c.url(i)))
             .bearer_auth(&admin_token)

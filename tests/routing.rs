@@ -37,7 +37,7 @@ const CAYENNE: &str = "127.0.4.1";
 
 /// A client whose requests leave from `ip`.
 fn client_at(ip: &str) -> reqwest::Client {
-    reqwest::Client::builder()
+    meridian_tests::http_builder()
         .local_address(ip.parse::<IpAddr>().expect("client address"))
         .timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(0)
@@ -128,7 +128,9 @@ async fn healthy(admin: &Client, app: &str) -> BTreeMap<String, String> {
 
 /// Requests an instance served, from its own count.
 async fn served(address: &str) -> u64 {
-    let text = reqwest::get(format!("http://{address}/requests"))
+    let text = meridian_tests::http()
+        .get(format!("http://{address}/requests"))
+        .send()
         .await
         .expect("instance answers")
         .text()

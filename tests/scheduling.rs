@@ -8,24 +8,25 @@ use std::time::Duration;
 use meridian_api::agent::{InstanceReport, InstanceReports, RegisterNode, AGENT_PROTOCOL};
 use meridian_client::Client;
 use meridian_core::InstanceState;
-use meridian_tests::simulated_agent::{keep_beating, register};
+use meridian_tests::simulated_agent::{keep_beating, register, Agents};
 use meridian_tests::workers::eventually;
 use meridian_tests::Cluster;
 
 const GRACE_MS: u64 = 2_000;
 
-async fn setup() -> (Cluster, Client, Client) {
+async fn setup() -> (Cluster, Client, Agents) {
     let grace = GRACE_MS.to_string();
     let mut c = Cluster::start_with(1, &["--node-grace-ms", &grace]).await;
     c.bootstrap().await;
     let admin = c.client(0);
     c.three_regions().await;
-    let agent = Client::new(&c.url(0), Some(c.token("agent").await)).expect("client");
-    (c, admin, agent)
+    let agents = Agents::new(&c, 0, c.token("agent").await);
+    (c, admin, agents)
 }
 
 /// Reports every assigned instance of `node` as healthy.
-async fn report_healthy(agent: &Client, node: &str) {
+async fn report_healthy(agents: &Agents, node: &str) {
+    let agent = agents.of(node);
     let a = agent.assignments(node, 0, 0).await.expect("assignments");
     let instances = a
         .instances
@@ -66,13 +67,13 @@ async fn running_nodes(admin: &Client, app: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn eu_app_stays_in_the_eu_through_node_loss() {
-    let (c, admin, agent) = setup().await;
+    let (c, admin, agents) = setup().await;
     for (n, r) in [
         ("fra-1", "eu-fra"),
         ("ams-1", "eu-ams"),
         ("iad-1", "us-iad"),
     ] {
-        register(&agent, n, r).await;
+        register(&agents, n, r).await;
     }
     let app: meridian_api::apps::AppBody = serde_json::from_value(serde_json::json!({
         "name": "web", "image": "meridian-hello:latest", "port": 8080, "replicas": 3,
@@ -82,7 +83,7 @@ async fn eu_app_stays_in_the_eu_through_node_loss() {
     admin.create_app(&app).await.expect("create app");
 
     // Heartbeat all three while the app is placed.
-    let beating = keep_beating(&agent, &["fra-1", "ams-1", "iad-1"]);
+    let beating = keep_beating(&agents, &["fra-1", "ams-1", "iad-1"]);
     eventually("3 instances placed", Duration::from_secs(10), || async {
         running_nodes(&admin, "web").await.len() == 3
     })
@@ -97,10 +98,11 @@ async fn eu_app_stays_in_the_eu_through_node_loss() {
         "not spread: {nodes:?}"
     );
     for n in ["fra-1", "ams-1"] {
-        report_healthy(&agent, n).await;
+        report_healthy(&agents, n).await;
     }
 
     // The watch blocks until the generation moves, then answers at once.
+    let agent = agents.of("fra-1");
     let fra = agent.assignments("fra-1", 0, 0).await.unwrap();
     let t = std::time::Instant::now();
     let same = agent
@@ -115,7 +117,7 @@ async fn eu_app_stays_in_the_eu_through_node_loss() {
 
     // fra-1 goes silent: after the grace its instances move to ams-1, never to iad-1.
     beating.abort();
-    let beating = keep_beating(&agent, &["ams-1", "iad-1"]);
+    let beating = keep_beating(&agents, &["ams-1", "iad-1"]);
     eventually(
         "instances moved to ams-1",
         Duration::from_millis(GRACE_MS + 10_000),
@@ -127,7 +129,7 @@ async fn eu_app_stays_in_the_eu_through_node_loss() {
 
     // Now ams-1 goes silent too: nothing may run in the US, and the reason is given.
     beating.abort();
-    let beating = keep_beating(&agent, &["iad-1"]);
+    let beating = keep_beating(&agents, &["iad-1"]);
     eventually(
         "app refused with a reason",
         Duration::from_millis(GRACE_MS + 10_000),
@@ -175,7 +177,7 @@ async fn eu_app_stays_in_the_eu_through_node_loss() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_agent_input_gets_clear_errors() {
-    let (c, admin, agent) = setup().await;
+    let (c, admin, agents) = setup().await;
     let mut body = RegisterNode {
         protocol: AGENT_PROTOCOL,
         region: "nowhere".into(),
@@ -184,10 +186,16 @@ async fn bad_agent_input_gets_clear_errors() {
         labels: BTreeMap::new(),
         advertise_host: "127.0.0.1".into(),
     };
-    let err = agent.register_node("n1", &body).await.unwrap_err();
+    // The agent of a node in a region the cluster does not have.
+    let err = agents
+        .node("n1", "nowhere")
+        .register_node("n1", &body)
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(422), "{err}");
     body.region = "eu-fra".into();
     body.protocol = 99;
+    let agent = agents.node("n1", "eu-fra");
     assert_eq!(
         agent.register_node("n1", &body).await.unwrap_err().status(),
         Some(422)
@@ -206,12 +214,23 @@ async fn bad_agent_input_gets_clear_errors() {
             .status(),
         Some(422)
     );
+    // A node's certificate for another node's calls, and a call without the certificate.
     assert_eq!(
-        agent.heartbeat("ghost").await.unwrap_err().status(),
+        agent.heartbeat("ams-1").await.unwrap_err().status(),
+        Some(403)
+    );
+    let token = c.token("agent").await;
+    let no_cert = c.client_with(0, Some(token));
+    let err = no_cert.heartbeat("n1").await.unwrap_err();
+    assert_eq!(err.status(), Some(401), "{err}");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    let ghost = agents.node("ghost", "eu-fra");
+    assert_eq!(
+        ghost.heartbeat("ghost").await.unwrap_err().status(),
         Some(404)
     );
     assert_eq!(
-        agent.assignments("ghost", 0, 0).await.unwrap_err().status(),
+        ghost.assignments("ghost", 0, 0).await.unwrap_err().status(),
         Some(404)
     );
     // Viewers and deployers may not speak for agents; agents may not deploy.
@@ -220,7 +239,7 @@ async fn bad_agent_input_gets_clear_errors() {
         agent.deploy("web", "x:1").await.unwrap_err().status(),
         Some(403)
     );
-    let raw = meridian_tests::http()
+    let raw = meridian_tests::http_as(meridian_tls::CertRole::Agent, "eu-fra", "n1")
         .get(format!(
             "{}/v1/agent/nodes/n1/assignments?index=soon",
             c.url(0)
@@ -263,7 +282,7 @@ async fn bad_agent_input_gets_clear_errors() {
 /// committed; and an app deleted while its record waits leaves no record behind.
 #[tokio::test(flavor = "multi_thread")]
 async fn unplaced_apps_are_placed_when_room_arrives_and_forgotten_when_deleted() {
-    let (c, admin, agent) = setup().await;
+    let (c, admin, agents) = setup().await;
     let body = |name: &str| -> meridian_api::apps::AppBody {
         serde_json::from_value(serde_json::json!({
             "name": name, "image": "meridian-hello:latest", "port": 8080, "replicas": 1,
@@ -287,8 +306,8 @@ async fn unplaced_apps_are_placed_when_room_arrives_and_forgotten_when_deleted()
     // A second app, then a node right away: the node must not wait for the second app's
     // record (made before the node existed) to be committed first.
     admin.create_app(&body("late")).await.expect("create app");
-    register(&agent, "fra-1", "eu-fra").await;
-    let beating = keep_beating(&agent, &["fra-1"]);
+    register(&agents, "fra-1", "eu-fra").await;
+    let beating = keep_beating(&agents, &["fra-1"]);
     eventually(
         "both apps placed on fra-1",
         Duration::from_secs(10),

@@ -124,10 +124,18 @@ const LADDER: &[Rung] = &[
             "tokio", "sqlx", "axum", "reqwest", "hyper", "openraft", "bollard", "anyhow",
         ],
     },
+    // The cluster's CA and the rustls set-ups: certificates and handshakes, no HTTP.
+    Rung {
+        krate: "meridian-tls",
+        may_use: &[],
+        never: &[
+            "sqlx", "axum", "reqwest", "hyper", "openraft", "bollard", "anyhow",
+        ],
+    },
     // The one HTTP client of the API, for everything that calls a server from outside it.
     Rung {
         krate: "meridian-client",
-        may_use: &["meridian-core", "meridian-api"],
+        may_use: &["meridian-core", "meridian-api", "meridian-tls"],
         never: &["sqlx", "axum", "openraft", "bollard", "anyhow"],
     },
     // Locating clients is a pure lookup over files read once: no runtime, no network.
@@ -149,6 +157,7 @@ const LADDER: &[Rung] = &[
         may_use: &[
             "meridian-core",
             "meridian-api",
+            "meridian-tls",
             "meridian-geo",
             "meridian-state",
         ],
@@ -184,6 +193,7 @@ const LADDER: &[Rung] = &[
         may_use: &[
             "meridian-core",
             "meridian-api",
+            "meridian-tls",
             "meridian-client",
             "meridian-geo",
             "meridian-state",
@@ -195,7 +205,7 @@ const LADDER: &[Rung] = &[
     },
     Rung {
         krate: "meridian-bench",
-        may_use: &["meridian-api", "meridian-client"],
+        may_use: &["meridian-api", "meridian-tls", "meridian-client"],
         never: &[],
     },
     // The test harness's latency relay stands apart: it knows nothing of Meridian.
@@ -206,7 +216,12 @@ const LADDER: &[Rung] = &[
     },
     Rung {
         krate: "meridian-tests",
-        may_use: &["meridian-core", "meridian-api", "meridian-client"],
+        may_use: &[
+            "meridian-core",
+            "meridian-api",
+            "meridian-tls",
+            "meridian-client",
+        ],
         never: &[],
     },
 ];

@@ -44,7 +44,7 @@ async fn healthy(admin: &Client, app: &str) -> Vec<(String, String, u64)> {
 }
 
 async fn get(address: &str) -> Option<String> {
-    let resp = reqwest::Client::new()
+    let resp = meridian_tests::http()
         .get(format!("http://{address}/"))
         .timeout(Duration::from_secs(2))
         .send()

@@ -96,7 +96,7 @@ for n in 1 2 3; do
   mports+=("$port")
   if [ "$n" = 1 ]; then start=(--bootstrap); else start=(--join "http://127.0.0.1:${mports[0]}"); fi
   "$meridian" server --node-id "$n" --listen "127.0.0.1:$port" --data-dir "$work/$system-$n" \
-    --cluster-secret-file "$work/cluster-secret" "${start[@]}" >"$work/$system-$n.log" 2>&1 &
+    --cluster-secret-file "$work/cluster-secret" --insecure-plain-http "${start[@]}" >"$work/$system-$n.log" 2>&1 &
   pids+=($!)
   mpids+=($!)
   wait_until 100 0.1 curl -fsS "http://127.0.0.1:$port/v1/health" ||

@@ -56,7 +56,7 @@ run_scale() {
     ports+=("$port")
     if [ "$n" = 1 ]; then start=(--bootstrap); else start=(--join "http://127.0.0.1:${ports[0]}"); fi
     "$meridian" server --node-id "$n" --listen "127.0.0.1:$port" --data-dir "$work/$label-$n" \
-      --cluster-secret-file "$work/$label-secret" --node-grace-ms 600000 "${start[@]}" \
+      --cluster-secret-file "$work/$label-secret" --node-grace-ms 600000 --insecure-plain-http "${start[@]}" \
       >"$work/$label-$n.log" 2>&1 &
     pids+=($!)
     echo "http://127.0.0.1:$port=$!" >>"$pidmap"

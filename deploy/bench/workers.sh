@@ -70,7 +70,7 @@ start_servers() {
     mports+=("$port")
     if [ "$n" = 1 ]; then start=(--bootstrap); else start=(--join "http://127.0.0.1:${mports[0]}"); fi
     "$meridian" server --node-id "$n" --listen "127.0.0.1:$port" --data-dir "$work/$prefix-$n" \
-      --cluster-secret-file "$work/$prefix-secret" --node-grace-ms 600000 "${start[@]}" \
+      --cluster-secret-file "$work/$prefix-secret" --node-grace-ms 600000 --insecure-plain-http "${start[@]}" \
       >"$work/$prefix-$n.log" 2>&1 &
     pids+=($!)
     wait_until 100 0.1 curl -fsS "http://127.0.0.1:$port/v1/health" ||

@@ -92,6 +92,17 @@ pub fn docker(args: &[&str]) -> (bool, String) {
     run(Command::new("docker").args(args))
 }
 
+/// The local cluster's CA (`deploy/local-cluster up` mints it).
+pub fn ca_file() -> std::path::PathBuf {
+    repo_root().join(".meridian/tls/ca.pem")
+}
+
+/// A raw HTTP client that checks the local cluster's servers against its CA.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    let tls = meridian_tls::client_config(&ca_file(), None).expect("the local cluster's CA");
+    reqwest::Client::builder().tls_backend_preconfigured(tls)
+}
+
 impl ComposeCluster {
     /// Reuses a healthy local cluster, or runs `deploy/local-cluster up`.
     pub async fn up() -> ComposeCluster {
@@ -99,8 +110,15 @@ impl ComposeCluster {
         let healthy = |token: &str, port: u16| {
             let token = token.to_string();
             async move {
-                Client::new(&format!("http://127.0.0.1:{port}"), Some(token))
-                    .expect("client")
+                let Ok(client) = Client::builder([format!("https://127.0.0.1:{port}")])
+                    .token(token)
+                    .ca_file(ca_file())
+                    .build()
+                else {
+                    // No CA yet: no cluster this checkout can use.
+                    return false;
+                };
+                client
                     .nodes()
                     .await
                     .is_ok_and(|n| n.iter().filter(|n| n.status == "ready").count() >= 3)
@@ -135,11 +153,11 @@ impl ComposeCluster {
     /// A client for server `id` (1-3).
     pub fn client(&self, id: u64) -> Client {
         let port = self.settings.api_ports[(id - 1) as usize];
-        Client::new(
-            &format!("http://127.0.0.1:{port}"),
-            Some(self.token.clone()),
-        )
-        .expect("client")
+        Client::builder([format!("https://127.0.0.1:{port}")])
+            .token(self.token.clone())
+            .ca_file(ca_file())
+            .build()
+            .expect("client")
     }
 
     /// The container id of a compose service (`server-1`, `agent-fra-1`, ...).

@@ -1,5 +1,6 @@
 //! A harness that runs real `meridian server` processes on loopback ports, each with its own
-//! data directory in a temporary folder, and can SIGKILL and restart them.
+//! data directory in a temporary folder, and can SIGKILL and restart them. Servers speak TLS
+//! with certificates of one CA per test process ([`pki`]), unless a test asks for plain HTTP.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -7,11 +8,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use meridian_client::Client;
+use meridian_client::{Client, ClientTls};
+use meridian_tls::issue::{create_ca, issue, CaOptions, CertAndKey, LeafOptions};
+use meridian_tls::CertRole;
 use serde_json::Value;
 
 pub mod compose;
 pub mod simulated_agent;
+pub mod wire;
 pub mod workers;
 
 /// The `meridian` binary, built once per test process (a no-op when it is up to date).
@@ -43,6 +47,89 @@ pub fn meridian_bin() -> PathBuf {
     .clone()
 }
 
+/// The test process's certificate authority and the certificates it issued, in a folder that
+/// lives as long as the process.
+pub struct Pki {
+    dir: PathBuf,
+    ca: CertAndKey,
+    issued: std::sync::Mutex<()>,
+}
+
+/// The test process's [`Pki`], made on first use.
+pub fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("meridian-test-pki-")
+            .tempdir()
+            .expect("pki dir")
+            .keep();
+        let ca = create_ca(&CaOptions::default()).expect("test CA");
+        meridian_tls::files::write_new(&dir.join("ca.pem"), &ca.cert_pem, false, true)
+            .expect("write CA");
+        Pki {
+            dir,
+            ca,
+            issued: Default::default(),
+        }
+    })
+}
+
+impl Pki {
+    /// The CA certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// The certificate and key of `name`, a `role` in `region` (issued on first use; valid for
+    /// `localhost` and 127.0.0.1 too).
+    pub fn cert(&self, role: CertRole, region: &str, name: &str) -> (PathBuf, PathBuf) {
+        let _one_at_a_time = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        let cert = self.dir.join(format!("{role}-{region}-{name}.pem"));
+        let key = self.dir.join(format!("{role}-{region}-{name}-key.pem"));
+        if !cert.exists() {
+            let leaf = issue(
+                &self.ca,
+                &LeafOptions {
+                    role,
+                    region: region.into(),
+                    name: name.into(),
+                    sans: vec!["localhost".into(), "127.0.0.1".into()],
+                    days: 30,
+                },
+            )
+            .expect("issue test certificate");
+            meridian_tls::files::write_new(&key, &leaf.key_pem, true, true).expect("key");
+            meridian_tls::files::write_new(&cert, &leaf.cert_pem, false, true).expect("cert");
+        }
+        (cert, key)
+    }
+
+    /// A client's TLS files: the CA, and the certificate of `name` as a `role` in `region`.
+    pub fn client_tls(&self, role: CertRole, region: &str, name: &str) -> ClientTls {
+        let (cert, key) = self.cert(role, region, name);
+        ClientTls {
+            ca_file: Some(self.ca_file()),
+            cert: Some(cert),
+            key: Some(key),
+        }
+    }
+
+    /// Flags giving a `meridian agent` or `meridian router` this CA and the certificate of
+    /// `name` in `region`.
+    pub fn part_flags(&self, role: CertRole, region: &str, name: &str) -> Vec<String> {
+        let (cert, key) = self.cert(role, region, name);
+        vec![
+            "--ca-file".into(),
+            self.ca_file().display().to_string(),
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+        ]
+    }
+}
+
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -61,12 +148,13 @@ pub struct Server {
     pub data_dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    scheme: &'static str,
 }
 
 impl Server {
     /// Its base URL.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     /// Whether its process is running.
@@ -120,12 +208,14 @@ impl Cluster {
         let data_dir = self.dir.path().join(format!("server-{id}"));
         let log = self.dir.path().join(format!("server-{id}.log"));
         let port = free_port();
+        let plain = self.extra_args.iter().any(|a| a == "--insecure-plain-http");
         self.servers.push(Server {
             id,
             port,
             data_dir,
             log,
             child: None,
+            scheme: if plain { "http" } else { "https" },
         });
         let start = if i == 0 {
             vec!["--bootstrap".to_string()]
@@ -143,8 +233,22 @@ impl Cluster {
             .append(true)
             .open(&s.log)
             .expect("open server log");
+        let tls: Vec<String> = if s.scheme == "https" {
+            let (cert, key) = pki().cert(CertRole::Server, "test", &format!("server-{}", s.id));
+            vec![
+                "--tls-cert".into(),
+                cert.display().to_string(),
+                "--tls-key".into(),
+                key.display().to_string(),
+                "--tls-ca".into(),
+                pki().ca_file().display().to_string(),
+            ]
+        } else {
+            Vec::new()
+        };
         let child = Command::new(meridian_bin())
             .arg("server")
+            .args(&tls)
             .args(["--node-id", &s.id.to_string()])
             .args(["--listen", &format!("127.0.0.1:{}", s.port)])
             .arg("--data-dir")
@@ -192,7 +296,31 @@ impl Cluster {
 
     /// A client for server `i` with the admin token (once bootstrapped).
     pub fn client(&self, i: usize) -> Client {
-        Client::new(&self.url(i), self.admin.clone()).expect("client")
+        self.client_with(i, self.admin.clone())
+    }
+
+    /// Flags for a `meridian agent` or `meridian router` of this cluster: over TLS, the CA and
+    /// the certificate of `name`, a `role` in `region`; nothing over plain HTTP.
+    pub fn part_flags(&self, role: CertRole, region: &str, name: &str) -> Vec<String> {
+        match self.servers.first() {
+            Some(s) if s.scheme == "http" => Vec::new(),
+            _ => pki().part_flags(role, region, name),
+        }
+    }
+
+    /// A client for server `i` sending `token`, trusting the test CA.
+    pub fn client_with(&self, i: usize, token: Option<String>) -> Client {
+        client(&self.url(i), token)
+    }
+
+    /// A client for server `i` as the agent of node `node` in `region` would call: its token,
+    /// and that node's agent certificate.
+    pub fn agent_client(&self, i: usize, token: &str, node: &str, region: &str) -> Client {
+        Client::builder([self.url(i)])
+            .token(token.to_string())
+            .tls_files(pki().client_tls(CertRole::Agent, region, node))
+            .build()
+            .expect("agent client")
     }
 
     /// Everything server `i` logged.
@@ -304,8 +432,8 @@ impl Cluster {
 
     /// Bootstraps auth through server `i` and keeps the admin token.
     pub async fn bootstrap(&mut self) -> String {
-        let resp = Client::new(&self.url(0), None)
-            .expect("client")
+        let resp = self
+            .client_with(0, None)
             .bootstrap()
             .await
             .expect("bootstrap");
@@ -322,9 +450,38 @@ impl Drop for Cluster {
     }
 }
 
-/// A plain HTTP client for raw requests.
-pub fn http() -> reqwest::Client {
+/// A client for the server at `url` sending
+/// `token`, trusting the test CA.
+pub fn client(url: &str, token: Option<String>) -> Client {
+    Client::builder([url])
+        .token(token)
+        .ca_file(pki().ca_file())
+        .build()
+        .expect("client")
+}
+
+/// A raw HTTP client builder that trusts the test CA's servers (and checks nothing else of
+/// plain `http://` targets).
+pub fn http_builder() -> reqwest::ClientBuilder {
+    let tls = meridian_tls::client_config(&pki().ca_file(), None).expect("test TLS set-up");
+    reqwest::Client::builder().tls_backend_preconfigured(tls)
+}
+
+/// A raw HTTP client presenting the certificate of `name`, a `role` in `region`.
+pub fn http_as(role: CertRole, region: &str, name: &str) -> reqwest::Client {
+    let (cert, key) = pki().cert(role, region, name);
+    let tls = meridian_tls::client_config(&pki().ca_file(), Some((&cert, &key)))
+        .expect("test TLS set-up");
     reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("http client")
+}
+
+/// A raw HTTP client for requests by hand, to servers (over TLS) or anything over plain HTTP.
+pub fn http() -> reqwest::Client {
+    http_builder()
         .timeout(Duration::from_secs(20))
         .build()
         .expect("http client")

@@ -175,6 +175,7 @@ impl Cluster {
             .arg("agent")
             .args(["--name", name, "--region", region])
             .args(["--server", &servers.join(",")])
+            .args(self.part_flags(meridian_tls::CertRole::Agent, region, name))
             .arg("--token-file")
             .arg(token_file)
             .args(["--advertise-host", "127.0.0.1", "--heartbeat-ms", "500"])
@@ -216,6 +217,7 @@ impl Cluster {
         let out = Command::new(meridian_bin())
             .args(args)
             .env("MERIDIAN_ADDR", self.url(0))
+            .env("MERIDIAN_CA_FILE", crate::pki().ca_file())
             .env("MERIDIAN_TOKEN", self.admin.clone().unwrap_or_default())
             .env("MERIDIAN_CONFIG_DIR", self.dir.path().join("cli-config"))
             .env("RUST_LOG", "warn")
@@ -279,10 +281,16 @@ impl Cluster {
         let log = self.dir.path().join(format!("router-{region}.log"));
         let file = std::fs::File::create(&log).expect("router log");
         let servers: Vec<String> = (0..self.servers.len()).map(|i| self.url(i)).collect();
+        let default_name = format!("router-{region}");
+        let name = extra
+            .windows(2)
+            .find(|w| w[0] == "--name")
+            .map_or(default_name.as_str(), |w| w[1]);
         let child = Command::new(meridian_bin())
             .arg("router")
-            .args(["--region", region, "--name", &format!("router-{region}")])
+            .args(["--region", region, "--name", &default_name])
             .args(["--server", &servers.join(",")])
+            .args(self.part_flags(meridian_tls::CertRole::Router, region, name))
             .arg("--token-file")
             .arg(token_file)
             .args(["--listen", &format!("127.0.0.1:{port}")])

@@ -79,7 +79,7 @@ pub async fn run_with<R: ContainerRuntime>(
 ) -> Result<(), AgentError> {
     config.validate()?;
     let cp = Arc::new(
-        ControlPlane::new(&config.name, &config.servers, &config.token)
+        ControlPlane::new(&config.name, &config.servers, &config.token, &config.tls)
             .map_err(AgentError::Client)?,
     );
     let body = RegisterNode {

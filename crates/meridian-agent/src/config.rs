@@ -25,6 +25,8 @@ pub struct AgentConfig {
     pub servers: Vec<String>,
     /// Bearer token for the agent endpoints.
     pub token: String,
+    /// The cluster's CA, and this node's agent certificate and key, for calls to the servers.
+    pub tls: meridian_client::ClientTls,
     /// Docker engine address: `unix:///path`, `tcp://host:port` or `http://host:port`.
     pub docker_host: String,
     /// CPU offered to instances, in thousandths of a core.
@@ -68,6 +70,7 @@ impl AgentConfig {
             region: region.to_string(),
             servers,
             token: token.to_string(),
+            tls: meridian_client::ClientTls::default(),
             docker_host: DEFAULT_DOCKER_HOST.to_string(),
             cpu_millis: default_cpu_millis(),
             memory_mb: default_memory_mb(),
@@ -102,10 +105,23 @@ impl AgentConfig {
             return bad("server", "at least one control-plane URL is needed".into());
         }
         // The client checks the addresses it is given; building one is cheap.
+        // Only the shape of the addresses here: the TLS files are read when the agent starts.
         if let Err(e @ meridian_client::BuildError::BadAddress { .. }) =
             meridian_client::Client::builder(&self.servers).build()
         {
             return bad("server", e.to_string());
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return bad(
+                "tls_cert",
+                "a certificate and its key go together: give both --tls-cert and --tls-key".into(),
+            );
+        }
+        if self.tls.cert.is_some() && self.tls.ca_file.is_none() {
+            return bad(
+                "ca_file",
+                "a client certificate needs the cluster's CA (--ca-file) to check servers".into(),
+            );
         }
         if self.token.trim().is_empty() {
             return bad("token", "must not be empty".into());

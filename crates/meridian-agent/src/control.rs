@@ -24,8 +24,16 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// A client for `servers`, sending `token`, on behalf of `node`.
-    pub fn new(node: &str, servers: &[String], token: &str) -> Result<Self, BuildError> {
-        let client = Client::builder(servers).token(token.to_string()).build()?;
+    pub fn new(
+        node: &str,
+        servers: &[String],
+        token: &str,
+        tls: &meridian_client::ClientTls,
+    ) -> Result<Self, BuildError> {
+        let client = Client::builder(servers)
+            .token(token.to_string())
+            .tls_files(tls.clone())
+            .build()?;
         Ok(Self {
             node: node.to_string(),
             client,
@@ -156,6 +164,7 @@ mod tests {
             "w1",
             &["http://127.0.0.1:9".into(), "http://127.0.0.2:9".into()],
             "t",
+            &Default::default(),
         )
         .unwrap();
         assert_eq!(cp.server(), "http://127.0.0.1:9");

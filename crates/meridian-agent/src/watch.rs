@@ -133,7 +133,7 @@ mod tests {
     #[tokio::test]
     async fn older_generations_from_a_lagging_server_are_ignored() {
         let url = scripted_server(&[5, 3, 5, 2, 7]).await;
-        let cp = ControlPlane::new("w1", &[url], "token").unwrap();
+        let cp = ControlPlane::new("w1", &[url], "token", &Default::default()).unwrap();
         let (_registered_tx, registered) = watch::channel(true);
         let (desired_tx, mut desired) = watch::channel(None);
         let (stop_tx, stop) = Stop::channel();

@@ -27,6 +27,11 @@ pub const CLUSTER_SECRET_HEADER: &str = "meridian-cluster-secret";
 /// Header a server sets when it forwards a request to the leader, naming itself.
 pub const FORWARDED_BY_HEADER: &str = "meridian-forwarded-by";
 
+/// Set by a server on a request it forwards: the identity the client certificate of the
+/// original caller names (`<name>.<role>.<region>.meridian`). Believed only from a peer that
+/// presented a server certificate.
+pub const PEER_HEADER: &str = "meridian-peer";
+
 /// Header on an answer a follower relayed from the leader, naming the leader's URL (as the
 /// leader advertises it to the cluster). Clients may send their next calls there directly.
 pub const SERVED_BY_HEADER: &str = "meridian-served-by";

@@ -187,6 +187,7 @@ struct LoadArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    meridian_tls::install_default_provider();
     let cli = Cli::parse();
     match cli.command {
         Command::Creates { token, load } => {

@@ -44,6 +44,19 @@ pub struct AgentArgs {
     #[arg(long, env = "MERIDIAN_AGENT_TOKEN_FILE", value_name = "FILE")]
     token_file: Option<PathBuf>,
 
+    /// The cluster's CA certificate (PEM): servers must present a certificate it issued
+    /// [default: the system's trusted roots].
+    #[arg(long, env = "MERIDIAN_AGENT_CA_FILE", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+
+    /// This agent's certificate (PEM), from `meridian tls cert create --role agent`.
+    #[arg(long, env = "MERIDIAN_AGENT_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "MERIDIAN_AGENT_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
     /// Docker engine address (unix:///path, tcp://host:port) [default: unix:///var/run/docker.sock].
     #[arg(long, env = "MERIDIAN_AGENT_DOCKER", value_name = "URL")]
     docker: Option<String>,
@@ -130,6 +143,9 @@ struct AgentFile {
     region: Option<String>,
     servers: Option<Vec<String>>,
     token_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     docker: Option<String>,
     cpu_millis: Option<u32>,
     memory_mb: Option<u32>,
@@ -179,6 +195,11 @@ impl AgentArgs {
         }
         let token = meridian_agent::read_token_file(&token_file)?;
         let mut c = AgentConfig::new(&name, &region, servers, &token);
+        c.tls = meridian_client::ClientTls {
+            ca_file: self.ca_file.clone().or(file.ca_file),
+            cert: self.tls_cert.clone().or(file.tls_cert),
+            key: self.tls_key.clone().or(file.tls_key),
+        };
         c.docker_host = self
             .docker
             .clone()

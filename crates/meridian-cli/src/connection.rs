@@ -2,6 +2,8 @@
 //! then what `meridian login` saved, then the local default address. The calls themselves,
 //! failover between several servers included, are `meridian_client::Client`'s.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::Context;
 use clap::Args;
 use meridian_client::{Client, ClientError};
@@ -10,13 +12,13 @@ use crate::credentials::{self, Credentials};
 use crate::error_report::Hint;
 
 /// The address used when nothing else names one.
-pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7001";
+pub const DEFAULT_ADDR: &str = "https://127.0.0.1:7001";
 
 /// Server address and token as given on the command line or in the environment.
 #[derive(Args)]
 pub struct Target {
     /// Server base URL, or several separated by commas to fail over between them [default:
-    /// the one `meridian login` saved, else http://127.0.0.1:7001].
+    /// the one `meridian login` saved, else https://127.0.0.1:7001].
     #[arg(
         long,
         global = true,
@@ -36,6 +38,17 @@ pub struct Target {
         hide_env_values = true
     )]
     pub token: Option<String>,
+
+    /// The cluster's CA certificate: the server must present a certificate it issued [default:
+    /// the one `meridian login` saved, else the system's trusted roots].
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "MERIDIAN_CA_FILE",
+        value_name = "FILE"
+    )]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Where the token a command sends came from, to explain a refusal.
@@ -63,7 +76,7 @@ pub struct Connection {
 impl Connection {
     /// Resolves address and token, reading the credentials file only when a flag is missing.
     pub fn open(target: &Target) -> anyhow::Result<Self> {
-        let saved = if target.addr.is_some() && target.token.is_some() {
+        let saved = if target.addr.is_some() && target.token.is_some() && target.ca_file.is_some() {
             None
         } else {
             saved_credentials()?
@@ -73,8 +86,9 @@ impl Connection {
             target.token.as_deref(),
             saved.as_ref(),
         );
+        let ca = ca_for(&addr, target.ca_file.as_deref(), saved.as_ref());
         Ok(Self {
-            client: client_for(&addr, token)?,
+            client: client_for(&addr, token, ca.as_deref())?,
             token_from,
         })
     }
@@ -85,6 +99,18 @@ impl Connection {
             Ok(()) => return Ok(()),
             Err(err) => err,
         };
+        // A server whose certificate this client cannot check: say which file would.
+        if err
+            .chain()
+            .any(|cause| cause.to_string().contains("invalid peer certificate"))
+        {
+            return Err(err.context(Hint(
+                "the server's certificate is not one this client can check: pass the cluster's \
+                 CA with --ca-file (or MERIDIAN_CA_FILE; `meridian login --ca-file` saves it); \
+                 the local cluster's is .meridian/tls/ca.pem"
+                    .into(),
+            )));
+        }
         let unauthorized = err.chain().any(|cause| {
             cause
                 .downcast_ref::<ClientError>()
@@ -143,6 +169,16 @@ pub fn resolve(
     }
 }
 
+/// The CA to check `addr`'s certificate against: `--ca-file`, else the one saved with the
+/// credentials of that same address.
+pub fn ca_for(addr: &str, given: Option<&Path>, saved: Option<&Credentials>) -> Option<PathBuf> {
+    given.map(Path::to_path_buf).or_else(|| {
+        saved
+            .filter(|c| normalize(&c.addr) == addr)
+            .and_then(|c| c.ca_file.clone())
+    })
+}
+
 /// `addr` with each server's trailing `/` and surrounding spaces removed, so the same servers
 /// always read the same.
 fn normalize(addr: &str) -> String {
@@ -157,20 +193,28 @@ fn servers(addr: &str) -> Vec<&str> {
         .collect()
 }
 
-/// A client for the servers `addr` names, sending `token`; refuses addresses that are not
-/// http(s) URLs.
-pub fn client_for(addr: &str, token: Option<String>) -> anyhow::Result<Client> {
-    Ok(Client::builder(servers(addr)).token(token).build()?)
+/// A client for the servers `addr` names, sending `token`, checking their certificates
+/// against `ca` when given; refuses addresses that are not http(s) URLs.
+pub fn client_for(addr: &str, token: Option<String>, ca: Option<&Path>) -> anyhow::Result<Client> {
+    Ok(Client::builder(servers(addr))
+        .token(token)
+        .ca_file(ca.map(Path::to_path_buf))
+        .build()?)
 }
 
-/// The address `login` talks to: `--addr`/`MERIDIAN_ADDR`, else the saved one, else the default.
-pub fn login_addr(target: &Target) -> anyhow::Result<String> {
-    let saved = match &target.addr {
-        Some(_) => None,
-        None => saved_credentials().context("reading the saved server address")?,
-    };
+/// The address `login` talks to (`--addr`/`MERIDIAN_ADDR`, else the saved one, else the
+/// default), and the CA to check it with (`--ca-file`, else the one saved for that address),
+/// made absolute so it can be saved.
+pub fn login_addr(target: &Target) -> anyhow::Result<(String, Option<PathBuf>)> {
+    let saved = saved_credentials().context("reading the saved credentials")?;
     let (addr, _, _) = resolve(target.addr.as_deref(), None, saved.as_ref());
-    Ok(addr)
+    let ca = match ca_for(&addr, target.ca_file.as_deref(), saved.as_ref()) {
+        Some(ca) => Some(
+            std::fs::canonicalize(&ca).with_context(|| format!("--ca-file {}", ca.display()))?,
+        ),
+        None => None,
+    };
+    Ok((addr, ca))
 }
 
 #[cfg(test)]
@@ -181,6 +225,7 @@ mod tests {
         Credentials {
             addr: "http://a:7001".into(),
             token: "saved".into(),
+            ca_file: None,
         }
     }
 
@@ -229,25 +274,26 @@ mod tests {
         let saved = Credentials {
             addr: "http://a:7001,http://b:7001/".into(),
             token: "saved".into(),
+            ca_file: None,
         };
         let (_, token, _) = resolve(Some("http://a:7001/,http://b:7001"), None, Some(&saved));
         assert_eq!(token.as_deref(), Some("saved"));
         assert_eq!(
-            client_for(&addr, None).unwrap().servers(),
+            client_for(&addr, None, None).unwrap().servers(),
             ["http://a:7001", "http://b:7001"]
         );
     }
 
     #[test]
     fn addresses_need_a_scheme() {
-        assert!(client_for("http://127.0.0.1:7001", None).is_ok());
-        assert!(client_for("https://meridian.example", None).is_ok());
-        let e = client_for("127.0.0.1:7001", None).unwrap_err();
+        assert!(client_for("http://127.0.0.1:7001", None, None).is_ok());
+        assert!(client_for("https://meridian.example", None, None).is_ok());
+        let e = client_for("127.0.0.1:7001", None, None).unwrap_err();
         assert_eq!(
             e.to_string(),
             "server address `127.0.0.1:7001` must look like http://HOST:PORT or https://HOST"
         );
-        assert!(client_for("http://", None).is_err());
-        assert!(client_for(",", None).is_err());
+        assert!(client_for("http://", None, None).is_err());
+        assert!(client_for(",", None, None).is_err());
     }
 }

@@ -19,6 +19,9 @@ pub struct Credentials {
     pub addr: String,
     /// API token (a JWT).
     pub token: String,
+    /// The cluster's CA certificate, to check the server's certificate against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 // By hand so a stray `{:?}` never puts the token in a log.
@@ -27,6 +30,7 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("addr", &self.addr)
             .field("token", &"<redacted>")
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -154,6 +158,7 @@ mod tests {
         Credentials {
             addr: "http://10.0.0.1:7001".into(),
             token: "eyJ.secret.sig".into(),
+            ca_file: Some("/etc/meridian/ca.pem".into()),
         }
     }
 

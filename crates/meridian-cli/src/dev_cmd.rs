@@ -113,7 +113,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         geo_map: None,
         rtt_table: None,
         retention: Default::default(),
+        // One machine, one process: the API is for this machine's own clients.
+        tls: None,
+        insecure_plain_http: true,
     };
+    if !args.listen.ip().is_loopback() {
+        eprintln!(
+            "warning: --listen {} reaches beyond this machine, and `meridian dev` serves plain \
+             HTTP: tokens cross the network in clear. Run a cluster with TLS \
+             (`meridian tls ca create`) for anything but a try-out",
+            args.listen
+        );
+    }
     if let Some(socket) = args.docker.strip_prefix("unix://") {
         if !Path::new(socket).exists() {
             eprintln!(
@@ -257,6 +268,7 @@ fn announce(
             let creds = Credentials {
                 addr: url.to_string(),
                 token: admin.to_string(),
+                ca_file: None,
             };
             credentials::save(&path, &creds)?;
             text.push_str(&format!(

@@ -19,6 +19,7 @@ mod server_cmd;
 mod server_file;
 mod settings_file;
 mod timestamp;
+mod tls_cmd;
 
 use std::process::ExitCode;
 
@@ -72,11 +73,15 @@ enum Command {
     Dev(Box<dev_cmd::DevArgs>),
     /// Check a token against a server and save it, or bootstrap a new cluster's admin token.
     Login(commands::login::LoginArgs),
+    /// Mint the cluster's certificate authority and the certificates of its parts.
+    Tls(tls_cmd::TlsArgs),
     #[command(flatten)]
     Client(commands::ClientCommand),
 }
 
 fn main() -> ExitCode {
+    // Every TLS set-up names its provider; this covers any that does not.
+    meridian_tls::install_default_provider();
     let cli = Cli::parse();
     let quiet = matches!(cli.command, Command::Dev(_));
     logging::init(cli.global.log_format, quiet);
@@ -109,6 +114,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Router(args) => router_cmd::run(*args).await,
         Command::Dev(args) => dev_cmd::run(*args).await,
         Command::Login(args) => commands::login::run(args, &cli.global.target, &out).await,
+        Command::Tls(args) => tls_cmd::run(args, &out),
         Command::Client(command) => {
             let conn = Connection::open(&cli.global.target)?;
             let result = commands::run(command, &conn.client, &out).await;

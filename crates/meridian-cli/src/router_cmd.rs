@@ -40,6 +40,19 @@ pub struct RouterArgs {
     #[arg(long, env = "MERIDIAN_ROUTER_TOKEN_FILE", value_name = "FILE")]
     token_file: Option<PathBuf>,
 
+    /// The cluster's CA certificate (PEM): servers must present a certificate it issued
+    /// [default: the system's trusted roots].
+    #[arg(long, env = "MERIDIAN_ROUTER_CA_FILE", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+
+    /// This router's certificate (PEM), from `meridian tls cert create --role router`.
+    #[arg(long, env = "MERIDIAN_ROUTER_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "MERIDIAN_ROUTER_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
     /// Address to serve apps on, e.g. 0.0.0.0:8080.
     #[arg(long, env = "MERIDIAN_ROUTER_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -96,6 +109,9 @@ struct RouterFile {
     region: Option<String>,
     servers: Option<Vec<String>>,
     token_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     listen: Option<SocketAddr>,
     name: Option<String>,
     advertise_url: Option<String>,
@@ -180,6 +196,11 @@ impl RouterArgs {
             name,
             region,
             servers,
+            control_tls: meridian_client::ClientTls {
+                ca_file: self.ca_file.clone().or(file.ca_file),
+                cert: self.tls_cert.clone().or(file.tls_cert),
+                key: self.tls_key.clone().or(file.tls_key),
+            },
             token,
             listen,
             advertise_url,

@@ -11,7 +11,7 @@ use clap::Args;
 use meridian_server::ServerConfig;
 
 use crate::output::write_stdout;
-use crate::server_file::{RaftFile, RetentionFile, ServerFile};
+use crate::server_file::{RaftFile, RetentionFile, ServerFile, TlsFile};
 
 /// Settings for `meridian server`. Each flag can also come from its `MERIDIAN_*` variable;
 /// anything given neither way is read from `--config`.
@@ -128,6 +128,28 @@ pub struct ServerArgs {
     #[arg(long, env = "MERIDIAN_RETENTION_EVERY_MS", value_name = "MS")]
     retention_every_ms: Option<u64>,
 
+    /// This server's certificate (PEM), issued by `meridian tls cert create --role server`.
+    #[arg(long, env = "MERIDIAN_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "MERIDIAN_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
+    /// The cluster's CA certificate (PEM): other servers, agents and routers must present a
+    /// certificate it issued.
+    #[arg(long, env = "MERIDIAN_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+
+    /// Serve and call plain HTTP instead of TLS: every token, the cluster secret and app
+    /// settings then cross the network in clear. For loopback or a private test network.
+    #[arg(
+        long,
+        env = "MERIDIAN_INSECURE_PLAIN_HTTP",
+        value_parser = BoolishValueParser::new()
+    )]
+    insecure_plain_http: bool,
+
     /// Print the resolved settings as TOML and exit without starting.
     #[arg(long)]
     print_config: bool,
@@ -167,6 +189,13 @@ impl ServerArgs {
                 forget_tokens_after_s: self.forget_tokens_after_s,
                 every_ms: self.retention_every_ms,
             },
+            tls: TlsFile {
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+                ca: self.tls_ca.clone(),
+            },
+            // `false` means "not given", as for --bootstrap.
+            insecure_plain_http: self.insecure_plain_http.then_some(true),
         }
     }
 

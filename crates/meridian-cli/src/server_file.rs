@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use meridian_server::config::default_max_body;
 use meridian_server::{RetentionSettings, ServerConfig, StartMode};
 use meridian_state::RaftSettings;
+use meridian_tls::TlsFiles;
 use serde::Deserialize;
 
 /// Any subset of the server's settings. This is the TOML file's shape — the keys are
@@ -54,6 +55,63 @@ pub struct ServerFile {
     /// What the state keeps.
     #[serde(default)]
     pub retention: RetentionFile,
+    /// This server's certificate and key and the cluster's CA.
+    #[serde(default)]
+    pub tls: TlsFile,
+    /// `true` to serve and call plain HTTP instead of TLS.
+    pub insecure_plain_http: Option<bool>,
+}
+
+/// Any subset of the TLS files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// Certificate, PEM.
+    pub cert: Option<PathBuf>,
+    /// Private key, PEM.
+    pub key: Option<PathBuf>,
+    /// The cluster's CA certificate, PEM.
+    pub ca: Option<PathBuf>,
+}
+
+impl TlsFile {
+    fn over(self, lower: TlsFile) -> TlsFile {
+        TlsFile {
+            cert: self.cert.or(lower.cert),
+            key: self.key.or(lower.key),
+            ca: self.ca.or(lower.ca),
+        }
+    }
+
+    /// The three files, none of them, or an error naming those missing; `plain` says whether
+    /// plain HTTP was asked for instead.
+    fn into_files(self, plain: bool) -> anyhow::Result<Option<TlsFiles>> {
+        let missing: Vec<String> = [
+            (self.cert.is_none(), &TLS_CERT),
+            (self.key.is_none(), &TLS_KEY),
+            (self.ca.is_none(), &TLS_CA),
+        ]
+        .into_iter()
+        .filter(|(gone, _)| *gone)
+        .map(|(_, r)| r.describe())
+        .collect();
+        match (self.cert, self.key, self.ca, plain) {
+            (Some(cert), Some(key), Some(ca), false) => Ok(Some(TlsFiles { cert, key, ca })),
+            (None, None, None, true) => Ok(None),
+            (_, _, _, true) => bail!(
+                "--insecure-plain-http (MERIDIAN_INSECURE_PLAIN_HTTP) and TLS files were both \
+                 given: choose one"
+            ),
+            (None, None, None, false) => bail!(
+                "a server speaks TLS: give its certificate, key and the cluster's CA:\n  {}\n\
+                 (`meridian tls ca create` and `meridian tls cert create --role server` make \
+                 them), or --insecure-plain-http (MERIDIAN_INSECURE_PLAIN_HTTP, \
+                 `insecure_plain_http = true`) to serve plain HTTP on a private network",
+                missing.join("\n  ")
+            ),
+            _ => bail!("missing TLS settings:\n  {}", missing.join("\n  ")),
+        }
+    }
 }
 
 /// Any subset of `RetentionSettings`.
@@ -152,6 +210,24 @@ const DATA_DIR: Required = Required {
     env: "MERIDIAN_DATA_DIR",
     key: "data_dir",
 };
+const TLS_CERT: Required = Required {
+    what: "certificate",
+    flag: "--tls-cert",
+    env: "MERIDIAN_TLS_CERT",
+    key: "tls.cert",
+};
+const TLS_KEY: Required = Required {
+    what: "private key",
+    flag: "--tls-key",
+    env: "MERIDIAN_TLS_KEY",
+    key: "tls.key",
+};
+const TLS_CA: Required = Required {
+    what: "cluster CA certificate",
+    flag: "--tls-ca",
+    env: "MERIDIAN_TLS_CA",
+    key: "tls.ca",
+};
 const SECRET_FILE: Required = Required {
     what: "cluster secret file",
     flag: "--cluster-secret-file",
@@ -243,6 +319,8 @@ impl ServerFile {
                     .or(lower.raft.keep_entries_behind_snapshot),
             },
             retention: self.retention.over(lower.retention),
+            tls: self.tls.over(lower.tls),
+            insecure_plain_http: self.insecure_plain_http.or(lower.insecure_plain_http),
         })
     }
 
@@ -271,6 +349,8 @@ impl ServerFile {
         ) else {
             bail!("missing server settings:\n  {}", missing.join("\n  "));
         };
+        let plain = self.insecure_plain_http.unwrap_or(false);
+        let tls = self.tls.into_files(plain)?;
         let defaults = RaftSettings::default();
         let raft = RaftSettings {
             heartbeat_ms: self.raft.heartbeat_ms.unwrap_or(defaults.heartbeat_ms),
@@ -315,6 +395,8 @@ impl ServerFile {
             rtt_table: self.rtt_table,
             raft,
             retention: self.retention.into_settings(),
+            tls,
+            insecure_plain_http: plain,
         })
     }
 }
@@ -348,6 +430,11 @@ mod tests {
         [raft]
         heartbeat_ms = 150
         election_min_ms = 300
+
+        [tls]
+        cert = "/etc/meridian/server.pem"
+        key = "/etc/meridian/server-key.pem"
+        ca = "/etc/meridian/ca.pem"
     "#;
 
     fn file() -> ServerFile {
@@ -499,6 +586,41 @@ mod tests {
         let text = toml::to_string(&config).unwrap();
         let again = ServerFile::parse(&text).unwrap().into_config().unwrap();
         assert_eq!(again, config);
+    }
+
+    #[test]
+    fn a_server_speaks_tls_unless_told_plainly_not_to() {
+        let mut f = file();
+        f.tls = TlsFile::default();
+        let e = f.clone().into_config().unwrap_err().to_string();
+        for name in [
+            "--tls-cert",
+            "MERIDIAN_TLS_KEY",
+            "tls.ca",
+            "--insecure-plain-http",
+        ] {
+            assert!(e.contains(name), "{e}");
+        }
+        f.tls.cert = Some("/c.pem".into());
+        let e = f.clone().into_config().unwrap_err().to_string();
+        assert!(
+            e.contains("missing TLS settings") && e.contains("--tls-key"),
+            "{e}"
+        );
+        assert!(!e.contains("--tls-cert"), "{e}");
+        f.insecure_plain_http = Some(true);
+        let e = f.clone().into_config().unwrap_err().to_string();
+        assert!(e.contains("choose one"), "{e}");
+        f.tls = TlsFile::default();
+        let config = f.into_config().unwrap();
+        assert!(config.insecure_plain_http && config.tls.is_none());
+        assert_eq!(config.scheme(), "http");
+        let config = file().into_config().unwrap();
+        assert_eq!(
+            config.tls.as_ref().map(|t| t.ca.clone()),
+            Some("/etc/meridian/ca.pem".into())
+        );
+        assert!(!config.insecure_plain_http);
     }
 
     #[test]

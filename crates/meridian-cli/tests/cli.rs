@@ -50,6 +50,7 @@ fn server_settings_stack_file_then_env_then_flags() {
         .args(["server", "--print-config", "--config"])
         .arg(&file)
         .args(["--node-id", "3", "--cluster-secret-file", "/secret"])
+        .arg("--insecure-plain-http")
         .env("MERIDIAN_NODE_ID", "2")
         .env("MERIDIAN_LISTEN", "127.0.0.1:9002")
         .env("MERIDIAN_REGION", "env-region"));
@@ -131,6 +132,7 @@ fn taken_port_is_reported_once() {
     std::fs::write(&secret, "a-test-cluster-secret-of-enough-length\n").unwrap();
     let (code, stdout, stderr) = run(meridian(home.path())
         .args(["server", "--node-id", "1", "--bootstrap"])
+        .args(tls_flags(home.path()))
         .args(["--listen", &addr.to_string()])
         .arg("--data-dir")
         .arg(home.path().join("data"))
@@ -192,11 +194,42 @@ impl Drop for ServerProcess {
     }
 }
 
+/// A CA and a server certificate made with `meridian tls` under `home/pki`, as the flags of
+/// `meridian server`.
+fn tls_flags(home: &Path) -> Vec<String> {
+    let pki = home.join("pki");
+    let (code, _, stderr) = run(meridian(home)
+        .args(["tls", "ca", "create", "--out"])
+        .arg(&pki));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = run(meridian(home)
+        .args([
+            "tls", "cert", "create", "--role", "server", "--region", "local",
+        ])
+        .args(["--name", "s1", "--san", "127.0.0.1", "--ca"])
+        .arg(pki.join("ca.pem"))
+        .arg("--ca-key")
+        .arg(pki.join("ca-key.pem"))
+        .arg("--out")
+        .arg(&pki));
+    assert_eq!(code, 0, "{stderr}");
+    let path = |name: &str| pki.join(name).display().to_string();
+    vec![
+        "--tls-cert".into(),
+        path("server-local-s1.pem"),
+        "--tls-key".into(),
+        path("server-local-s1-key.pem"),
+        "--tls-ca".into(),
+        path("ca.pem"),
+    ]
+}
+
 fn start_server(home: &Path, port: u16) -> ServerProcess {
     let secret = home.join("secret");
     std::fs::write(&secret, "a-test-cluster-secret-of-enough-length\n").unwrap();
     let child = meridian(home)
         .args(["server", "--node-id", "1", "--bootstrap"])
+        .args(tls_flags(home))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(home.join("data"))
@@ -225,14 +258,31 @@ fn smoke_against_a_real_server() {
     let home = tempfile::tempdir().unwrap();
     let home = home.path();
     let port = free_port();
-    let addr = format!("http://127.0.0.1:{port}");
+    let addr = format!("https://127.0.0.1:{port}");
     let mut server = start_server(home, port);
+    let ca = home.join("pki").join("ca.pem");
+
+    // Without the cluster's CA the server's certificate is refused, and the error says so.
+    let (code, _, stderr) = run(meridian(home).args(["cluster", "status", "--addr", &addr]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("certificate") && stderr.contains("--ca-file"),
+        "{stderr}"
+    );
 
     // Bootstrap may race the first leader election; retry briefly.
     let deadline = Instant::now() + Duration::from_secs(30);
     let token = loop {
-        let (code, stdout, stderr) =
-            run(meridian(home).args(["login", "--bootstrap", "--json", "--addr", &addr]));
+        let (code, stdout, stderr) = run(meridian(home)
+            .args([
+                "login",
+                "--bootstrap",
+                "--json",
+                "--addr",
+                &addr,
+                "--ca-file",
+            ])
+            .arg(&ca));
         if code == 0 {
             let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
             break answer["token"].as_str().unwrap().to_string();
@@ -307,7 +357,9 @@ fn smoke_against_a_real_server() {
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
     let (code, _, stderr) = run(meridian(home)
         .args(["login", "--addr", &addr, "--token-file"])
-        .arg(&token_file));
+        .arg(&token_file)
+        .arg("--ca-file")
+        .arg(&ca));
     assert_eq!(code, 0, "{stderr}");
     let (code, stdout, _) = run(meridian(home).args(["tokens", "list"]));
     assert_eq!(code, 0);

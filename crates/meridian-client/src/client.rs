@@ -1,6 +1,7 @@
 //! [`Client`]: a token, a list of servers, timeouts, and the loop that sends one call to the
 //! servers in turn.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +50,20 @@ pub struct ClientBuilder {
     servers: Vec<String>,
     token: Option<String>,
     timeouts: Timeouts,
+    files: ClientTls,
+    tls: Option<rustls::ClientConfig>,
+}
+
+/// A client's TLS files: the cluster's CA to check servers against, and the certificate and
+/// key it presents (agents and routers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// The cluster's CA certificate, PEM.
+    pub ca_file: Option<PathBuf>,
+    /// This client's certificate, PEM.
+    pub cert: Option<PathBuf>,
+    /// Its private key, PEM.
+    pub key: Option<PathBuf>,
 }
 
 /// Shows everything but the token.
@@ -58,11 +73,52 @@ impl std::fmt::Debug for ClientBuilder {
             .field("servers", &self.servers)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
             .field("timeouts", &self.timeouts)
-            .finish()
+            .field("files", &self.files)
+            .finish_non_exhaustive()
     }
 }
 
 impl ClientBuilder {
+    /// The cluster's CA: servers must present a certificate it issued, with the server role
+    /// (the address dialled need not be in it). Without one, `https://` servers are checked
+    /// against the system's trusted roots and their address, as a browser does.
+    pub fn ca_file(mut self, ca: impl Into<Option<PathBuf>>) -> Self {
+        self.files.ca_file = ca.into();
+        self
+    }
+
+    /// All of a client's TLS files at once: the CA as [`Self::ca_file`], and a certificate
+    /// and key to present.
+    pub fn tls_files(mut self, files: ClientTls) -> Self {
+        self.files = files;
+        self
+    }
+
+    /// A TLS set-up of the caller's own, in place of [`Self::ca_file`] and [`Self::identity`].
+    pub fn tls_config(mut self, config: rustls::ClientConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    fn tls(&self) -> Result<rustls::ClientConfig, BuildError> {
+        if let Some(config) = &self.tls {
+            return Ok(config.clone());
+        }
+        let f = &self.files;
+        let identity = match (&f.cert, &f.key) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            (None, None) => None,
+            _ => return Err(BuildError::HalfIdentity),
+        };
+        match (&f.ca_file, identity) {
+            (Some(ca), identity) => Ok(meridian_tls::client_config(ca, identity)?),
+            (None, Some(_)) => Err(BuildError::IdentityWithoutCa),
+            (None, None) => Ok(meridian_tls::config::web_client_config(
+                &meridian_tls::config::system_roots(),
+            )?),
+        }
+    }
+
     /// The bearer token every call sends.
     pub fn token(mut self, token: impl Into<Option<String>>) -> Self {
         self.token = token.into();
@@ -78,8 +134,10 @@ impl ClientBuilder {
     /// The client, or why it cannot be made: no server, an address that is not an http(s)
     /// URL, or an HTTP client that cannot be set up. Never a client without its timeouts.
     pub fn build(self) -> Result<Client, BuildError> {
+        let tls = self.tls()?;
         let servers = Servers::new(self.servers)?;
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .connect_timeout(self.timeouts.connect)
             .timeout(self.timeouts.request)
             .tcp_nodelay(true)
@@ -173,6 +231,8 @@ impl Client {
             servers: servers.into_iter().map(Into::into).collect(),
             token: None,
             timeouts: Timeouts::default(),
+            files: ClientTls::default(),
+            tls: None,
         }
     }
 

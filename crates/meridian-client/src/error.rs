@@ -171,6 +171,15 @@ pub enum BuildError {
     /// The HTTP client itself cannot be set up (its TLS roots, say).
     #[error("cannot set up the HTTP client")]
     Http(#[source] reqwest::Error),
+    /// The CA or certificate files cannot be used.
+    #[error("the TLS set-up cannot be made")]
+    Tls(#[from] meridian_tls::TlsError),
+    /// A client certificate was given without its key, or the other way round.
+    #[error("a client certificate and its key go together: give both (--tls-cert and --tls-key) or neither")]
+    HalfIdentity,
+    /// A client certificate was given without the CA to check servers against.
+    #[error("a client certificate needs the cluster's CA too (--ca-file)")]
+    IdentityWithoutCa,
 }
 
 #[cfg(test)]

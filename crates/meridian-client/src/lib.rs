@@ -28,6 +28,6 @@ mod error;
 mod failover;
 mod servers;
 
-pub use client::{Client, ClientBuilder, Timeouts};
+pub use client::{Client, ClientBuilder, ClientTls, Timeouts};
 pub use endpoints::ByteStream;
 pub use error::{Attempt, BuildError, ClientError};

@@ -33,6 +33,8 @@ pub struct ControlConfig {
     pub region: Name,
     /// The URL other routers forward to.
     pub advertise_url: String,
+    /// The cluster's CA, and this router's certificate and key.
+    pub tls: meridian_client::ClientTls,
 }
 
 /// The router's calls to the control plane, through one client over all the servers: a call
@@ -54,6 +56,7 @@ impl Control {
     pub fn new(config: ControlConfig) -> Result<Self, BuildError> {
         let client = Client::builder(&config.servers)
             .token(config.token.clone())
+            .tls_files(config.tls.clone())
             .build()?;
         Ok(Self { config, client })
     }

@@ -28,6 +28,8 @@ pub struct RouterSettings {
     pub region: Name,
     /// Control-plane URLs.
     pub servers: Vec<String>,
+    /// The cluster's CA, and this router's certificate and key, for calls to the servers.
+    pub control_tls: meridian_client::ClientTls,
     /// Router-role token.
     pub token: String,
     /// Where apps are served.
@@ -145,6 +147,7 @@ pub async fn run(
         name: settings.name.clone(),
         region: settings.region.clone(),
         advertise_url: settings.advertise_url.clone(),
+        tls: settings.control_tls.clone(),
     })
     .map_err(RouterError::Client)?;
     let listener = tokio::net::TcpListener::bind(settings.listen)

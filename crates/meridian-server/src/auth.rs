@@ -1,17 +1,19 @@
 //! Tokens: JWTs signed with HS256 by a key kept in the replicated state, checked against the
 //! token table on every request so revocation reaches every server.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use meridian_core::{Action, Name, Role};
 use meridian_state::TokenRecord;
+use meridian_tls::{CertRole, Identity};
 use serde::{Deserialize, Serialize};
 
 use crate::ctx::Ctx;
 use crate::error::ApiError;
+use crate::listen::Peer;
 
 /// `iss` of every Meridian token.
 pub const ISSUER: &str = "meridian";
@@ -67,6 +69,8 @@ pub fn verify(key_b64: &str, token: &str) -> Result<Claims, ApiError> {
     v.set_issuer(&[ISSUER]);
     v.set_audience(&[AUDIENCE]);
     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    // Meridian's tokens carry no `nbf`; one that does is checked.
+    v.validate_nbf = true;
     v.leeway = 0;
     let key = DecodingKey::from_secret(&key_bytes(key_b64)?);
     jsonwebtoken::decode::<Claims>(token, &key, &v)
@@ -191,6 +195,49 @@ pub struct Caller {
     pub role: Role,
     /// App limit, from the stored token.
     pub apps: Option<Vec<Name>>,
+    /// What the caller's client certificate says it is (see [`peer_identity`]).
+    pub peer: Option<Identity>,
+}
+
+/// Who the TLS client of a request is: what its certificate names, or, for a request another
+/// server forwarded (the connection's certificate is a server's), what that server saw, from
+/// [`meridian_api::PEER_HEADER`]. `None` over plain HTTP and for clients without a certificate.
+pub fn peer_identity(parts: &Parts) -> Option<Identity> {
+    let direct = parts
+        .extensions
+        .get::<ConnectInfo<Peer>>()?
+        .0
+        .identity
+        .clone()?;
+    if direct.role == CertRole::Server
+        && parts
+            .headers
+            .contains_key(meridian_api::FORWARDED_BY_HEADER)
+    {
+        return parts
+            .headers
+            .get(meridian_api::PEER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Identity::from_dns_name);
+    }
+    Some(direct)
+}
+
+/// The refusal of a part-only endpoint called without the right certificate: 401 without
+/// one, 403 with another's.
+fn wrong_certificate(peer: Option<&Identity>, needed: String) -> ApiError {
+    match peer {
+        Some(id) => ApiError::forbidden(format!(
+            "this request comes with the certificate of {id}; it needs {needed}"
+        )),
+        None => ApiError::unauthorized(format!(
+            "this request comes without a client certificate; it needs {needed}"
+        )),
+    }
+    .with_hint(
+        "agents and routers present the certificate `meridian tls cert create` issued them \
+         (--tls-cert and --tls-key)",
+    )
 }
 
 impl Caller {
@@ -202,6 +249,61 @@ impl Caller {
             let (message, hint) = self.role.refusal(self.apps.as_deref(), &action);
             Err(ApiError::forbidden(message).with_hint(hint))
         }
+    }
+}
+
+impl Caller {
+    /// [`Caller::require`] for an agent endpoint (acting for node `node`, when given): with
+    /// mutual TLS, the client certificate must be an agent's (that node's, in `region`, when
+    /// given).
+    pub fn require_agent(
+        &self,
+        ctx: &Ctx,
+        node: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<(), ApiError> {
+        self.require(Action::AgentEndpoint)?;
+        self.require_certificate(ctx, CertRole::Agent, node, region)
+    }
+
+    /// [`Caller::require`] for a router endpoint: with mutual TLS, the client certificate must
+    /// be a router's, of `name` and `region` when given.
+    pub fn require_router(
+        &self,
+        ctx: &Ctx,
+        name: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<(), ApiError> {
+        self.require(Action::RouterEndpoint)?;
+        self.require_certificate(ctx, CertRole::Router, name, region)
+    }
+
+    fn require_certificate(
+        &self,
+        ctx: &Ctx,
+        role: CertRole,
+        name: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<(), ApiError> {
+        if !ctx.0.mutual_tls {
+            return Ok(());
+        }
+        let fits = self.peer.as_ref().is_some_and(|id| {
+            id.role == role
+                && name.is_none_or(|n| n == id.name)
+                && region.is_none_or(|r| r == id.region)
+        });
+        if fits {
+            return Ok(());
+        }
+        let mut needed = format!("the certificate of {role}");
+        if let Some(n) = name {
+            needed.push_str(&format!(" {n}"));
+        }
+        if let Some(r) = region {
+            needed.push_str(&format!(" in {r}"));
+        }
+        Err(wrong_certificate(self.peer.as_ref(), needed))
     }
 }
 
@@ -243,6 +345,7 @@ impl FromRequestParts<Ctx> for Caller {
             token_id: record.id.clone(),
             role: record.role,
             apps: record.apps.clone(),
+            peer: peer_identity(parts),
         })
     }
 }
@@ -253,8 +356,9 @@ pub fn secret_matches(ctx: &Ctx, given: Option<&axum::http::HeaderValue>) -> boo
     given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(ctx.0.secret.as_bytes())))
 }
 
-/// A request from another server: it carries the cluster secret. As an extractor it runs
-/// before the body is read, so a caller without the secret learns nothing about the body.
+/// A request from another server: it carries the cluster secret and, with mutual TLS, a
+/// server's certificate. As an extractor it runs before the body is read, so a caller without
+/// them learns nothing about the body.
 #[derive(Debug, Clone, Copy)]
 pub struct ClusterPeer;
 
@@ -262,6 +366,15 @@ impl FromRequestParts<Ctx> for ClusterPeer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Ctx) -> Result<Self, ApiError> {
+        if ctx.0.mutual_tls {
+            let peer = peer_identity(parts);
+            if peer.as_ref().is_none_or(|id| id.role != CertRole::Server) {
+                return Err(wrong_certificate(
+                    peer.as_ref(),
+                    "a server's certificate".into(),
+                ));
+            }
+        }
         if secret_matches(ctx, parts.headers.get(meridian_api::CLUSTER_SECRET_HEADER)) {
             Ok(Self)
         } else {
@@ -320,6 +433,197 @@ mod tests {
         let e = verified.verify(KEY, &expired).expect_err("expired");
         assert!(e.message.contains("expired"), "{}", e.message);
         assert!(verified.checked.lock().unwrap().tokens.is_empty());
+    }
+
+    /// A token with `header` and `claims`, signed with HS256 under `key`.
+    fn forged(header: serde_json::Value, claims: serde_json::Value, key: &str) -> String {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        let head = B64.encode(header.to_string());
+        let body = B64.encode(claims.to_string());
+        let input = format!("{head}.{body}");
+        let key = key_bytes(key).unwrap();
+        let sig = hmac_sha256(&key, input.as_bytes());
+        format!("{input}.{}", B64.encode(sig))
+    }
+
+    /// HMAC-SHA256 (RFC 2104), so the corpus can sign what jsonwebtoken would refuse to.
+    fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
+        use sha2::{Digest, Sha256};
+        let mut k = [0u8; 64];
+        if key.len() > 64 {
+            k[..32].copy_from_slice(&Sha256::digest(key));
+        } else {
+            k[..key.len()].copy_from_slice(key);
+        }
+        let pad = |b: u8| k.iter().map(|x| x ^ b).collect::<Vec<u8>>();
+        let inner = Sha256::new()
+            .chain_update(pad(0x36))
+            .chain_update(msg)
+            .finalize();
+        Sha256::new()
+            .chain_update(pad(0x5c))
+            .chain_update(inner)
+            .finalize()
+            .to_vec()
+    }
+
+    fn claims(exp: u64) -> serde_json::Value {
+        serde_json::json!({
+            "jti": "t1", "sub": "t1", "role": "admin", "iss": ISSUER, "aud": AUDIENCE,
+            "iat": 1, "exp": exp
+        })
+    }
+
+    /// The corpus of attacks: each is refused with a 401 whose message says why, and none
+    /// panics. (Over HTTP the same tokens are sent by `tests/auth.rs`.)
+    #[test]
+    fn the_jwt_attack_corpus_is_refused() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        let now = jsonwebtoken::get_current_timestamp();
+        let hs = serde_json::json!({"alg": "HS256", "typ": "JWT"});
+        // The control: the forger's own HS256 signing is what `sign` makes.
+        let good = forged(hs.clone(), claims(now + 3600), KEY);
+        assert_eq!(verify(KEY, &good).expect("the control verifies").jti, "t1");
+        let unsigned = |header: serde_json::Value, claims: serde_json::Value| {
+            format!(
+                "{}.{}.",
+                B64.encode(header.to_string()),
+                B64.encode(claims.to_string())
+            )
+        };
+        let mut tampered = good.split('.').map(String::from).collect::<Vec<_>>();
+        let mut elevated = claims(now + 3600);
+        elevated["jti"] = "someone-else".into();
+        tampered[1] = B64.encode(elevated.to_string());
+        let cases: Vec<(&str, String, &str)> = vec![
+            (
+                "alg none",
+                unsigned(serde_json::json!({"alg": "none"}), claims(now + 3600)),
+                "",
+            ),
+            (
+                "alg None",
+                unsigned(serde_json::json!({"alg": "None"}), claims(now + 3600)),
+                "",
+            ),
+            (
+                "RS256 header over an HMAC signature (key confusion)",
+                forged(
+                    serde_json::json!({"alg": "RS256", "typ": "JWT"}),
+                    claims(now + 3600),
+                    KEY,
+                ),
+                "HS256",
+            ),
+            (
+                "HS512",
+                forged(
+                    serde_json::json!({"alg": "HS512", "typ": "JWT"}),
+                    claims(now + 3600),
+                    KEY,
+                ),
+                "",
+            ),
+            (
+                "kid naming another key, signed with that key",
+                forged(
+                    serde_json::json!({"alg": "HS256", "kid": "../../../dev/null"}),
+                    claims(now + 3600),
+                    OTHER_KEY,
+                ),
+                "signature",
+            ),
+            (
+                "jku pointing at the attacker",
+                forged(
+                    serde_json::json!({"alg": "HS256", "jku": "https://evil.example/k"}),
+                    claims(now + 3600),
+                    OTHER_KEY,
+                ),
+                "signature",
+            ),
+            (
+                "expired",
+                forged(hs.clone(), claims(now - 1), KEY),
+                "expired",
+            ),
+            (
+                "not valid yet",
+                forged(
+                    hs.clone(),
+                    {
+                        let mut c = claims(now + 3600);
+                        c["nbf"] = (now + 600).into();
+                        c
+                    },
+                    KEY,
+                ),
+                "not valid yet",
+            ),
+            (
+                "wrong audience",
+                forged(
+                    hs.clone(),
+                    {
+                        let mut c = claims(now + 3600);
+                        c["aud"] = "someone-else".into();
+                        c
+                    },
+                    KEY,
+                ),
+                "not issued for the Meridian API",
+            ),
+            (
+                "wrong issuer",
+                forged(
+                    hs.clone(),
+                    {
+                        let mut c = claims(now + 3600);
+                        c["iss"] = "evil".into();
+                        c
+                    },
+                    KEY,
+                ),
+                "not issued for the Meridian API",
+            ),
+            ("tampered payload", tampered.join("."), "signature"),
+            ("truncated", good[..good.len() - 10].to_string(), ""),
+            ("two parts", tampered[..2].join("."), ""),
+            ("empty", String::new(), ""),
+            ("not base64", "a$.b$.c$".into(), ""),
+            (
+                "oversized",
+                forged(
+                    hs.clone(),
+                    {
+                        let mut c = claims(now + 3600);
+                        c["pad"] = "x".repeat(256 * 1024).into();
+                        c
+                    },
+                    OTHER_KEY,
+                ),
+                "signature",
+            ),
+            (
+                "no expiry",
+                forged(
+                    hs,
+                    {
+                        let mut c = claims(now + 3600);
+                        c.as_object_mut().unwrap().remove("exp");
+                        c
+                    },
+                    KEY,
+                ),
+                // Refused as it is decoded: Meridian's claims always carry `exp`.
+                "",
+            ),
+        ];
+        for (what, token, says) in cases {
+            let e = verify(KEY, &token).expect_err(what);
+            assert_eq!(e.status.as_u16(), 401, "{what}: {}", e.message);
+            assert!(e.message.contains(says), "{what}: {}", e.message);
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub struct ServerConfig {
     /// Address the HTTP API and Raft RPCs listen on.
     pub listen: SocketAddr,
     /// Base URL other servers and forwarded requests use to reach this one. Defaults to
-    /// `http://<listen>`.
+    /// `https://<listen>` (`http://` without TLS).
     #[serde(default)]
     pub advertise_url: Option<String>,
     /// Where the Raft log, state and snapshots live.
@@ -51,6 +51,14 @@ pub struct ServerConfig {
     /// What the leader lets go of, and when.
     #[serde(default)]
     pub retention: RetentionSettings,
+    /// This server's certificate and key and the cluster's CA: the API listens with TLS, and
+    /// calls to other servers use mutual TLS. Required unless `insecure_plain_http`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<meridian_tls::TlsFiles>,
+    /// Serve and call plain HTTP: for a private network or loopback only. Logged as a warning
+    /// at start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_plain_http: bool,
 }
 
 /// What the state keeps, so it (and every snapshot) stops growing without bound. The leader
@@ -120,11 +128,20 @@ impl ServerConfig {
             .unwrap_or_else(|| self.data_dir.join("audit-export"))
     }
 
+    /// `https`, or `http` without TLS.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     /// The URL other servers reach this one at.
     pub fn advertise(&self) -> String {
         self.advertise_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .unwrap_or_else(|| format!("{}://{}", self.scheme(), self.listen))
             .trim_end_matches('/')
             .to_string()
     }

@@ -43,6 +43,9 @@ pub struct Inner {
     pub region: Option<String>,
     /// Tokens whose signature this server has checked.
     pub verified: crate::auth::VerifiedTokens,
+    /// Whether the API listens with TLS and checks client certificates: then server-only
+    /// endpoints need a server certificate, and agent and router endpoints one of their role.
+    pub mutual_tls: bool,
     /// The last route table built, with the applied index it reflects.
     pub route_table:
         tokio::sync::Mutex<Option<(u64, std::sync::Arc<meridian_api::routing::RouteTable>)>>,

@@ -171,6 +171,10 @@ async fn forward(
             req = req.header(name, v.clone());
         }
     }
+    // The leader sees this server's certificate: tell it whose this request's was.
+    if let Some(peer) = crate::auth::peer_identity(parts) {
+        req = req.header(meridian_api::PEER_HEADER, peer.dns_name());
+    }
     let resp = req.body(body).send().await.map_err(|e| {
         if e.is_connect() {
             ForwardFailure::NotSent

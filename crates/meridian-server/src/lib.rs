@@ -8,6 +8,7 @@ pub mod error;
 pub mod image_store;
 pub mod json;
 pub mod leader;
+pub mod listen;
 pub mod membership;
 pub mod metrics;
 pub mod openapi;
@@ -70,6 +71,45 @@ pub enum ServerError {
     /// A geo source or round-trip table cannot be used.
     #[error("{0}")]
     Geo(String),
+    /// The TLS files cannot be used.
+    #[error("the TLS set-up cannot be made")]
+    Tls(#[from] meridian_tls::TlsError),
+}
+
+/// How this server talks: the acceptor of its listener (none over plain HTTP), and the TLS
+/// set-up of its calls to other servers (presenting its own certificate).
+struct Transport {
+    acceptor: Option<meridian_tls::Acceptor>,
+    peers: rustls::ClientConfig,
+}
+
+fn transport(config: &ServerConfig) -> Result<Transport, ServerError> {
+    match &config.tls {
+        Some(files) => Ok(Transport {
+            acceptor: Some(meridian_tls::Acceptor::new(meridian_tls::server_config(
+                files,
+                &[b"http/1.1"],
+            )?)),
+            peers: meridian_tls::client_config(&files.ca, Some((&files.cert, &files.key)))?,
+        }),
+        None => {
+            tracing::warn!(
+                "serving plain HTTP (--insecure-plain-http): tokens, the cluster secret and app \
+                 settings cross the network in clear, and no peer's certificate is checked"
+            );
+            Ok(Transport {
+                acceptor: None,
+                peers: meridian_tls::config::web_client_config(
+                    &meridian_tls::config::system_roots(),
+                )?,
+            })
+        }
+    }
+}
+
+/// An HTTP client builder for calls to other servers, with this server's TLS set-up.
+pub(crate) fn peer_http(tls: &rustls::ClientConfig) -> reqwest::ClientBuilder {
+    reqwest::Client::builder().tls_backend_preconfigured(tls.clone())
 }
 
 /// Loads the sources `GET /v1/route` locates clients with, and the round-trip table.
@@ -130,17 +170,19 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let secret = read_secret(&config)?;
     let (locator, rtt) = load_geo(&config)?;
+    let transport = transport(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {
             addr: config.listen,
             source,
         })?;
-    let network = HttpNetwork::new(&secret).map_err(|source| ServerError::HttpClient {
-        purpose: "Raft",
-        source,
-    })?;
-    let forward = reqwest::Client::builder()
+    let network =
+        HttpNetwork::new(&secret, &transport.peers).map_err(|source| ServerError::HttpClient {
+            purpose: "Raft",
+            source,
+        })?;
+    let forward = peer_http(&transport.peers)
         .connect_timeout(Duration::from_millis(500))
         .build()
         .map_err(|source| ServerError::HttpClient {
@@ -149,12 +191,12 @@ pub async fn run(
         })?;
     let join_http = match &config.start {
         StartMode::Join(_) => {
-            Some(
-                membership::join_client().map_err(|source| ServerError::HttpClient {
+            Some(membership::join_client(&transport.peers).map_err(|source| {
+                ServerError::HttpClient {
                     purpose: "joining the cluster",
                     source,
-                })?,
-            )
+                }
+            })?)
         }
         StartMode::Resume | StartMode::Bootstrap => None,
     };
@@ -176,6 +218,7 @@ pub async fn run(
         region: config.region.clone(),
         route_table: Default::default(),
         verified: Default::default(),
+        mutual_tls: transport.acceptor.is_some(),
     }));
     let app = router::build(ctx.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -212,15 +255,21 @@ pub async fn run(
         }),
     };
 
-    // Small request/response exchanges: do not let Nagle hold them back.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
+    let app = app.into_make_service_with_connect_info::<listen::Peer>();
+    let served = match transport.acceptor {
+        Some(acceptor) => {
+            let listener =
+                listen::TlsListener::new(listener, acceptor).map_err(ServerError::Serve)?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
         }
-    });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+        None => {
+            axum::serve(listen::PlainListener(listener), app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     if let Some(task) = joining {
         task.abort();
         let _ = task.await;

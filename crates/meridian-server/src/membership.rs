@@ -31,8 +31,8 @@ pub async fn bootstrap(raft: &Raft, config: &ServerConfig) -> Result<(), String>
 
 /// The HTTP client [`join`] calls members with: one request may take 30 s (the leader adds a
 /// learner and waits for it to catch up before answering).
-pub fn join_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+pub fn join_client(tls: &rustls::ClientConfig) -> Result<reqwest::Client, reqwest::Error> {
+    crate::peer_http(tls)
         .timeout(Duration::from_secs(30))
         .build()
 }

@@ -35,6 +35,11 @@ impl Modify for SecuritySchemes {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
+                    .description(Some(
+                        "A token this cluster issued. With TLS, agent and router routes also \
+                         need the client certificate of that agent (its node) or router, from \
+                         the cluster's CA: none is 401, another's 403",
+                    ))
                     .build(),
             ),
         );
@@ -42,7 +47,9 @@ impl Modify for SecuritySchemes {
             CLUSTER_SECRET,
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 meridian_api::CLUSTER_SECRET_HEADER,
-                "The cluster secret every server is started with; for servers only",
+                "The cluster secret every server is started with; for servers only. With TLS the \
+                 call must also come with a server's certificate of the cluster's CA: none is \
+                 401, another role's 403",
             ))),
         );
     }
@@ -141,16 +148,28 @@ fn complete_operation(op: &mut Operation, method: HttpMethod, group: Group) {
             op,
             401,
             "`unauthorized`: no bearer token, or one that is malformed, badly signed, expired, \
-             unknown or revoked; or the cluster is not bootstrapped yet",
+             unknown or revoked; or the cluster is not bootstrapped yet; or, on an agent or \
+             router route over TLS, no client certificate",
         );
         add(
             op,
             403,
-            "`forbidden`: the token's role (or app list) does not allow this",
+            "`forbidden`: the token's role (or app list) does not allow this; or, on an agent \
+             or router route over TLS, the client certificate is not that agent's or router's",
         );
     }
     if schemes.iter().any(|s| s == CLUSTER_SECRET) {
-        add(op, 401, "`unauthorized`: missing or wrong cluster secret");
+        add(
+            op,
+            401,
+            "`unauthorized`: missing or wrong cluster secret, or (over TLS) no client \
+             certificate",
+        );
+        add(
+            op,
+            403,
+            "`forbidden`: (over TLS) the client certificate is not a server's",
+        );
     }
     let has_query = op
         .parameters

@@ -69,6 +69,10 @@ impl SnapshotChunk {
     }
 }
 
+/// How long one RPC may keep going after openraft stopped waiting for it: long enough to set
+/// up a connection across regions, so the next RPC finds it ready.
+const CONNECTING_GRACE: Duration = Duration::from_secs(5);
+
 /// How long a peer may take to accept a connection. Each RPC's whole deadline comes from
 /// openraft (`RPCOption::hard_ttl`), set per call.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -81,10 +85,10 @@ pub struct HttpNetwork {
 }
 
 impl HttpNetwork {
-    /// A network that authenticates with `secret`. Fails only when the HTTP client cannot be
+    /// A network that authenticates with `secret` (and, with TLS, this server's certificate). Fails only when the HTTP client cannot be
     /// built, rather than falling back to one without the connect timeout.
-    pub fn new(secret: &str) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    pub fn new(secret: &str, tls: &rustls::ClientConfig) -> Result<Self, reqwest::Error> {
+        let http = crate::peer_http(tls)
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .build()?;
@@ -130,15 +134,21 @@ impl PeerConnection {
         E: std::error::Error + DeserializeOwned,
     {
         let url = format!("{}{}", self.node.addr.trim_end_matches('/'), path);
-        let resp = self
+        // Sent from a task of its own: openraft drops this future at the RPC's deadline (a
+        // heartbeat interval), which can be shorter than making a connection to a distant
+        // peer takes (TCP, then TLS: two round trips). The task finishes the connection and
+        // leaves it in the pool for the next RPC; a late answer is dropped.
+        let send = self
             .net
             .http
             .post(&url)
             .header(meridian_api::CLUSTER_SECRET_HEADER, &*self.net.secret)
-            .timeout(option.hard_ttl())
+            .timeout(option.hard_ttl().max(CONNECTING_GRACE))
             .json(req)
-            .send()
+            .send();
+        let resp = tokio::spawn(send)
             .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?
             .map_err(|e| {
                 if e.is_connect() {
                     RPCError::Unreachable(Unreachable::new(&e))

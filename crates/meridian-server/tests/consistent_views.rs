@@ -45,7 +45,7 @@ async fn start(dir: &std::path::Path) -> Node {
         dir,
         1,
         &RaftSettings::default(),
-        HttpNetwork::new("s").unwrap(),
+        HttpNetwork::new("s", &meridian_tls::config::web_client_config(&[]).unwrap()).unwrap(),
     )
     .await
     .unwrap();

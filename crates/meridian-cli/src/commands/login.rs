@@ -24,12 +24,12 @@ pub struct LoginArgs {
 
 /// Runs `meridian login`.
 pub async fn run(args: LoginArgs, target: &Target, out: &Output) -> anyhow::Result<()> {
-    let addr = login_addr(target)?;
+    let (addr, ca) = login_addr(target)?;
     let path = credentials::default_path()?;
     if args.bootstrap {
         // Bootstrap needs no token; any in MERIDIAN_TOKEN is simply not sent.
-        let answer = client_for(&addr, None)?.bootstrap().await?;
-        save(&path, &addr, &answer.token)?;
+        let answer = client_for(&addr, None, ca.as_deref())?.bootstrap().await?;
+        save(&path, &addr, &answer.token, ca)?;
         if out.is_json() {
             out.json(&answer)?;
         }
@@ -48,8 +48,10 @@ pub async fn run(args: LoginArgs, target: &Target, out: &Output) -> anyhow::Resu
              or use --bootstrap on a new cluster"
         ),
     };
-    let status = client_for(&addr, Some(token.clone()))?.cluster().await?;
-    save(&path, &addr, &token)?;
+    let status = client_for(&addr, Some(token.clone()), ca.as_deref())?
+        .cluster()
+        .await?;
+    save(&path, &addr, &token, ca)?;
     if out.is_json() {
         out.json(&status)?;
     }
@@ -62,12 +64,13 @@ pub async fn run(args: LoginArgs, target: &Target, out: &Output) -> anyhow::Resu
     ))
 }
 
-fn save(path: &Path, addr: &str, token: &str) -> anyhow::Result<()> {
+fn save(path: &Path, addr: &str, token: &str, ca_file: Option<PathBuf>) -> anyhow::Result<()> {
     credentials::save(
         path,
         &Credentials {
             addr: addr.to_string(),
             token: token.to_string(),
+            ca_file,
         },
     )
 }

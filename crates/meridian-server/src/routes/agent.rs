@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::auth::Caller;
 use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
-use crate::json::ApiJson;
+use crate::json::JsonBody;
 use crate::query::{Query, MAX_STORED};
 use crate::routes::nodes::{node_name, node_view};
 
@@ -42,10 +42,15 @@ pub async fn register(
     State(ctx): State<Ctx>,
     caller: Caller,
     Path(name): Path<String>,
-    ApiJson(body): ApiJson<RegisterNode>,
+    body: JsonBody<RegisterNode>,
 ) -> Result<Json<NodeView>, ApiError> {
+    // The token, then the name (no certificate can name what is not a label), then this
+    // node's certificate, all before the body is looked at; then the body, and that the
+    // certificate names its region.
     caller.require(Action::AgentEndpoint)?;
     let name = Name::parse(&name).map_err(|p| ApiError::invalid("name", p.to_string()))?;
+    caller.require_agent(&ctx, Some(name.as_str()), None)?;
+    let body = body.parse()?;
     if body.protocol != AGENT_PROTOCOL {
         return Err(ApiError::invalid(
             "protocol",
@@ -57,6 +62,7 @@ pub async fn register(
     }
     let region =
         Name::parse(&body.region).map_err(|p| ApiError::invalid("region", p.to_string()))?;
+    caller.require_agent(&ctx, Some(name.as_str()), Some(region.as_str()))?;
     if body.cpu_millis == 0 {
         return Err(ApiError::invalid("cpu_millis", "must be at least 1"));
     }
@@ -124,6 +130,7 @@ pub async fn heartbeat(
 ) -> Result<Json<HeartbeatAck>, ApiError> {
     caller.require(Action::AgentEndpoint)?;
     let name = node_name(&name)?;
+    caller.require_agent(&ctx, Some(name.as_str()), None)?;
     let Some(mut node) = ctx
         .reader()
         .node(name.as_str())
@@ -174,6 +181,7 @@ pub async fn assignments(
 ) -> Result<Json<Assignments>, ApiError> {
     caller.require(Action::AgentEndpoint)?;
     let name = node_name(&name)?;
+    caller.require_agent(&ctx, Some(name.as_str()), None)?;
     let query = Query::parse(raw.as_deref());
     let index = query.u64("index", 0, MAX_STORED)?;
     let wait = Duration::from_millis(query.u64("wait_ms", 0, MAX_WATCH_MS)?);
@@ -257,10 +265,12 @@ pub async fn report(
     State(ctx): State<Ctx>,
     caller: Caller,
     Path(name): Path<String>,
-    ApiJson(body): ApiJson<InstanceReports>,
+    body: JsonBody<InstanceReports>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Action::AgentEndpoint)?;
     let name = node_name(&name)?;
+    caller.require_agent(&ctx, Some(name.as_str()), None)?;
+    let body = body.parse()?;
     if body.instances.len() > MAX_REPORTS {
         return Err(ApiError::invalid(
             "instances",

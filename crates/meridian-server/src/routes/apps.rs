@@ -12,7 +12,7 @@ use meridian_state::{AppRecord, Applied, Command};
 use crate::auth::Caller;
 use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
-use crate::json::ApiJson;
+use crate::json::JsonBody;
 
 /// An app name from a path, or a 404.
 pub fn app_name(raw: &str) -> Result<Name, ApiError> {
@@ -54,9 +54,10 @@ pub async fn current(ctx: &Ctx, name: &Name) -> Result<AppRecord, ApiError> {
 pub async fn create(
     State(ctx): State<Ctx>,
     caller: Caller,
-    ApiJson(body): ApiJson<AppBody>,
+    body: JsonBody<AppBody>,
 ) -> Result<(StatusCode, Json<AppView>), ApiError> {
     caller.require(Action::CreateApp)?;
+    let body = body.parse()?;
     let given = body.residency.is_some();
     let spec = body.into_spec()?;
     let applied = ctx
@@ -149,10 +150,11 @@ pub async fn patch(
     State(ctx): State<Ctx>,
     caller: Caller,
     Path(name): Path<String>,
-    ApiJson(patch): ApiJson<AppPatch>,
+    patch: JsonBody<AppPatch>,
 ) -> Result<Json<AppView>, ApiError> {
     let name = app_name(&name)?;
     caller.require(Action::WriteApp(name.clone()))?;
+    let patch = patch.parse()?;
     let applied = ctx
         .propose_fresh(|| async {
             let old = current(&ctx, &name).await?;

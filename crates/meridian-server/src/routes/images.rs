@@ -19,7 +19,7 @@ use crate::auth::{Caller, ClusterPeer};
 use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
 use crate::image_store::StoreError;
-use crate::json::ApiJson;
+use crate::json::JsonBody;
 use crate::query::Query;
 
 /// Where peers serve the blobs they hold.
@@ -84,9 +84,10 @@ pub async fn upload(
 pub async fn register(
     State(ctx): State<Ctx>,
     caller: Caller,
-    ApiJson(body): ApiJson<RegisterImage>,
+    body: JsonBody<RegisterImage>,
 ) -> Result<(StatusCode, Json<ImageView>), ApiError> {
     caller.require(Action::PushImage)?;
+    let body = body.parse()?;
     meridian_core::app::validate_image(&body.name)
         .map_err(|e| ApiError::invalid("name", e.problem.to_string()))?;
     if !is_digest(&body.digest) {
@@ -190,7 +191,7 @@ pub async fn fetch(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    caller.require(Action::AgentEndpoint)?;
+    caller.require_agent(&ctx, None, None)?;
     let query = Query::parse(raw.as_deref());
     let name = query.required("name", "the image")?.to_string();
     let image = ctx

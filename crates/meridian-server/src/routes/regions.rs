@@ -11,7 +11,7 @@ use meridian_state::{Applied, Command};
 use crate::auth::Caller;
 use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
-use crate::json::ApiJson;
+use crate::json::JsonBody;
 
 fn region_name(raw: &str) -> Result<Name, ApiError> {
     Name::parse(raw)
@@ -37,9 +37,10 @@ fn view(applied: Applied) -> Result<Json<RegionBody>, ApiError> {
 pub async fn create(
     State(ctx): State<Ctx>,
     caller: Caller,
-    ApiJson(body): ApiJson<RegionBody>,
+    body: JsonBody<RegionBody>,
 ) -> Result<(StatusCode, Json<RegionBody>), ApiError> {
     caller.require(Action::WriteRegion)?;
+    let body = body.parse()?;
     let region = body.into_region()?;
     let applied = ctx
         .propose(Command::CreateRegion { region, at: now() })
@@ -99,9 +100,10 @@ pub async fn patch(
     State(ctx): State<Ctx>,
     caller: Caller,
     Path(name): Path<String>,
-    ApiJson(patch): ApiJson<RegionPatch>,
+    patch: JsonBody<RegionPatch>,
 ) -> Result<Json<RegionBody>, ApiError> {
     caller.require(Action::WriteRegion)?;
+    let patch = patch.parse()?;
     let name = region_name(&name)?;
     let applied = ctx
         .propose_fresh(|| async {

@@ -14,7 +14,7 @@ use meridian_state::{Applied, Command, ReleaseRecord};
 use crate::auth::Caller;
 use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
-use crate::json::ApiJson;
+use crate::json::JsonBody;
 use crate::reconcile;
 use crate::routes::apps::{app_name, current};
 
@@ -45,10 +45,11 @@ pub async fn deploy(
     State(ctx): State<Ctx>,
     caller: Caller,
     Path(name): Path<String>,
-    ApiJson(body): ApiJson<DeployBody>,
+    body: JsonBody<DeployBody>,
 ) -> Result<(StatusCode, Json<ReleaseView>), ApiError> {
     let name = app_name(&name)?;
     caller.require(Action::WriteApp(name.clone()))?;
+    let body = body.parse()?;
     meridian_core::app::validate_image(&body.image)?;
     let applied = ctx
         .propose(Command::Deploy {

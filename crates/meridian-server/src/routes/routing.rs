@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::auth::Caller;
 use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
-use crate::json::ApiJson;
+use crate::json::JsonBody;
 use crate::query::Query;
 
 /// Coalesces bursts of applied entries into one rebuild of the table: under a stream of writes
@@ -182,7 +182,7 @@ pub async fn table(
     caller: Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<RouteTable>, ApiError> {
-    caller.require(Action::RouterEndpoint)?;
+    caller.require_router(&ctx, None, None)?;
     let query = Query::parse(raw.as_deref());
     let after = query.u64("after", 0, u64::MAX)?;
     let wait = Duration::from_millis(query.u64("wait_ms", 0, MAX_WATCH_MS)?);
@@ -217,9 +217,12 @@ pub async fn table(
 pub async fn register(
     State(ctx): State<Ctx>,
     caller: Caller,
-    ApiJson(body): ApiJson<RegisterRouter>,
+    body: JsonBody<RegisterRouter>,
 ) -> Result<Json<RouterEntry>, ApiError> {
-    caller.require(Action::RouterEndpoint)?;
+    // The token and a router's certificate before the body is looked at; then the input,
+    // then that the certificate is this router's.
+    caller.require_router(&ctx, None, None)?;
+    let body = body.parse()?;
     let name = Name::parse_field("name", &body.name).map_err(ApiError::from)?;
     let region = Name::parse_field("region", &body.region).map_err(ApiError::from)?;
     let url = body.url.trim_end_matches('/').to_string();
@@ -231,6 +234,7 @@ pub async fn register(
             format!("{url:?} must be an http:// or https:// URL with a host"),
         ));
     }
+    caller.require_router(&ctx, Some(name.as_str()), Some(region.as_str()))?;
     ctx.propose(Command::RegisterRouter {
         name: name.clone(),
         region: region.clone(),
@@ -272,9 +276,10 @@ pub async fn settings(
 pub async fn patch_settings(
     State(ctx): State<Ctx>,
     caller: Caller,
-    ApiJson(body): ApiJson<ClusterSettings>,
+    body: JsonBody<ClusterSettings>,
 ) -> Result<Json<ClusterSettings>, ApiError> {
     caller.require(Action::ManageCluster)?;
+    let body = body.parse()?;
     let domain = body
         .apps_domain
         .as_deref()

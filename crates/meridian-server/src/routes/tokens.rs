@@ -13,7 +13,7 @@ use rand::Rng;
 use crate::auth::{sign, Caller};
 use crate::ctx::{now, Ctx};
 use crate::error::ApiError;
-use crate::json::ApiJson;
+use crate::json::JsonBody;
 
 /// Lifetime of the bootstrap admin token: one year.
 pub const BOOTSTRAP_TTL: u64 = 365 * 24 * 3600;
@@ -92,9 +92,10 @@ pub async fn bootstrap(
 pub async fn create(
     State(ctx): State<Ctx>,
     caller: Caller,
-    ApiJson(req): ApiJson<CreateToken>,
+    req: JsonBody<CreateToken>,
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
     caller.require(Action::ManageTokens)?;
+    let req = req.parse()?;
     let role = Role::parse(&req.role).ok_or_else(|| {
         ApiError::invalid(
             "role",
