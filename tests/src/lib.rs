@@ -246,9 +246,17 @@ impl Cluster {
         } else {
             Vec::new()
         };
+        // Tests send bad tokens on purpose, from one address: only a test of the limit on
+        // failed authentication sets it.
+        let limit: &[&str] = if self.extra_args.iter().any(|a| a == "--failed-auth-burst") {
+            &[]
+        } else {
+            &["--failed-auth-burst", "0"]
+        };
         let child = Command::new(meridian_bin())
             .arg("server")
             .args(&tls)
+            .args(limit)
             .args(["--node-id", &s.id.to_string()])
             .args(["--listen", &format!("127.0.0.1:{}", s.port)])
             .arg("--data-dir")

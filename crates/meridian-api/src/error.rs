@@ -75,6 +75,9 @@ error_codes! {
     Unauthorized = "unauthorized",
     /// The token's role may not do this (403).
     Forbidden = "forbidden",
+    /// Too many failed authentications from this address or with this token; wait the
+    /// `Retry-After` seconds (429).
+    RateLimited = "rate_limited",
     /// No such object (404).
     NotFound = "not_found",
     /// The method is not served on this path (405).

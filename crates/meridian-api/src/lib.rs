@@ -32,6 +32,10 @@ pub const FORWARDED_BY_HEADER: &str = "meridian-forwarded-by";
 /// presented a server certificate.
 pub const PEER_HEADER: &str = "meridian-peer";
 
+/// Set by a server on a request it forwards: the address of the original caller, for the
+/// limits on failed authentication. Believed only from a peer with a server certificate.
+pub const CLIENT_ADDR_HEADER: &str = "meridian-client-addr";
+
 /// Header on an answer a follower relayed from the leader, naming the leader's URL (as the
 /// leader advertises it to the cluster). Clients may send their next calls there directly.
 pub const SERVED_BY_HEADER: &str = "meridian-served-by";

@@ -116,6 +116,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         // One machine, one process: the API is for this machine's own clients.
         tls: None,
         insecure_plain_http: true,
+        failed_auth_burst: meridian_server::config::default_failed_auth_burst(),
     };
     if !args.listen.ip().is_loopback() {
         eprintln!(

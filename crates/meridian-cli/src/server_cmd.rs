@@ -128,6 +128,11 @@ pub struct ServerArgs {
     #[arg(long, env = "MERIDIAN_RETENTION_EVERY_MS", value_name = "MS")]
     retention_every_ms: Option<u64>,
 
+    /// Failed authentications a client address or a token may have in a row before its
+    /// requests get 429 for a while (one more every 6 s); 0 turns the limit off [default: 10].
+    #[arg(long, env = "MERIDIAN_FAILED_AUTH_BURST", value_name = "N")]
+    failed_auth_burst: Option<u32>,
+
     /// This server's certificate (PEM), issued by `meridian tls cert create --role server`.
     #[arg(long, env = "MERIDIAN_TLS_CERT", value_name = "FILE")]
     tls_cert: Option<PathBuf>,
@@ -196,6 +201,7 @@ impl ServerArgs {
             },
             // `false` means "not given", as for --bootstrap.
             insecure_plain_http: self.insecure_plain_http.then_some(true),
+            failed_auth_burst: self.failed_auth_burst,
         }
     }
 

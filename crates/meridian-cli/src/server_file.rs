@@ -60,6 +60,8 @@ pub struct ServerFile {
     pub tls: TlsFile,
     /// `true` to serve and call plain HTTP instead of TLS.
     pub insecure_plain_http: Option<bool>,
+    /// Failed authentications allowed in a row per address or token.
+    pub failed_auth_burst: Option<u32>,
 }
 
 /// Any subset of the TLS files.
@@ -321,6 +323,7 @@ impl ServerFile {
             retention: self.retention.over(lower.retention),
             tls: self.tls.over(lower.tls),
             insecure_plain_http: self.insecure_plain_http.or(lower.insecure_plain_http),
+            failed_auth_burst: self.failed_auth_burst.or(lower.failed_auth_burst),
         })
     }
 
@@ -397,6 +400,9 @@ impl ServerFile {
             retention: self.retention.into_settings(),
             tls,
             insecure_plain_http: plain,
+            failed_auth_burst: self
+                .failed_auth_burst
+                .unwrap_or_else(meridian_server::config::default_failed_auth_burst),
         })
     }
 }

@@ -138,6 +138,9 @@ impl ClientBuilder {
         let servers = Servers::new(self.servers)?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
+            // Servers close a connection idle for 30 s: let it go first, so no request is
+            // sent on one being closed.
+            .pool_idle_timeout(Duration::from_secs(15))
             .connect_timeout(self.timeouts.connect)
             .timeout(self.timeouts.request)
             .tcp_nodelay(true)

@@ -11,6 +11,7 @@ use meridian_state::TokenRecord;
 use meridian_tls::{CertRole, Identity};
 use serde::{Deserialize, Serialize};
 
+use crate::auth_limit::Key;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::listen::Peer;
@@ -209,11 +210,7 @@ pub fn peer_identity(parts: &Parts) -> Option<Identity> {
         .0
         .identity
         .clone()?;
-    if direct.role == CertRole::Server
-        && parts
-            .headers
-            .contains_key(meridian_api::FORWARDED_BY_HEADER)
-    {
+    if forwarded_by_server(parts) {
         return parts
             .headers
             .get(meridian_api::PEER_HEADER)
@@ -221,6 +218,67 @@ pub fn peer_identity(parts: &Parts) -> Option<Identity> {
             .and_then(Identity::from_dns_name);
     }
     Some(direct)
+}
+
+/// Whether the request was forwarded by another server whose certificate says so (only then
+/// are the headers it adds believed).
+fn forwarded_by_server(parts: &Parts) -> bool {
+    parts
+        .extensions
+        .get::<ConnectInfo<Peer>>()
+        .and_then(|c| c.0.identity.as_ref())
+        .is_some_and(|id| id.role == CertRole::Server)
+        && parts
+            .headers
+            .contains_key(meridian_api::FORWARDED_BY_HEADER)
+}
+
+/// The address of the request's original caller: the connection's, or, for a request another
+/// server forwarded, the one it names in [`meridian_api::CLIENT_ADDR_HEADER`].
+pub fn client_addr(parts: &Parts) -> Option<std::net::IpAddr> {
+    if forwarded_by_server(parts) {
+        if let Some(addr) = parts
+            .headers
+            .get(meridian_api::CLIENT_ADDR_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+        {
+            return Some(addr);
+        }
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<Peer>>()
+        .map(|c| c.0.addr.ip())
+}
+
+/// What a failed authentication with `credential` counts against.
+fn limit_keys(parts: &Parts, credential: Option<&str>) -> Vec<Key> {
+    client_addr(parts)
+        .map(Key::Addr)
+        .into_iter()
+        .chain(credential.map(Key::credential))
+        .collect()
+}
+
+/// Runs `check` unless `keys` are out of failures (429), and counts its 401 or 403 against
+/// them.
+fn limited<T>(
+    ctx: &Ctx,
+    keys: &[Key],
+    check: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let now = tokio::time::Instant::now();
+    ctx.0.failed_auth.check(keys, now)?;
+    let result = check();
+    if let Err(e) = &result {
+        if e.status == axum::http::StatusCode::UNAUTHORIZED
+            || e.status == axum::http::StatusCode::FORBIDDEN
+        {
+            ctx.0.failed_auth.failed(keys, now);
+        }
+    }
+    result
 }
 
 /// The refusal of a part-only endpoint called without the right certificate: 401 without
@@ -327,6 +385,20 @@ impl FromRequestParts<Ctx> for Caller {
             ApiError::unauthorized("the cluster is not bootstrapped yet")
                 .with_hint("bootstrapping it creates the first admin token")
         })?;
+        let keys = limit_keys(parts, Some(token));
+        limited(ctx, &keys, || Self::check(ctx, &auth, key, token, parts))
+    }
+}
+
+impl Caller {
+    /// The token's signature, claims and stored record.
+    fn check(
+        ctx: &Ctx,
+        auth: &meridian_state::AuthView,
+        key: &str,
+        token: &str,
+        parts: &Parts,
+    ) -> Result<Self, ApiError> {
         let claims = ctx.0.verified.verify(key, token)?;
         let record = auth.tokens.get(&claims.jti).ok_or_else(|| {
             ApiError::unauthorized(format!("token {} is not known to this cluster", claims.jti))
@@ -366,20 +438,24 @@ impl FromRequestParts<Ctx> for ClusterPeer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Ctx) -> Result<Self, ApiError> {
-        if ctx.0.mutual_tls {
-            let peer = peer_identity(parts);
-            if peer.as_ref().is_none_or(|id| id.role != CertRole::Server) {
-                return Err(wrong_certificate(
-                    peer.as_ref(),
-                    "a server's certificate".into(),
-                ));
+        let given = parts.headers.get(meridian_api::CLUSTER_SECRET_HEADER);
+        let keys = limit_keys(parts, given.and_then(|g| g.to_str().ok()));
+        limited(ctx, &keys, || {
+            if ctx.0.mutual_tls {
+                let peer = peer_identity(parts);
+                if peer.as_ref().is_none_or(|id| id.role != CertRole::Server) {
+                    return Err(wrong_certificate(
+                        peer.as_ref(),
+                        "a server's certificate".into(),
+                    ));
+                }
             }
-        }
-        if secret_matches(ctx, parts.headers.get(meridian_api::CLUSTER_SECRET_HEADER)) {
-            Ok(Self)
-        } else {
-            Err(ApiError::unauthorized("missing or wrong cluster secret"))
-        }
+            if secret_matches(ctx, given) {
+                Ok(Self)
+            } else {
+                Err(ApiError::unauthorized("missing or wrong cluster secret"))
+            }
+        })
     }
 }
 

@@ -55,6 +55,10 @@ pub struct ServerConfig {
     /// calls to other servers use mutual TLS. Required unless `insecure_plain_http`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<meridian_tls::TlsFiles>,
+    /// Failed authentications a client address (or a token) may have in a row before its
+    /// requests are answered 429 for a while (one more every 6 s); 0 turns the limit off.
+    #[serde(default = "default_failed_auth_burst")]
+    pub failed_auth_burst: u32,
     /// Serve and call plain HTTP: for a private network or loopback only. Logged as a warning
     /// at start.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -94,6 +98,11 @@ impl Default for RetentionSettings {
             every_ms: 60_000,
         }
     }
+}
+
+/// Default failed-authentication burst.
+pub fn default_failed_auth_burst() -> u32 {
+    crate::auth_limit::BURST
 }
 
 /// Default node grace: 10 s.

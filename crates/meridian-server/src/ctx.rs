@@ -43,6 +43,8 @@ pub struct Inner {
     pub region: Option<String>,
     /// Tokens whose signature this server has checked.
     pub verified: crate::auth::VerifiedTokens,
+    /// Failed authentications, per client address and credential.
+    pub failed_auth: crate::auth_limit::FailedAuth,
     /// Whether the API listens with TLS and checks client certificates: then server-only
     /// endpoints need a server certificate, and agent and router endpoints one of their role.
     pub mutual_tls: bool,

@@ -21,6 +21,8 @@ pub struct ApiError {
     pub field: Option<String>,
     /// What to do about it, for people.
     pub hint: Option<String>,
+    /// Seconds to send as `Retry-After`, when the client should wait.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -32,6 +34,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             hint: None,
+            retry_after: None,
         }
     }
 
@@ -114,7 +117,12 @@ impl IntoResponse for ApiError {
                 hint: self.hint,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 

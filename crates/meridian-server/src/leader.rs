@@ -175,6 +175,9 @@ async fn forward(
     if let Some(peer) = crate::auth::peer_identity(parts) {
         req = req.header(meridian_api::PEER_HEADER, peer.dns_name());
     }
+    if let Some(addr) = crate::auth::client_addr(parts) {
+        req = req.header(meridian_api::CLIENT_ADDR_HEADER, addr.to_string());
+    }
     let resp = req.body(body).send().await.map_err(|e| {
         if e.is_connect() {
             ForwardFailure::NotSent

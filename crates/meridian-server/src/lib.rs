@@ -2,6 +2,7 @@
 //! metrics and the OpenAPI document, over a replicated `meridian-state` node.
 
 pub mod auth;
+pub mod auth_limit;
 pub mod config;
 pub mod ctx;
 pub mod error;
@@ -56,8 +57,8 @@ pub enum ServerError {
     /// Forming the cluster failed.
     #[error("bootstrap: {0}")]
     Bootstrap(String),
-    /// Serving HTTP failed.
-    #[error("the HTTP server failed")]
+    /// The listener cannot be set up.
+    #[error("the HTTP listener cannot be set up")]
     Serve(#[source] std::io::Error),
     /// An HTTP client for calls to other servers cannot be built.
     #[error("cannot set up the HTTP client for {purpose}")]
@@ -107,9 +108,17 @@ fn transport(config: &ServerConfig) -> Result<Transport, ServerError> {
     }
 }
 
+/// The API's listener, as `transport` chose.
+enum Bound {
+    Tls(listen::TlsListener),
+    Plain(listen::PlainListener),
+}
+
 /// An HTTP client builder for calls to other servers, with this server's TLS set-up.
 pub(crate) fn peer_http(tls: &rustls::ClientConfig) -> reqwest::ClientBuilder {
-    reqwest::Client::builder().tls_backend_preconfigured(tls.clone())
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls.clone())
+        .pool_idle_timeout(listen::IDLE_CLIENT_CONNECTION)
 }
 
 /// Loads the sources `GET /v1/route` locates clients with, and the round-trip table.
@@ -177,6 +186,13 @@ pub async fn run(
             addr: config.listen,
             source,
         })?;
+    let mutual_tls = transport.acceptor.is_some();
+    let listener = match transport.acceptor {
+        Some(acceptor) => {
+            Bound::Tls(listen::TlsListener::new(listener, acceptor).map_err(ServerError::Serve)?)
+        }
+        None => Bound::Plain(listen::PlainListener(listener)),
+    };
     let network =
         HttpNetwork::new(&secret, &transport.peers).map_err(|source| ServerError::HttpClient {
             purpose: "Raft",
@@ -218,7 +234,8 @@ pub async fn run(
         region: config.region.clone(),
         route_table: Default::default(),
         verified: Default::default(),
-        mutual_tls: transport.acceptor.is_some(),
+        failed_auth: auth_limit::FailedAuth::new(config.failed_auth_burst),
+        mutual_tls,
     }));
     let app = router::build(ctx.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -255,20 +272,10 @@ pub async fn run(
         }),
     };
 
-    let app = app.into_make_service_with_connect_info::<listen::Peer>();
-    let served = match transport.acceptor {
-        Some(acceptor) => {
-            let listener =
-                listen::TlsListener::new(listener, acceptor).map_err(ServerError::Serve)?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(listen::PlainListener(listener), app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
+    let limits = listen::Limits::default();
+    match listener {
+        Bound::Tls(l) => listen::serve(l, app, limits, shutdown).await,
+        Bound::Plain(l) => listen::serve(l, app, limits, shutdown).await,
     };
     if let Some(task) = joining {
         task.abort();
@@ -280,5 +287,5 @@ pub async fn run(
     let _ = retention.await;
     tracing::info!("stopping raft and closing the databases");
     node.shutdown().await;
-    served.map_err(ServerError::Serve)
+    Ok(())
 }

@@ -1,11 +1,11 @@
-//! The API listener: plain TCP (only with `--insecure-plain-http`) or TLS, and who is on the
-//! other end of each connection ([`Peer`]), handed to every request as `ConnectInfo<Peer>`.
+//! The API listener: plain TCP (only with `--insecure-plain-http`) or TLS, who is on the other
+//! end of each connection ([`Peer`], handed to every request as `ConnectInfo<Peer>`), and the
+//! HTTP server over it with limits on slow and oversized heads ([`serve`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use meridian_tls::{Acceptor, Identity, TlsStream};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -22,18 +22,6 @@ pub struct Peer {
     /// What its client certificate (checked against the cluster's CA) says it is; `None` over
     /// plain HTTP or without a certificate.
     pub identity: Option<Identity>,
-}
-
-impl Connected<IncomingStream<'_, PlainListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
-        stream.remote_addr().clone()
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        stream.remote_addr().clone()
-    }
 }
 
 fn accepted(tcp: &TcpStream) {
@@ -152,4 +140,84 @@ impl Listener for TlsListener {
             identity: None,
         })
     }
+}
+
+/// How long Meridian's own clients keep an idle connection to a server.
+pub const IDLE_CLIENT_CONNECTION: Duration = Duration::from_secs(15);
+
+/// What one client connection may take of a server, against slow or hostile clients.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A request's head must arrive whole within this, and a kept-alive connection that sends
+    /// nothing for this long is closed (slowloris). Meridian's clients let idle connections go
+    /// well before ([`IDLE_CLIENT_CONNECTION`]), so none sends on one the server is closing.
+    pub header_read: Duration,
+    /// Most header fields in one request.
+    pub max_headers: usize,
+    /// Most bytes a connection buffers while reading a head (the head's size limit).
+    pub max_head_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read: Duration::from_secs(30),
+            max_headers: 100,
+            max_head_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and waits for
+/// the open connections to finish their requests. Each request carries `ConnectInfo<Peer>`.
+/// Unlike `axum::serve`, every connection has the head timeout and size limits of `limits`.
+pub async fn serve<L>(
+    mut listener: L,
+    router: axum::Router,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()>,
+) where
+    L: Listener<Addr = Peer>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_head_bytes.max(8 * 1024));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (io, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer.clone()));
+                router.clone().oneshot(req)
+            });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "a connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

@@ -143,6 +143,14 @@ fn complete_operation(op: &mut Operation, method: HttpMethod, group: Group) {
     }
 
     let schemes = security_schemes(op);
+    if !schemes.is_empty() {
+        add(
+            op,
+            429,
+            "`rate_limited`: too many failed authentications from this address or with this \
+             credential; wait `Retry-After` seconds",
+        );
+    }
     if schemes.iter().any(|s| s == BEARER) {
         add(
             op,
