@@ -91,12 +91,13 @@ head -c 32 /dev/urandom | base64 | tr -d '\n=/+' >"$work/cluster-secret"
 chmod 600 "$work/cluster-secret"
 mports=()
 mpids=()
+read -r -a plain <<<"$(plain_http_flag "$meridian")"
 for n in 1 2 3; do
   port=$(free_port)
   mports+=("$port")
   if [ "$n" = 1 ]; then start=(--bootstrap); else start=(--join "http://127.0.0.1:${mports[0]}"); fi
   "$meridian" server --node-id "$n" --listen "127.0.0.1:$port" --data-dir "$work/$system-$n" \
-    --cluster-secret-file "$work/cluster-secret" --insecure-plain-http "${start[@]}" >"$work/$system-$n.log" 2>&1 &
+    --cluster-secret-file "$work/cluster-secret" "${plain[@]}" "${start[@]}" >"$work/$system-$n.log" 2>&1 &
   pids+=($!)
   mpids+=($!)
   wait_until 100 0.1 curl -fsS "http://127.0.0.1:$port/v1/health" ||

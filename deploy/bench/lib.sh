@@ -64,3 +64,13 @@ compare_build() {
   git -C "$root" worktree remove --force "$compare_tree"
   compare_tree=""
 }
+
+# `--insecure-plain-http` when the `meridian` binary $1 has it (servers built before TLS do not
+# know the flag and serve plain HTTP anyway): the benchmarks drive servers over plain HTTP.
+plain_http_flag() {
+  local help
+  help=$("$1" server --help 2>/dev/null || true)
+  case "$help" in
+    *--insecure-plain-http*) printf '%s' --insecure-plain-http ;;
+  esac
+}

@@ -51,12 +51,13 @@ run_scale() {
   chmod 600 "$work/$label-secret"
   local ports=()
   : >"$pidmap"
+  read -r -a plain <<<"$(plain_http_flag "$meridian")"
   for n in 1 2 3; do
     port=$(free_port)
     ports+=("$port")
     if [ "$n" = 1 ]; then start=(--bootstrap); else start=(--join "http://127.0.0.1:${ports[0]}"); fi
     "$meridian" server --node-id "$n" --listen "127.0.0.1:$port" --data-dir "$work/$label-$n" \
-      --cluster-secret-file "$work/$label-secret" --node-grace-ms 600000 --insecure-plain-http "${start[@]}" \
+      --cluster-secret-file "$work/$label-secret" --node-grace-ms 600000 "${plain[@]}" "${start[@]}" \
       >"$work/$label-$n.log" 2>&1 &
     pids+=($!)
     echo "http://127.0.0.1:$port=$!" >>"$pidmap"

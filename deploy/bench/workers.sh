@@ -65,12 +65,13 @@ start_servers() {
   head -c 32 /dev/urandom | base64 | tr -d '\n=/+' >"$work/$prefix-secret"
   chmod 600 "$work/$prefix-secret"
   mports=()
+  read -r -a plain <<<"$(plain_http_flag "$meridian")"
   for n in $(seq 1 "$count"); do
     port=$(free_port)
     mports+=("$port")
     if [ "$n" = 1 ]; then start=(--bootstrap); else start=(--join "http://127.0.0.1:${mports[0]}"); fi
     "$meridian" server --node-id "$n" --listen "127.0.0.1:$port" --data-dir "$work/$prefix-$n" \
-      --cluster-secret-file "$work/$prefix-secret" --node-grace-ms 600000 --insecure-plain-http "${start[@]}" \
+      --cluster-secret-file "$work/$prefix-secret" --node-grace-ms 600000 "${plain[@]}" "${start[@]}" \
       >"$work/$prefix-$n.log" 2>&1 &
     pids+=($!)
     wait_until 100 0.1 curl -fsS "http://127.0.0.1:$port/v1/health" ||
